@@ -1,0 +1,93 @@
+//! Command-line definitions (clap derive). Definitions only: the work is in
+//! [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Herald makes and sends a weekly AI-glossary newsletter.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: ./herald.toml, or $HERALD_CONFIG]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on standard error: `text` for people, `json` for log collectors
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate configuration, glossary, templates and subscriber files, and print a summary
+    Check,
+    /// Work with glossary terms: check, list, show
+    #[command(subcommand)]
+    Glossary(GlossaryCommand),
+    /// Manage subscribers: import, add, remove, list, export
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GlossaryCommand {
+    /// Validate every term file and report each problem with file and line
+    Check,
+    /// List the terms
+    List(JsonFlag),
+    /// Show one term by slug, name or alias
+    Show {
+        /// Slug, name or alias of the term
+        slug: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Import a CSV file (header `email,name[,status]`); never re-activates unsubscribed or bounced addresses
+    Import {
+        /// The CSV file
+        file: PathBuf,
+    },
+    /// Add one address as confirmed
+    Add {
+        email: String,
+        /// Display name
+        #[arg(long)]
+        name: Option<String>,
+        /// Re-activate the address even if it unsubscribed or bounced
+        #[arg(long)]
+        resubscribe: bool,
+    },
+    /// Mark an address unsubscribed (the record is kept so imports cannot bring it back)
+    Remove { email: String },
+    /// List subscribers
+    List {
+        /// Only this status: pending, confirmed, unsubscribed or bounced
+        #[arg(long)]
+        status: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every subscriber as CSV (email,name,status) to standard output
+    Export,
+}

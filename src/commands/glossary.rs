@@ -1,0 +1,137 @@
+//! `herald glossary check | list | show`.
+
+use anyhow::bail;
+use serde::Serialize;
+
+use super::Context;
+use crate::Exit;
+use crate::cli::GlossaryCommand;
+use crate::glossary::{self, Glossary, Report};
+
+/// Where problems are printed: standard output when the report is what was asked for
+/// (`check`), standard error when it accompanies other output (`list`, `show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReportTo {
+    Stdout,
+    Stderr,
+}
+
+/// Loads the glossary and prints every error and warning.
+pub(super) fn load_and_report(ctx: &Context, to: ReportTo) -> (Glossary, Report) {
+    let (glossary, report) = glossary::load_dir(&ctx.config.glossary_dir);
+    let lines = report
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .chain(report.warnings.iter().map(ToString::to_string));
+    for line in lines {
+        match to {
+            ReportTo::Stdout => println!("{}", relative(line)),
+            ReportTo::Stderr => eprintln!("{}", relative(line)),
+        }
+    }
+    (glossary, report)
+}
+
+/// Shortens absolute paths at the start of a message to paths relative to the working
+/// directory, so that messages read `glossary/x.md:3: ...`.
+fn relative(message: String) -> String {
+    match std::env::current_dir() {
+        Ok(cwd) => {
+            let prefix = format!("{}/", cwd.display());
+            message
+                .strip_prefix(&prefix)
+                .map(str::to_owned)
+                .unwrap_or(message)
+        }
+        Err(_) => message,
+    }
+}
+
+#[derive(Serialize)]
+struct ListedTerm<'a> {
+    slug: &'a str,
+    term: &'a str,
+    category: &'a str,
+    aliases: &'a [String],
+    related: Vec<&'a str>,
+    summary: &'a str,
+}
+
+pub(super) fn run(ctx: &Context, cmd: GlossaryCommand) -> anyhow::Result<Exit> {
+    let to = match cmd {
+        GlossaryCommand::Check => ReportTo::Stdout,
+        _ => ReportTo::Stderr,
+    };
+    let (glossary, report) = load_and_report(ctx, to);
+    match cmd {
+        GlossaryCommand::Check => {
+            println!(
+                "{} terms in {} categories: {} errors, {} warnings",
+                glossary.len(),
+                glossary.categories().len(),
+                report.errors.len(),
+                report.warnings.len()
+            );
+            Ok(if report.errors.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            })
+        }
+        GlossaryCommand::List(flag) => {
+            let listed: Vec<ListedTerm> = glossary
+                .terms()
+                .iter()
+                .map(|t| ListedTerm {
+                    slug: t.slug.as_str(),
+                    term: &t.term,
+                    category: &t.category,
+                    aliases: &t.aliases,
+                    related: t.related.iter().map(|s| s.as_str()).collect(),
+                    summary: &t.summary,
+                })
+                .collect();
+            if flag.json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+            } else {
+                let width = listed
+                    .iter()
+                    .map(|t| t.slug.len())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
+                println!("{:width$}  {:40}  CATEGORY", "SLUG", "TERM");
+                for t in &listed {
+                    println!("{:width$}  {:40}  {}", t.slug, t.term, t.category);
+                }
+            }
+            Ok(if report.errors.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            })
+        }
+        GlossaryCommand::Show { slug } => {
+            let Some(t) = glossary.find(&slug) else {
+                bail!(
+                    "no term `{slug}` in {} (try `herald glossary list`)",
+                    ctx.config.glossary_dir.display()
+                );
+            };
+            println!("{} ({})", t.term, t.slug);
+            if !t.aliases.is_empty() {
+                println!("aliases:  {}", t.aliases.join(", "));
+            }
+            println!("category: {}", t.category);
+            let related: Vec<&str> = t.related.iter().map(|s| s.as_str()).collect();
+            println!("related:  {}", related.join(", "));
+            println!("file:     {}", super::shown(&t.path).display());
+            println!(
+                "\nSummary: {}\n\nExample: {}\n\n{}",
+                t.summary, t.example, t.body
+            );
+            Ok(Exit::Success)
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure domain types, parsed at the edge: after parsing, no function takes an email address
+//! or a slug as a plain string.
+//!
+//! Pure: no I/O, no clock.
+
+mod email;
+mod slug;
+mod subscriber;
+mod term;
+
+pub use email::{EmailAddress, InvalidEmail, Mailbox};
+pub use slug::{InvalidSlug, Slug};
+pub use subscriber::{SubscriberName, SubscriberStatus, UnknownStatus};
+pub use term::Term;

@@ -1,0 +1,576 @@
+//! The glossary: one Markdown file per term with TOML front matter between `+++` lines.
+//!
+//! [`parse_term`] turns one file's text into a [`Term`]; [`validate`] checks the whole set
+//! (duplicates, related links, orphans). Both are pure and report every problem they find,
+//! each with `path:line`, the field and what is wrong. [`load_dir`] is the one function here
+//! that reads files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+use serde::Deserialize;
+
+use crate::domain::{Slug, Term};
+use crate::toml_source::TomlSource;
+
+/// Longest summary accepted, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 300;
+
+/// A problem that makes the glossary unusable; `herald glossary check` exits 1 on any.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {kind}", path.display())]
+pub struct GlossaryError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub kind: ErrorKind,
+}
+
+/// What is wrong, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("reading the file: {0}")]
+    Read(String),
+    #[error("front matter: {0}")]
+    FrontMatter(String),
+    #[error("front matter is not valid TOML: {0}")]
+    Toml(String),
+    #[error("`{0}`: required field is missing")]
+    MissingField(&'static str),
+    #[error("`{field}`: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("the explanation (the Markdown after the front matter) is empty")]
+    EmptyBody,
+    #[error("`{field}`: `{name}` is already used by {other}")]
+    Duplicate {
+        field: &'static str,
+        name: String,
+        other: String,
+    },
+    #[error("`related`: unknown term `{0}`")]
+    UnknownRelated(String),
+    #[error("`related`: a term cannot relate to itself")]
+    RelatesToSelf,
+    #[error("`example`: does not mention `{0}` or any of its aliases")]
+    ExampleLacksTerm(String),
+    #[error("`summary`: {0} characters; at most 300 are allowed")]
+    SummaryTooLong(usize),
+    #[error("`summary`: merely repeats the term's name; say what the term means")]
+    SummaryRepeatsTerm,
+}
+
+/// Something worth fixing that does not stop the glossary from being used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlossaryWarning {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for GlossaryWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: warning: {}",
+            self.path.display(),
+            self.line,
+            self.message
+        )
+    }
+}
+
+/// The outcome of checking a whole glossary.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub errors: Vec<GlossaryError>,
+    pub warnings: Vec<GlossaryWarning>,
+}
+
+/// A validated set of terms, sorted by slug.
+#[derive(Debug, Clone, Default)]
+pub struct Glossary {
+    terms: Vec<Term>,
+}
+
+impl Glossary {
+    /// Every term, sorted by slug.
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+
+    /// The term with this slug.
+    pub fn get(&self, slug: &Slug) -> Option<&Term> {
+        self.terms
+            .binary_search_by(|t| t.slug.cmp(slug))
+            .ok()
+            .map(|i| &self.terms[i])
+    }
+
+    /// Finds a term by slug, name or alias, ignoring case (`LLM`, `large-language-model`).
+    pub fn find(&self, name: &str) -> Option<&Term> {
+        let wanted = name.trim().to_lowercase();
+        self.terms.iter().find(|t| {
+            t.slug.as_str() == wanted
+                || t.term.to_lowercase() == wanted
+                || t.aliases.iter().any(|a| a.to_lowercase() == wanted)
+        })
+    }
+
+    /// The distinct categories, sorted.
+    pub fn categories(&self) -> Vec<&str> {
+        let mut c: Vec<&str> = self.terms.iter().map(|t| t.category.as_str()).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+
+    /// Number of terms.
+    pub fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Whether there are no terms.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTerm {
+    term: Option<String>,
+    slug: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    category: Option<String>,
+    #[serde(default)]
+    related: Vec<String>,
+    example: Option<String>,
+    summary: Option<String>,
+}
+
+/// Reads every `*.md` file of `dir` (not recursing), parses and validates them together.
+///
+/// Returns the glossary of the files that parsed, and the report of every problem. Callers
+/// must treat a report with errors as a failure.
+pub fn load_dir(dir: &Path) -> (Glossary, Report) {
+    let mut report = Report::default();
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md") && p.is_file())
+            .collect(),
+        Err(e) => {
+            report.errors.push(GlossaryError {
+                path: dir.to_path_buf(),
+                line: 0,
+                kind: ErrorKind::Read(e.to_string()),
+            });
+            return (Glossary::default(), report);
+        }
+    };
+    paths.sort();
+    let mut terms = Vec::new();
+    for path in paths {
+        let parsed = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_term(&path, &text),
+            Err(e) => Err(vec![GlossaryError {
+                path: path.clone(),
+                line: 0,
+                kind: ErrorKind::Read(e.to_string()),
+            }]),
+        };
+        match parsed {
+            Ok(located) => terms.push(located),
+            Err(errors) => report.errors.extend(errors),
+        }
+    }
+    let checked = validate(terms);
+    report.errors.extend(checked.1.errors);
+    report.warnings.extend(checked.1.warnings);
+    report
+        .errors
+        .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    (checked.0, report)
+}
+
+/// A parsed term together with the line of each front-matter field, for later checks.
+#[derive(Debug, Clone)]
+pub struct LocatedTerm {
+    pub term: Term,
+    lines: HashMap<&'static str, usize>,
+    first_line: usize,
+}
+
+impl LocatedTerm {
+    fn line(&self, field: &'static str) -> usize {
+        self.lines.get(field).copied().unwrap_or(self.first_line)
+    }
+}
+
+/// Parses one term file. `path` is used for the slug default (the file stem) and for errors.
+///
+/// # Errors
+/// Every problem found in this one file.
+pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryError>> {
+    let err = |line: usize, kind: ErrorKind| GlossaryError {
+        path: path.to_path_buf(),
+        line,
+        kind,
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines: Vec<&str> = text.split('\n').collect();
+    if lines.first().map(|l| l.trim_end()) != Some("+++") {
+        return Err(vec![err(
+            1,
+            ErrorKind::FrontMatter("the file must start with a `+++` line".into()),
+        )]);
+    }
+    let Some(close) = lines.iter().skip(1).position(|l| l.trim_end() == "+++") else {
+        return Err(vec![err(
+            1,
+            ErrorKind::FrontMatter("no closing `+++` line".into()),
+        )]);
+    };
+    let close = close + 1; // index of the closing line
+    let front = lines[1..close].join("\n");
+    let body = lines[close + 1..].join("\n");
+    let offset = 1; // the front matter starts on line 2: TOML line n is file line n + 1
+
+    let source = TomlSource::parse(&front).map_err(|e| {
+        let at = TomlSource::lines_only(&front).line_of(e.span().map_or(0, |s| s.start));
+        vec![err(
+            at + offset,
+            ErrorKind::Toml(e.message().trim().to_owned()),
+        )]
+    })?;
+    let raw: RawTerm = toml::from_str(&front).map_err(|e| {
+        let at = source.line_of(e.span().map_or(0, |s| s.start));
+        vec![err(
+            at + offset,
+            ErrorKind::Toml(e.message().trim().to_owned()),
+        )]
+    })?;
+
+    let mut field_lines = HashMap::new();
+    for field in [
+        "term", "slug", "aliases", "category", "related", "example", "summary",
+    ] {
+        if let Some(line) = source.key_line(field) {
+            field_lines.insert(field, line + offset);
+        }
+    }
+    let line_of = |field: &'static str| field_lines.get(field).copied().unwrap_or(1);
+    let mut errors = Vec::new();
+    let required = |value: Option<String>, field: &'static str, errors: &mut Vec<_>| match value
+        .map(|v| v.trim().to_owned())
+    {
+        Some(v) if !v.is_empty() => v,
+        Some(_) => {
+            errors.push(err(
+                line_of(field),
+                ErrorKind::InvalidField {
+                    field,
+                    message: "must not be empty".into(),
+                },
+            ));
+            String::new()
+        }
+        None => {
+            errors.push(err(1, ErrorKind::MissingField(field)));
+            String::new()
+        }
+    };
+    let name = required(raw.term, "term", &mut errors);
+    let category = required(raw.category, "category", &mut errors);
+    let example = required(raw.example, "example", &mut errors);
+
+    let slug_text = raw.slug.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let slug = Slug::parse(&slug_text)
+        .map_err(|e| {
+            let message = if raw.slug.is_some() {
+                e.to_string()
+            } else {
+                format!("{e} (it defaults to the file name; set `slug` or rename the file)")
+            };
+            errors.push(err(
+                line_of("slug"),
+                ErrorKind::InvalidField {
+                    field: "slug",
+                    message,
+                },
+            ));
+        })
+        .ok();
+    let mut related = Vec::new();
+    for r in &raw.related {
+        match Slug::parse(r.trim()) {
+            Ok(s) => related.push(s),
+            Err(e) => errors.push(err(
+                line_of("related"),
+                ErrorKind::InvalidField {
+                    field: "related",
+                    message: e.to_string(),
+                },
+            )),
+        }
+    }
+    let aliases: Vec<String> = raw.aliases.iter().map(|a| a.trim().to_owned()).collect();
+    if aliases.iter().any(String::is_empty) {
+        errors.push(err(
+            line_of("aliases"),
+            ErrorKind::InvalidField {
+                field: "aliases",
+                message: "an alias is empty".into(),
+            },
+        ));
+    }
+    if body.trim().is_empty() {
+        errors.push(err(close + 2, ErrorKind::EmptyBody));
+    }
+    let summary = match raw.summary {
+        Some(s) => s.split_whitespace().collect::<Vec<_>>().join(" "),
+        None => first_paragraph_text(&body),
+    };
+    let summary_line = field_lines.get("summary").copied().unwrap_or(close + 2);
+    let summary_chars = summary.chars().count();
+    if summary_chars > MAX_SUMMARY_CHARS {
+        errors.push(err(summary_line, ErrorKind::SummaryTooLong(summary_chars)));
+    } else if !name.is_empty() && repeats_name(&summary, &name, &aliases) {
+        errors.push(err(summary_line, ErrorKind::SummaryRepeatsTerm));
+    }
+    if !name.is_empty() && !example.is_empty() && !mentions(&example, &name, &aliases) {
+        errors.push(err(
+            line_of("example"),
+            ErrorKind::ExampleLacksTerm(name.clone()),
+        ));
+    }
+    if let Some(slug) = &slug
+        && related.contains(slug)
+    {
+        errors.push(err(line_of("related"), ErrorKind::RelatesToSelf));
+    }
+    match slug {
+        Some(slug) if errors.is_empty() => Ok(LocatedTerm {
+            term: Term {
+                slug,
+                term: name,
+                aliases,
+                category,
+                related,
+                example,
+                summary,
+                body: body.trim().to_owned(),
+                path: path.to_path_buf(),
+            },
+            lines: field_lines,
+            first_line: 1,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Checks the set: duplicate slugs, names or aliases (case-insensitive), unknown related
+/// slugs, and terms that no other term relates to (a warning).
+pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
+    let mut report = Report::default();
+    let mut names: HashMap<String, (usize, PathBuf)> = HashMap::new();
+    for (i, located) in terms.iter().enumerate() {
+        let t = &located.term;
+        let mut own = vec![("slug", t.slug.as_str().to_owned())];
+        own.push(("term", t.term.to_lowercase()));
+        own.extend(t.aliases.iter().map(|a| ("aliases", a.to_lowercase())));
+        let mut seen_here: Vec<(String, &str)> = Vec::new();
+        for (field, name) in own {
+            if let Some((_, first_field)) = seen_here.iter().find(|(n, _)| *n == name) {
+                // A term may use its own slug or name as an alias; listing an alias twice is
+                // a slip worth reporting.
+                if field == "aliases" && *first_field == "aliases" {
+                    report.errors.push(GlossaryError {
+                        path: t.path.clone(),
+                        line: located.line("aliases"),
+                        kind: ErrorKind::Duplicate {
+                            field,
+                            name: name.clone(),
+                            other: "this term's own `aliases` list".into(),
+                        },
+                    });
+                }
+                continue;
+            }
+            seen_here.push((name.clone(), field));
+            match names.get(&name) {
+                Some((j, other)) if *j != i => report.errors.push(GlossaryError {
+                    path: t.path.clone(),
+                    line: located.line(field),
+                    kind: ErrorKind::Duplicate {
+                        field,
+                        name,
+                        other: other.file_name().map_or_else(
+                            || other.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        ),
+                    },
+                }),
+                Some(_) => {}
+                None => {
+                    names.insert(name, (i, t.path.clone()));
+                }
+            }
+        }
+    }
+    let slugs: BTreeMap<&Slug, &LocatedTerm> = terms.iter().map(|t| (&t.term.slug, t)).collect();
+    let mut related_to: HashMap<&Slug, usize> = HashMap::new();
+    for located in &terms {
+        for r in &located.term.related {
+            if slugs.contains_key(r) {
+                *related_to.entry(r).or_default() += 1;
+            } else {
+                report.errors.push(GlossaryError {
+                    path: located.term.path.clone(),
+                    line: located.line("related"),
+                    kind: ErrorKind::UnknownRelated(r.to_string()),
+                });
+            }
+        }
+    }
+    if terms.len() > 1 {
+        for located in &terms {
+            if !related_to.contains_key(&located.term.slug) {
+                report.warnings.push(GlossaryWarning {
+                    path: located.term.path.clone(),
+                    line: located.line("term"),
+                    message: format!(
+                        "no other term relates to `{}`: add it to the `related` list of a term it belongs with",
+                        located.term.slug
+                    ),
+                });
+            }
+        }
+    }
+    let mut list: Vec<Term> = terms.into_iter().map(|t| t.term).collect();
+    list.sort_by(|a, b| a.slug.cmp(&b.slug));
+    list.dedup_by(|a, b| a.slug == b.slug);
+    (Glossary { terms: list }, report)
+}
+
+/// The plain text of the first paragraph of a Markdown document, white space collapsed.
+pub fn first_paragraph_text(markdown: &str) -> String {
+    let mut text = String::new();
+    let mut inside = false;
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::Paragraph) => inside = true,
+            Event::End(TagEnd::Paragraph) => break,
+            Event::Text(t) | Event::Code(t) if inside => text.push_str(&t),
+            Event::SoftBreak | Event::HardBreak if inside => text.push(' '),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn normalise_words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether `text` mentions `name` or an alias as whole words (a plural `s`/`es` allowed).
+fn mentions(text: &str, name: &str, aliases: &[String]) -> bool {
+    let words = normalise_words(text);
+    std::iter::once(name)
+        .chain(aliases.iter().map(String::as_str))
+        .map(normalise_words)
+        .filter(|needle| !needle.is_empty())
+        .any(|needle| {
+            words.windows(needle.len()).any(|window| {
+                window.iter().zip(&needle).enumerate().all(|(k, (w, n))| {
+                    w == n
+                        || (k == needle.len() - 1
+                            && (w.strip_suffix('s') == Some(n) || w.strip_suffix("es") == Some(n)))
+                })
+            })
+        })
+}
+
+/// Whether a summary says nothing beyond the term's own name.
+fn repeats_name(summary: &str, name: &str, aliases: &[String]) -> bool {
+    const FILLER: [&str; 12] = [
+        "a", "an", "the", "is", "are", "of", "and", "or", "it", "this", "term", "means",
+    ];
+    let own: Vec<String> = std::iter::once(name)
+        .chain(aliases.iter().map(String::as_str))
+        .flat_map(normalise_words)
+        .collect();
+    let rest = normalise_words(summary)
+        .into_iter()
+        .filter(|w| !own.contains(w) && !FILLER.contains(&w.as_str()))
+        .count();
+    rest < 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "+++\nterm = \"Large language model\"\naliases = [\"LLM\"]\ncategory = \"Architectures\"\nrelated = []\nexample = \"We fine-tuned an LLM on support tickets.\"\n+++\n\nA **large** language model predicts the next token.\n\nMore text.\n";
+
+    #[test]
+    fn parses_front_matter_and_derives_slug_and_summary() {
+        let t = parse_term(Path::new("glossary/large-language-model.md"), GOOD)
+            .unwrap()
+            .term;
+        assert_eq!(t.slug.as_str(), "large-language-model");
+        assert_eq!(t.summary, "A large language model predicts the next token.");
+        assert_eq!(t.aliases, ["LLM"]);
+    }
+
+    #[test]
+    fn mentions_accepts_aliases_and_plurals_but_not_substrings() {
+        assert!(mentions(
+            "Two LLMs disagreed.",
+            "Large language model",
+            &["LLM".into()]
+        ));
+        assert!(mentions("Neural networks learn.", "Neural network", &[]));
+        assert!(!mentions("A networking talk.", "Network", &[]));
+    }
+
+    #[test]
+    fn summary_that_only_names_the_term_is_caught() {
+        assert!(repeats_name(
+            "Large language model.",
+            "Large language model",
+            &[]
+        ));
+        assert!(repeats_name(
+            "The LLM.",
+            "Large language model",
+            &["LLM".into()]
+        ));
+        assert!(!repeats_name(
+            "A model trained on text to predict the next token.",
+            "Large language model",
+            &[]
+        ));
+    }
+
+    #[test]
+    fn toml_errors_point_at_the_file_line() {
+        let text = "+++\nterm = \"X\"\ncategory = oops\n+++\nbody\n";
+        let errors = parse_term(Path::new("x.md"), text).unwrap_err();
+        assert_eq!(errors[0].line, 3, "{errors:?}");
+        assert!(matches!(errors[0].kind, ErrorKind::Toml(_)));
+    }
+}

@@ -1,0 +1,95 @@
+//! The store: Herald's one boundary to the database.
+//!
+//! Adapter. Everything the rest of Herald knows about persistence is the narrow API of
+//! [`Store`]; SQL lives only in this module, so a PostgreSQL implementation can replace the
+//! SQLite one without touching the pure core. SQLite runs in WAL mode with a busy timeout,
+//! write transactions start with `BEGIN IMMEDIATE` (so two writers queue instead of failing
+//! on upgrade), and the embedded migrations in `migrations/` run on open.
+
+mod subscribers;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
+
+/// How long a connection waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("applying database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database holds an unreadable value in {column}: {value}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+impl StoreError {
+    /// Whether the database refused the write because it would break a uniqueness rule.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the database cannot be opened, [`StoreError::Migrate`] when
+    /// a migration fails.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit survives power loss, so a delivery marked sent stays sent.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Starts a write transaction with `BEGIN IMMEDIATE`: it takes the write lock at once, so
+    /// concurrent writers wait (up to the busy timeout) instead of failing mid-transaction.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Whether the database answers (for health checks).
+    ///
+    /// # Errors
+    /// The database error when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for those in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

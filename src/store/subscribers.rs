@@ -1,0 +1,291 @@
+//! Subscriber rows: import, add, unsubscribe, list and count.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
+use crate::subscriber_file::{ImportAction, SubscriberRow, decide_import};
+
+/// A subscriber as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriberRecord {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub status: SubscriberStatus,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an import did, row by row, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Rows naming an unsubscribed or bounced address, left as they were.
+    pub suppressed: u64,
+    /// Rows that could not be read (counted by the caller, which holds the reasons).
+    pub rejected: u64,
+}
+
+/// What `add_subscriber` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    Added,
+    /// The address was already there and active; its name may have been updated.
+    AlreadyActive,
+    /// The address unsubscribed or bounced, and re-activation was not asked for.
+    Suppressed(SubscriberStatus),
+    /// The address unsubscribed or bounced and was explicitly re-activated.
+    Reactivated,
+}
+
+fn status_column(value: String) -> Result<SubscriberStatus, StoreError> {
+    SubscriberStatus::parse(&value).map_err(|_| StoreError::Corrupt {
+        column: "subscribers.status",
+        value,
+    })
+}
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SubscriberRecord, StoreError> {
+    Ok(SubscriberRecord {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        status: status_column(row.try_get("status")?)?,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The SQL that moves a subscriber to `status`, stamping the matching timestamp column.
+const SET_STATUS: &str = "UPDATE subscribers SET status = ?1, name = ?2, updated_at = ?3,
+       confirmed_at = CASE WHEN ?1 = 'confirmed' AND status <> 'confirmed' THEN ?3 ELSE confirmed_at END,
+       unsubscribed_at = CASE WHEN ?1 = 'unsubscribed' AND status <> 'unsubscribed' THEN ?3 ELSE unsubscribed_at END,
+       bounced_at = CASE WHEN ?1 = 'bounced' AND status <> 'bounced' THEN ?3 ELSE bounced_at END
+     WHERE id = ?4";
+
+const INSERT: &str = "INSERT INTO subscribers
+       (email, email_key, name, status, source, created_at, updated_at, confirmed_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE WHEN ?4 = 'confirmed' THEN ?6 END)";
+
+impl Store {
+    /// Upserts rows in one transaction, applying the suppression rule: an unsubscribed or
+    /// bounced address is never re-activated by an import.
+    ///
+    /// # Errors
+    /// A database error; then nothing of this import is kept.
+    pub async fn import_subscribers(
+        &self,
+        rows: &[SubscriberRow],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        let mut counts = ImportCounts::default();
+        let mut tx = self.write().await?;
+        for row in rows {
+            let existing =
+                sqlx::query("SELECT id, name, status FROM subscribers WHERE email_key = ?")
+                    .bind(row.email.key())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let existing = match existing {
+                Some(r) => Some((
+                    r.try_get::<i64, _>("id")?,
+                    r.try_get::<String, _>("name")?,
+                    status_column(r.try_get("status")?)?,
+                )),
+                None => None,
+            };
+            let current = existing
+                .as_ref()
+                .map(|(_, name, status)| (name.as_str(), *status));
+            match decide_import(current, row) {
+                ImportAction::Insert(status) => {
+                    sqlx::query(INSERT)
+                        .bind(row.email.as_str())
+                        .bind(row.email.key())
+                        .bind(row.name.as_str())
+                        .bind(status.as_str())
+                        .bind(source)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    counts.added += 1;
+                }
+                ImportAction::Update { status, name } => {
+                    let id = existing
+                        .as_ref()
+                        .map(|e| e.0)
+                        .expect("update implies a row");
+                    sqlx::query(SET_STATUS)
+                        .bind(status.as_str())
+                        .bind(name)
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    counts.updated += 1;
+                }
+                ImportAction::Unchanged => counts.unchanged += 1,
+                ImportAction::Suppressed => counts.suppressed += 1,
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// Adds one address as confirmed (an operator's deliberate act). An unsubscribed or
+    /// bounced address is re-activated only when `reactivate` is set.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn add_subscriber(
+        &self,
+        email: &EmailAddress,
+        name: &SubscriberName,
+        source: &str,
+        reactivate: bool,
+        now: DateTime<Utc>,
+    ) -> Result<AddOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let existing = sqlx::query("SELECT id, name, status FROM subscribers WHERE email_key = ?")
+            .bind(email.key())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match existing {
+            None => {
+                sqlx::query(INSERT)
+                    .bind(email.as_str())
+                    .bind(email.key())
+                    .bind(name.as_str())
+                    .bind(SubscriberStatus::Confirmed.as_str())
+                    .bind(source)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                AddOutcome::Added
+            }
+            Some(row) => {
+                let id: i64 = row.try_get("id")?;
+                let old_name: String = row.try_get("name")?;
+                let status = status_column(row.try_get("status")?)?;
+                let new_name = if name.is_empty() {
+                    old_name
+                } else {
+                    name.as_str().to_owned()
+                };
+                if status.is_suppressed() && !reactivate {
+                    AddOutcome::Suppressed(status)
+                } else {
+                    sqlx::query(SET_STATUS)
+                        .bind(SubscriberStatus::Confirmed.as_str())
+                        .bind(new_name)
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if status.is_suppressed() {
+                        AddOutcome::Reactivated
+                    } else {
+                        AddOutcome::AlreadyActive
+                    }
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Marks an address unsubscribed (the row is kept, so imports cannot bring it back).
+    /// Returns the previous status, or `None` when the address is unknown.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn unsubscribe(
+        &self,
+        email: &EmailAddress,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SubscriberStatus>, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query("SELECT id, name, status FROM subscribers WHERE email_key = ?")
+            .bind(email.key())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let previous = status_column(row.try_get("status")?)?;
+        if previous != SubscriberStatus::Unsubscribed {
+            sqlx::query(SET_STATUS)
+                .bind(SubscriberStatus::Unsubscribed.as_str())
+                .bind(row.try_get::<String, _>("name")?)
+                .bind(now)
+                .bind(row.try_get::<i64, _>("id")?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(previous))
+    }
+
+    /// Subscribers, optionally of one status, in the order they were added.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn subscribers(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> Result<Vec<SubscriberRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, email, name, status, source, created_at, updated_at FROM subscribers
+             WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
+        )
+        .bind(status.map(SubscriberStatus::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// The subscriber with this address, if any.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn subscriber(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<SubscriberRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, name, status, source, created_at, updated_at FROM subscribers
+             WHERE email_key = ?",
+        )
+        .bind(email.key())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// How many subscribers have each status (every status present, zero included).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn subscriber_counts(&self) -> Result<BTreeMap<SubscriberStatus, u64>, StoreError> {
+        let mut counts: BTreeMap<SubscriberStatus, u64> =
+            SubscriberStatus::ALL.into_iter().map(|s| (s, 0)).collect();
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let status = status_column(row.try_get("status")?)?;
+            counts.insert(status, row.try_get::<i64, _>("n")?.try_into().unwrap_or(0));
+        }
+        Ok(counts)
+    }
+}

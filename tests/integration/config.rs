@@ -1,0 +1,226 @@
+//! Configuration: every error names its key and where the value came from; secrets stay
+//! secret; relative paths follow the configuration file.
+
+use crate::harness::{CONFIG, Sandbox};
+
+#[test]
+fn an_unknown_key_in_the_file_is_named_with_its_line_and_exits_2() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[delivery]\nconcurency = 4\n"),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("herald.toml:10"), "{run:?}");
+    assert!(run.stderr.contains("`delivery.concurency`"), "{run:?}");
+    assert!(run.stderr.contains("unknown field `concurency`"), "{run:?}");
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_its_line() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[schedule]\ntimezone = \"Mars/Olympus\"\ncron = \"every monday\"\n"),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    // Both problems are reported at once.
+    assert!(
+        run.stderr
+            .contains("herald.toml:10: `schedule.timezone`: `Mars/Olympus`"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("herald.toml:11: `schedule.cron`"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_wrongly_typed_value_names_the_key_and_its_line() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[news]\nlinks_per_issue = \"five\"\n"),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("herald.toml:10: `news.links_per_issue`"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_bad_address_names_the_key() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        CONFIG.replace("<weekly@example.com>", "<weekly at example.com>"),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("herald.toml:3: `newsletter.from`"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_missing_directory_names_the_key() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[glossary]\ndir = \"terms\"\n"),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("herald.toml:10: `glossary.dir`: directory"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("terms does not exist"), "{run:?}");
+}
+
+#[test]
+fn a_missing_required_key_is_reported() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        CONFIG.replace("base_url = \"https://news.example.com/\"\n", ""),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("missing field `base_url`"), "{run:?}");
+    assert!(run.stderr.contains("newsletter"), "{run:?}");
+}
+
+#[test]
+fn a_bad_environment_override_names_the_variable() {
+    let s = Sandbox::new();
+    let run = s.herald_env(&["check"], &[("HERALD_DELIVERY__CONCURRENCY", "lots")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("environment variable HERALD_DELIVERY__CONCURRENCY"),
+        "{run:?}"
+    );
+
+    let run = s.herald_env(&["check"], &[("HERALD_DELIVERY__CONCURRENCY", "0")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("environment variable HERALD_DELIVERY__CONCURRENCY: `delivery.concurrency`: 0 is out of range"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn an_unknown_environment_key_names_the_variable() {
+    let s = Sandbox::new();
+    let run = s.herald_env(&["check"], &[("HERALD_STORE__URI", "sqlite://x.db")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("HERALD_STORE__URI"), "{run:?}");
+    assert!(run.stderr.contains("unknown field `uri`"), "{run:?}");
+
+    let run = s.herald_env(&["check"], &[("HERALD_SMTP_UR", "smtp://localhost")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("HERALD_SMTP_UR: unknown variable"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn environment_overrides_take_effect() {
+    let s = Sandbox::new();
+    let other = s.path("elsewhere.db");
+    let url = format!("sqlite://{}", other.display());
+    let run = s.herald_env(
+        &["subscribers", "add", "a@example.com"],
+        &[("HERALD_STORE__URL", &url)],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(other.exists());
+    assert!(!s.path("herald.db").exists());
+
+    let short = s.path("short.db");
+    let url = format!("sqlite://{}", short.display());
+    let run = s.herald_env(
+        &["subscribers", "add", "a@example.com"],
+        &[("HERALD_DATABASE_URL", &url)],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(short.exists());
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_configuration_file() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("elsewhere")).unwrap();
+    let run = {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.args(["--config", s.path("herald.toml").to_str().unwrap(), "check"])
+            .current_dir(s.path("elsewhere"))
+            .env_remove("HERALD_CONFIG");
+        crate::harness::Run::from(cmd.output().unwrap())
+    };
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        s.path("herald.db").exists(),
+        "the database sits beside herald.toml"
+    );
+    assert!(!s.path("elsewhere/herald.db").exists());
+
+    let run = s.herald_env(&["check"], &[("HERALD_CONFIG", "herald.toml")]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn no_configuration_file_is_a_usage_error() {
+    let s = Sandbox::new();
+    std::fs::remove_file(s.path("herald.toml")).unwrap();
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("herald.toml does not exist"), "{run:?}");
+}
+
+#[test]
+fn secrets_never_appear_in_output_or_help() {
+    let s = Sandbox::new();
+    let secrets = [
+        ("HERALD_SMTP_URL", "not a url with hunter2"),
+        ("HERALD_SECRET", "sup3r-s1gning-key"),
+        ("HERALD_ADMIN_TOKEN", "adm1n-t0ken"),
+    ];
+    let run = s.herald_env(&["check"], &secrets);
+    assert_eq!(
+        run.code, 2,
+        "a malformed SMTP URL is a configuration error: {run:?}"
+    );
+    assert!(run.stderr.contains("HERALD_SMTP_URL"), "{run:?}");
+    let help = s.herald_env(&["--help"], &secrets);
+    let check_help = s.herald_env(&["check", "--help"], &secrets);
+    let debug = s.herald_env(&["check"], &[secrets[1], secrets[2], ("RUST_LOG", "trace")]);
+    for output in [run.all(), help.all(), check_help.all(), debug.all()] {
+        for (_, value) in secrets {
+            assert!(!output.contains(value), "secret leaked: {output}");
+        }
+        assert!(!output.contains("hunter2"), "secret leaked: {output}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_lists_every_command() {
+    let s = Sandbox::new();
+    assert_eq!(s.herald(&["no-such-command"]).code, 2);
+    let help = s.herald(&["--help"]);
+    assert_eq!(help.code, 0);
+    for command in ["check", "glossary", "subscribers"] {
+        assert!(help.stdout.contains(command), "{help:?}");
+    }
+}

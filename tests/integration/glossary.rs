@@ -1,0 +1,104 @@
+//! The glossary format and its validation.
+
+use herald::glossary;
+
+use crate::harness::{Sandbox, repo};
+
+#[test]
+fn the_shipped_glossary_passes_without_warnings() {
+    let (glossary, report) = glossary::load_dir(&repo().join("glossary"));
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+    let generative = glossary
+        .find("generative-ai")
+        .expect("Generative AI is in the glossary");
+    for related in generative.related.iter() {
+        assert!(glossary.get(related).is_some(), "{related} exists");
+    }
+}
+
+#[test]
+fn every_kind_of_glossary_error_is_reported_at_once_with_its_line() {
+    let s = Sandbox::new();
+    std::fs::remove_dir_all(s.path("glossary")).unwrap();
+    s.copy_dir(&repo().join("tests/fixtures/broken-glossary"), "glossary");
+    let run = s.herald(&["glossary", "check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let expected = [
+        "glossary/bad-toml.md:3: front matter is not valid TOML",
+        "glossary/missing-field.md:1: `example`: required field is missing",
+        "glossary/empty-body.md:8: the explanation (the Markdown after the front matter) is empty",
+        "glossary/dup-b.md:5: `aliases`: `twin` is already used by dup-a.md",
+        "glossary/unknown-related.md:5: `related`: unknown term `no-such-term`",
+        "glossary/example-lacks-term.md:5: `example`: does not mention `Example lacks term`",
+        "glossary/long-summary.md:6: `summary`: 309 characters; at most 300 are allowed",
+        "glossary/repeats-name.md:6: `summary`: merely repeats the term's name",
+        "glossary/unknown-field.md:5: front matter is not valid TOML: unknown field `relatd`",
+    ];
+    for line in expected {
+        assert!(run.stdout.contains(line), "missing `{line}` in\n{run:?}");
+    }
+}
+
+#[test]
+fn a_broken_related_link_fails_herald_check_naming_file_and_line() {
+    let s = Sandbox::new();
+    let path = s.path("glossary/chatbot.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    s.write(
+        "glossary/chatbot.md",
+        text.replace(
+            "related = [\"large-language-model\"",
+            "related = [\"large-langauge-model\"",
+        ),
+    );
+    let line = text.lines().position(|l| l.starts_with("related")).unwrap() + 1;
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "glossary/chatbot.md:{line}: `related`: unknown term `large-langauge-model`"
+        )),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_term_nobody_relates_to_is_a_warning_not_an_error() {
+    let s = Sandbox::new();
+    s.write(
+        "glossary/orphan.md",
+        "+++\nterm = \"Orphan\"\ncategory = \"Fundamentals\"\nrelated = [\"chatbot\"]\nexample = \"The orphan term stands alone.\"\n+++\nA term that no other term links to.\n",
+    );
+    let run = s.herald(&["glossary", "check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("glossary/orphan.md:2: warning: no other term relates to `orphan`"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn glossary_list_json_has_the_contract_fields_and_show_finds_aliases() {
+    let s = Sandbox::new();
+    let run = s.herald(&["glossary", "list", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    let (glossary, _) = glossary::load_dir(&repo().join("glossary"));
+    assert_eq!(list.len(), glossary.len());
+    for item in list {
+        for field in ["slug", "term", "category", "related"] {
+            assert!(item.get(field).is_some(), "{field} in {item}");
+        }
+    }
+    let show = s.herald(&["glossary", "show", "LLM"]);
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(
+        show.stdout
+            .starts_with("Large language model (large-language-model)"),
+        "{show:?}"
+    );
+    assert_eq!(s.herald(&["glossary", "show", "nothing-like-this"]).code, 1);
+}

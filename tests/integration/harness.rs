@@ -1,0 +1,123 @@
+//! The test harness: a sandbox directory with a working configuration, and a way to run the
+//! real `herald` binary inside it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// The repository root (where Cargo.toml is).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A minimal valid configuration; tests append or replace sections.
+pub const CONFIG: &str = r#"[newsletter]
+name = "Test Weekly"
+from = "Test Weekly <weekly@example.com>"
+base_url = "https://news.example.com/"
+
+[store]
+url = "sqlite://herald.db"
+"#;
+
+/// A temporary directory laid out like a Herald installation.
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+/// What a run of the binary produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Standard output and standard error together, for assertions that do not care which.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with the shipped glossary, empty templates and subscribers directories, and
+    /// [`CONFIG`] as `herald.toml`.
+    pub fn new() -> Self {
+        let sandbox = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for dir in ["glossary", "templates", "subscribers"] {
+            std::fs::create_dir_all(sandbox.path(dir)).unwrap();
+        }
+        sandbox.copy_dir(&repo().join("glossary"), "glossary");
+        sandbox.write("herald.toml", CONFIG);
+        sandbox
+    }
+
+    /// An absolute path inside the sandbox.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating parent directories).
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    /// Copies every file of `from` into the sandbox directory `to`.
+    pub fn copy_dir(&self, from: &Path, to: &str) {
+        std::fs::create_dir_all(self.path(to)).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), self.path(to).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// The SQLite URL of the sandbox database.
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.path("herald.db").display())
+    }
+
+    /// Runs `herald ARGS` in the sandbox with no HERALD_ variables from the outside.
+    pub fn herald(&self, args: &[&str]) -> Run {
+        self.herald_env(args, &[])
+    }
+
+    /// Runs `herald ARGS` in the sandbox with these extra environment variables.
+    pub fn herald_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.args(args).current_dir(self.dir.path());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("HERALD_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        cmd.output().expect("running herald").into()
+    }
+}

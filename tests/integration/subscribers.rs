@@ -1,0 +1,230 @@
+//! Subscriber files and commands: CSV edge cases, suppression, header injection.
+
+use serde_json::Value;
+
+use crate::harness::Sandbox;
+
+fn list(s: &Sandbox) -> Vec<Value> {
+    let run = s.herald(&["subscribers", "list", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str::<Value>(&run.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn find<'a>(list: &'a [Value], email: &str) -> &'a Value {
+    list.iter()
+        .find(|v| v["email"].as_str().unwrap().eq_ignore_ascii_case(email))
+        .unwrap_or_else(|| panic!("{email} not in {list:?}"))
+}
+
+#[test]
+fn import_handles_bom_crlf_quotes_case_duplicates_and_bad_rows() {
+    let s = Sandbox::new();
+    let csv = "\u{feff}email,name,status\r\n\
+               ada@example.com,\"Lovelace, Ada\",\r\n\
+               not-an-address,Nobody,\r\n\
+               ADA@Example.com,Ada Again,\r\n\
+               grace@example.com,Grace,pending\r\n\
+               bob@example.com,Bob,sleeping\r\n\
+               \"eve@example.com\",\"Eve\r\nBcc: x@evil.test\",\r\n";
+    s.write("list.csv", csv);
+    let run = s.herald(&["subscribers", "import", "list.csv"]);
+    assert_eq!(run.code, 1, "rejected rows make the import exit 1: {run:?}");
+    assert!(
+        run.stdout
+            .contains("list.csv:3: rejected: `not-an-address`"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("list.csv:4: rejected: `ADA@example.com` duplicates line 2"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("list.csv:6: rejected: unknown status `sleeping`"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("added 3, updated 0, unchanged 0, suppressed 0, rejected 3"),
+        "{run:?}"
+    );
+
+    let subscribers = list(&s);
+    assert_eq!(subscribers.len(), 3);
+    assert_eq!(
+        find(&subscribers, "ada@example.com")["name"],
+        "Lovelace, Ada"
+    );
+    assert_eq!(find(&subscribers, "ada@example.com")["status"], "confirmed");
+    assert_eq!(find(&subscribers, "grace@example.com")["status"], "pending");
+    let eve = find(&subscribers, "eve@example.com");
+    assert_eq!(
+        eve["name"], "Eve Bcc: x@evil.test",
+        "CR/LF is gone from the name"
+    );
+    assert!(!eve["name"].as_str().unwrap().contains(['\r', '\n']));
+}
+
+#[test]
+fn import_is_idempotent_and_reports_updates() {
+    let s = Sandbox::new();
+    s.write(
+        "a.csv",
+        "email,name\na@example.com,Ann\nb@example.com,Ben\n",
+    );
+    assert_eq!(s.herald(&["subscribers", "import", "a.csv"]).code, 0);
+    let again = s.herald(&["subscribers", "import", "a.csv"]);
+    assert!(
+        again
+            .stdout
+            .contains("added 0, updated 0, unchanged 2, suppressed 0, rejected 0"),
+        "{again:?}"
+    );
+    s.write("a.csv", "email,name\nA@EXAMPLE.COM,Anne\nb@example.com,\n");
+    let renamed = s.herald(&["subscribers", "import", "a.csv"]);
+    assert!(
+        renamed.stdout.contains("added 0, updated 1, unchanged 1"),
+        "{renamed:?}"
+    );
+    let subscribers = list(&s);
+    assert_eq!(subscribers.len(), 2);
+    assert_eq!(find(&subscribers, "a@example.com")["name"], "Anne");
+    assert_eq!(
+        find(&subscribers, "b@example.com")["name"],
+        "Ben",
+        "an empty name keeps the stored one"
+    );
+}
+
+#[test]
+fn reimport_never_reactivates_an_unsubscribed_or_bounced_address() {
+    let s = Sandbox::new();
+    s.write(
+        "a.csv",
+        "email,name\na@example.com,Ann\nb@example.com,Ben\n",
+    );
+    assert_eq!(s.herald(&["subscribers", "import", "a.csv"]).code, 0);
+    assert_eq!(
+        s.herald(&["subscribers", "remove", "a@example.com"]).code,
+        0
+    );
+    s.write(
+        "bounce.csv",
+        "email,name,status\nb@example.com,Ben,bounced\n",
+    );
+    assert_eq!(s.herald(&["subscribers", "import", "bounce.csv"]).code, 0);
+
+    s.write(
+        "a.csv",
+        "email,name,status\na@example.com,Ann,confirmed\nb@example.com,Ben,\n",
+    );
+    let run = s.herald(&["subscribers", "import", "a.csv"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("added 0, updated 0, unchanged 0, suppressed 2"),
+        "{run:?}"
+    );
+    let subscribers = list(&s);
+    assert_eq!(
+        find(&subscribers, "a@example.com")["status"],
+        "unsubscribed"
+    );
+    assert_eq!(find(&subscribers, "b@example.com")["status"], "bounced");
+
+    // `add` respects suppression too, unless the operator says the person asked to return.
+    let add = s.herald(&["subscribers", "add", "a@example.com"]);
+    assert_eq!(add.code, 1, "{add:?}");
+    assert!(
+        add.stderr.contains("a@example.com is unsubscribed"),
+        "{add:?}"
+    );
+    let add = s.herald(&["subscribers", "add", "a@example.com", "--resubscribe"]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(find(&list(&s), "a@example.com")["status"], "confirmed");
+}
+
+#[test]
+fn add_remove_list_and_export_work_together() {
+    let s = Sandbox::new();
+    let add = s.herald(&[
+        "subscribers",
+        "add",
+        "Zoe@Example.com",
+        "--name",
+        "Zoë \u{7}Quinn",
+    ]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(
+        s.herald(&["subscribers", "add", "x@bücher.example"]).code,
+        0
+    );
+    let bad = s.herald(&["subscribers", "add", "x@y@"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("is not a valid address"), "{bad:?}");
+
+    assert_eq!(
+        s.herald(&["subscribers", "remove", "zoe@example.com"]).code,
+        0
+    );
+    assert_eq!(
+        s.herald(&["subscribers", "remove", "nobody@example.com"])
+            .code,
+        1
+    );
+
+    let confirmed = s.herald(&["subscribers", "list", "--status", "confirmed", "--json"]);
+    let confirmed: Vec<Value> = serde_json::from_str(&confirmed.stdout).unwrap();
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(confirmed[0]["email"], "x@bücher.example");
+    assert_eq!(
+        s.herald(&["subscribers", "list", "--status", "active"])
+            .code,
+        1
+    );
+
+    let export = s.herald(&["subscribers", "export"]);
+    assert_eq!(export.code, 0, "{export:?}");
+    let mut reader = csv::Reader::from_reader(export.stdout.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(reader.headers().unwrap(), vec!["email", "name", "status"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][0], "Zoe@example.com");
+    assert_eq!(&rows[0][1], "Zoë Quinn");
+    assert_eq!(&rows[0][2], "unsubscribed");
+}
+
+#[test]
+fn check_reports_bad_subscriber_rows_and_counts_by_status() {
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nok@example.com,Ok\nbroken,Bad\n",
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("subscribers/list.csv:3: rejected: `broken`"),
+        "{run:?}"
+    );
+
+    s.write("subscribers/list.csv", "email,name\nok@example.com,Ok\n");
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("subscribers: 0 pending, 1 confirmed, 0 unsubscribed, 0 bounced"),
+        "{run:?}"
+    );
+}
