@@ -18,6 +18,13 @@ use crate::toml_source::TomlSource;
 /// Longest summary accepted, in characters.
 pub const MAX_SUMMARY_CHARS: usize = 300;
 
+/// The explanation's length, in words, that a reader of one weekly email expects; outside it
+/// `glossary check` warns.
+pub const EXPLANATION_WORDS: std::ops::RangeInclusive<usize> = 120..=400;
+
+/// How many related terms an entry should list; outside it `glossary check` warns.
+pub const RELATED_TERMS: std::ops::RangeInclusive<usize> = 2..=6;
+
 /// A problem that makes the glossary unusable; `herald glossary check` exits 1 on any.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}:{line}: {kind}", path.display())]
@@ -441,6 +448,33 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
                     kind: ErrorKind::UnknownRelated(r.to_string()),
                 });
             }
+        }
+    }
+    for located in &terms {
+        let t = &located.term;
+        let words = t.body.split_whitespace().count();
+        if !EXPLANATION_WORDS.contains(&words) {
+            report.warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line: located.first_line,
+                message: format!(
+                    "the explanation has {words} words; aim for {} to {}",
+                    EXPLANATION_WORDS.start(),
+                    EXPLANATION_WORDS.end()
+                ),
+            });
+        }
+        if terms.len() > RELATED_TERMS.end() + 1 && !RELATED_TERMS.contains(&t.related.len()) {
+            report.warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line: located.line("related"),
+                message: format!(
+                    "`related` lists {} terms; aim for {} to {}",
+                    t.related.len(),
+                    RELATED_TERMS.start(),
+                    RELATED_TERMS.end()
+                ),
+            });
         }
     }
     if terms.len() > 1 {

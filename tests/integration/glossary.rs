@@ -102,3 +102,73 @@ fn glossary_list_json_has_the_contract_fields_and_show_finds_aliases() {
     );
     assert_eq!(s.herald(&["glossary", "show", "nothing-like-this"]).code, 1);
 }
+
+#[test]
+fn the_shipped_glossary_has_at_least_80_connected_terms_in_4_categories() {
+    let (glossary, report) = glossary::load_dir(&repo().join("glossary"));
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    assert!(glossary.len() >= 80, "only {} terms", glossary.len());
+    assert!(
+        glossary.categories().len() >= 4,
+        "{:?}",
+        glossary.categories()
+    );
+
+    // Every related link resolves, and the related graph is one connected whole.
+    let mut neighbours: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for t in glossary.terms() {
+        for r in &t.related {
+            assert!(
+                glossary.get(r).is_some(),
+                "{} relates to missing {r}",
+                t.slug
+            );
+            neighbours
+                .entry(t.slug.as_str())
+                .or_default()
+                .push(r.as_str());
+            neighbours
+                .entry(r.as_str())
+                .or_default()
+                .push(t.slug.as_str());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec!["generative-ai"];
+    while let Some(slug) = stack.pop() {
+        if seen.insert(slug) {
+            stack.extend(neighbours.get(slug).into_iter().flatten().copied());
+        }
+    }
+    let islands: Vec<&str> = glossary
+        .terms()
+        .iter()
+        .map(|t| t.slug.as_str())
+        .filter(|s| !seen.contains(s))
+        .collect();
+    assert!(islands.is_empty(), "not connected to the rest: {islands:?}");
+}
+
+#[test]
+fn generative_ai_relates_to_the_terms_the_newsletter_promises() {
+    let (glossary, _) = glossary::load_dir(&repo().join("glossary"));
+    let term = glossary.find("Generative AI").unwrap();
+    let related: Vec<&str> = term.related.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        related,
+        [
+            "large-language-model",
+            "diffusion-model",
+            "chatbot",
+            "activation-function",
+            "adam-optimizer",
+            "agi"
+        ]
+    );
+    for abbreviation in ["LLM", "RAG", "RLHF", "GAN", "VAE", "MoE", "AGI"] {
+        assert!(
+            glossary.find(abbreviation).is_some(),
+            "no term answers to {abbreviation}"
+        );
+    }
+}
