@@ -38,6 +38,46 @@ pub enum Command {
     /// Manage subscribers: import, add, remove, list, export
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Compose the next issue exactly as the send will and write it to files, recording nothing
+    Preview(PreviewArgs),
+    /// The editors' queue of terms to feature next: add, remove, list
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Show each news feed with its last success, last error and items seen
+    Feeds(FeedsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Directory for issue.html, issue.txt and issue.eml
+    #[arg(long, value_name = "DIR", default_value = "preview")]
+    pub out: std::path::PathBuf,
+    /// Feature this term (slug, name or alias) instead of the next one in rotation
+    #[arg(long, value_name = "SLUG")]
+    pub term: Option<String>,
+    /// Personalise for this subscriber [default: the first confirmed subscriber]
+    #[arg(long, value_name = "EMAIL")]
+    pub subscriber: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Feature this term (slug, name or alias) in an upcoming issue, before the automatic order
+    Add { slug: String },
+    /// Take a term off the queue
+    Remove { slug: String },
+    /// Show the queue in order ([schedule] queue first, then added terms)
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct FeedsArgs {
+    /// Fetch every feed now (and record the result) before listing
+    #[arg(long)]
+    pub fetch: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,9 +22,15 @@
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod compose;
 pub mod config;
 pub mod domain;
 pub mod glossary;
+pub mod news;
+pub mod next_issue;
+pub mod render;
+pub mod schedule;
+pub mod selection;
 pub mod store;
 pub mod subscriber_file;
 pub mod toml_source;

@@ -4,11 +4,15 @@
 //! Pure: no I/O, no clock.
 
 mod email;
+mod news;
 mod slug;
 mod subscriber;
 mod term;
+mod token;
 
 pub use email::{EmailAddress, InvalidEmail, Mailbox};
+pub use news::NewsLink;
 pub use slug::{InvalidSlug, Slug};
 pub use subscriber::{SubscriberName, SubscriberStatus, UnknownStatus};
 pub use term::Term;
+pub use token::{Claims, Purpose, SigningKey};

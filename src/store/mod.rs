@@ -6,6 +6,7 @@
 //! write transactions start with `BEGIN IMMEDIATE` (so two writers queue instead of failing
 //! on upgrade), and the embedded migrations in `migrations/` run on open.
 
+mod content;
 mod subscribers;
 
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use content::{FeedState, FeedSuccess, LastIssue};
 pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
 
 /// How long a connection waits for another writer before giving up.

@@ -1,0 +1,131 @@
+//! `herald preview`: the next issue, composed exactly as the send will compose it, written to
+//! files. Records no issue, term or link (feed fetches update the feed cache, as any fetch
+//! does).
+
+use anyhow::{Context as _, bail};
+
+use super::{Context, load_glossary, shown, signing_key};
+use crate::Exit;
+use crate::cli::PreviewArgs;
+use crate::compose::{Addressee, Sender, personal_message};
+use crate::domain::EmailAddress;
+use crate::news::FeedFetcher;
+use crate::next_issue::{self, Planned, newsletter_info};
+use crate::render::Renderer;
+use crate::schedule::next_slot;
+
+/// Who a preview is addressed to when nobody is named and there is no confirmed subscriber.
+const SAMPLE_READER: &str = "reader@example.com";
+
+pub(super) async fn run(ctx: &Context, args: PreviewArgs) -> anyhow::Result<Exit> {
+    let config = &ctx.config;
+    let glossary = load_glossary(config)?;
+    let renderer = Renderer::load(&config.templates_dir)
+        .with_context(|| format!("loading templates from {}", config.templates_dir.display()))?;
+    let store = ctx.store().await?;
+    let fetcher = FeedFetcher::new(Default::default()).context("setting up the HTTP client")?;
+    let now = ctx.clock.now();
+    // The issue is dated at the next scheduled slot, so two previews agree byte for byte.
+    let date = next_slot(&config.schedule.cron, config.schedule.timezone, now).unwrap_or(now);
+    let planned = next_issue::plan(
+        config,
+        &glossary,
+        &store,
+        &fetcher,
+        date,
+        args.term.as_deref(),
+    )
+    .await?;
+    let (plan, cycle) = match planned {
+        Planned::Ready { plan, cycle, .. } => (plan, cycle),
+        Planned::Exhausted { cycle } => {
+            bail!(
+                "every term was sent in cycle {cycle} and [schedule] on_exhausted is \"stop\": no issue to preview"
+            )
+        }
+        Planned::NoTerms => bail!("the glossary has no terms"),
+    };
+    let rendered = renderer
+        .render_issue(&plan, &newsletter_info(config))
+        .context("rendering the issue")?;
+
+    let (id, email, name) = match &args.subscriber {
+        Some(raw) => {
+            let email =
+                EmailAddress::parse(raw).with_context(|| format!("--subscriber `{raw}`"))?;
+            match store.subscriber(&email).await? {
+                Some(s) => (s.id, email, s.name),
+                None => (0, email, String::new()),
+            }
+        }
+        None => match store
+            .subscribers(Some(crate::domain::SubscriberStatus::Confirmed))
+            .await?
+            .first()
+        {
+            Some(s) => (s.id, EmailAddress::parse(&s.email)?, s.name.clone()),
+            None => (0, EmailAddress::parse(SAMPLE_READER)?, String::new()),
+        },
+    };
+    let key = signing_key(config, true)?;
+    let sender = Sender::from_config(config);
+    let message = personal_message(
+        "issue",
+        &rendered,
+        &sender,
+        Addressee {
+            id,
+            email: &email,
+            name: &name,
+        },
+        &key,
+        plan.date,
+    )?;
+    let token = key.sign(crate::domain::Purpose::Unsubscribe, id, 0);
+    let personal = rendered.personalize(&crate::render::Recipient {
+        name: &name,
+        email: email.as_str(),
+        unsubscribe_url: &sender.unsubscribe_url(&token),
+    });
+    let eml = message.formatted();
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (file, bytes) in [
+        ("issue.html", personal.html.as_bytes()),
+        ("issue.txt", personal.text.as_bytes()),
+        ("issue.eml", eml.as_slice()),
+    ] {
+        let path = args.out.join(file);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    store.close().await;
+
+    let local = plan.date.with_timezone(&config.schedule.timezone);
+    println!(
+        "issue:    #{} (cycle {cycle}), dated {}",
+        plan.number,
+        local.format("%Y-%m-%d %H:%M %Z")
+    );
+    println!("subject:  {}", rendered.subject);
+    println!(
+        "term:     {} ({}, {})",
+        plan.term.term, plan.term.slug, plan.term.category
+    );
+    println!("to:       {email}");
+    println!("links:    {}", plan.links.len());
+    for link in &plan.links {
+        println!("  - {} [{}]\n    {}", link.title, link.source, link.url);
+    }
+    println!(
+        "sizes:    html {} bytes, text {} bytes, message {} bytes",
+        personal.html.len(),
+        personal.text.len(),
+        eml.len()
+    );
+    println!(
+        "written:  {}/issue.html, issue.txt, issue.eml",
+        shown(&args.out).display()
+    );
+    Ok(Exit::Success)
+}

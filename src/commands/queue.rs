@@ -1,0 +1,83 @@
+//! `herald queue add | remove | list`: terms an editor wants featured next.
+
+use anyhow::bail;
+use serde::Serialize;
+
+use super::{Context, load_glossary};
+use crate::Exit;
+use crate::cli::QueueCommand;
+
+#[derive(Serialize)]
+struct Queued<'a> {
+    position: usize,
+    slug: &'a str,
+    term: &'a str,
+    source: &'static str,
+}
+
+pub(super) async fn run(ctx: &Context, cmd: QueueCommand) -> anyhow::Result<Exit> {
+    let glossary = load_glossary(&ctx.config)?;
+    let store = ctx.store().await?;
+    match cmd {
+        QueueCommand::Add { slug } => {
+            let Some(term) = glossary.find(&slug) else {
+                bail!("no term `{slug}` in the glossary (try `herald glossary list`)");
+            };
+            if ctx.config.schedule.queue.contains(&term.slug) {
+                println!("{} is already queued by [schedule] queue", term.slug);
+            } else if store.queue_add(&term.slug, ctx.clock.now()).await? {
+                println!("queued {} ({})", term.slug, term.term);
+            } else {
+                println!("{} is already queued", term.slug);
+            }
+        }
+        QueueCommand::Remove { slug } => {
+            let slug = glossary
+                .find(&slug)
+                .map_or(slug.clone(), |t| t.slug.to_string());
+            let Ok(parsed) = crate::domain::Slug::parse(&slug) else {
+                bail!("`{slug}` is not a slug");
+            };
+            if !store.queue_remove(&parsed).await? {
+                bail!(
+                    "`{slug}` is not in the queue (entries from [schedule] queue are removed in herald.toml)"
+                );
+            }
+            println!("removed {slug} from the queue");
+        }
+        QueueCommand::List(flag) => {
+            let added = store.queue().await?;
+            let config_queue = &ctx.config.schedule.queue;
+            let entries: Vec<Queued> = config_queue
+                .iter()
+                .map(|s| (s, "config"))
+                .chain(
+                    added
+                        .iter()
+                        .filter(|s| !config_queue.contains(s))
+                        .map(|s| (s, "cli")),
+                )
+                .enumerate()
+                .map(|(i, (slug, source))| Queued {
+                    position: i + 1,
+                    slug: slug.as_str(),
+                    term: glossary
+                        .get(slug)
+                        .map_or("(not in the glossary)", |t| t.term.as_str()),
+                    source,
+                })
+                .collect();
+            if flag.json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else if entries.is_empty() {
+                println!("the queue is empty: the rotation picks the next term");
+            } else {
+                for e in &entries {
+                    println!("{:>3}. {} ({}) [{}]", e.position, e.slug, e.term, e.source);
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(Exit::Success)
+}

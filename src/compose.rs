@@ -1,0 +1,219 @@
+//! Composition: one subscriber's personalised parts into a complete MIME message.
+//!
+//! Pure: no I/O, no clock. Date, Message-ID and the MIME boundary come from the inputs, so the
+//! same inputs always give the same bytes (a preview can be compared byte for byte with a
+//! send). The message is `multipart/alternative` (text first, then HTML), UTF-8, with From,
+//! Reply-To, To (the name encoded safely by lettre: a name can never add a header), Subject,
+//! Date, Message-ID on the From domain, List-Id, List-Unsubscribe with an HTTPS and a mailto
+//! link, `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058) and
+//! `Precedence: bulk`.
+
+use chrono::{DateTime, Utc};
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
+
+use crate::domain::{EmailAddress, Mailbox};
+use crate::render::Personalized;
+
+/// Why a message could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("address `{address}` cannot be used in a message: {reason}")]
+    Address { address: String, reason: String },
+    #[error("building the message: {0}")]
+    Build(String),
+}
+
+/// Everything one message needs besides its body.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    pub from: &'a Mailbox,
+    pub reply_to: Option<&'a EmailAddress>,
+    pub to: &'a EmailAddress,
+    /// The subscriber's display name (already free of control characters); may be empty.
+    pub to_name: &'a str,
+    pub subject: &'a str,
+    pub date: DateTime<Utc>,
+    /// Stable per issue and subscriber; see [`message_id`].
+    pub message_id: String,
+    /// The newsletter's name, for List-Id.
+    pub list_name: &'a str,
+    /// The HTTPS one-click unsubscribe link.
+    pub unsubscribe_url: &'a str,
+    /// The token in the unsubscribe link, repeated in the mailto subject so a person handling
+    /// the mailbox can act on it.
+    pub unsubscribe_token: &'a str,
+}
+
+/// A Message-ID that is stable for an issue and a subscriber and uses the From domain (not
+/// the machine's host name). `kind` tells issues from other mail (`issue`, `welcome` ...).
+///
+/// ```
+/// use herald::compose::message_id;
+/// assert_eq!(message_id("issue", 12, 345, "example.com"), "<issue-12.345@example.com>");
+/// ```
+pub fn message_id(kind: &str, number: u32, subscriber: i64, domain: &str) -> String {
+    format!("<{kind}-{number}.{subscriber}@{}>", ascii_domain(domain))
+}
+
+/// A boundary derived from the Message-ID, so it is deterministic and differs per message.
+fn boundary(message_id: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
+    for b in message_id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("herald-{hash:016x}")
+}
+
+fn ascii_domain(domain: &str) -> String {
+    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_owned())
+}
+
+fn lettre_mailbox(name: &str, email: &EmailAddress) -> Result<LettreMailbox, ComposeError> {
+    let address =
+        lettre::Address::new(email.local_part(), ascii_domain(email.domain())).map_err(|e| {
+            ComposeError::Address {
+                address: email.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+    Ok(LettreMailbox::new(
+        (!name.is_empty()).then(|| name.to_owned()),
+        address,
+    ))
+}
+
+fn header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// Builds the message.
+///
+/// # Errors
+/// [`ComposeError`] when an address cannot be expressed in a message.
+pub fn compose(envelope: &Envelope<'_>, body: Personalized) -> Result<Message, ComposeError> {
+    let from_domain = ascii_domain(envelope.from.email.domain());
+    let list_label: String = envelope
+        .list_name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
+    let list_label = if list_label.is_empty() {
+        "newsletter".to_owned()
+    } else {
+        list_label
+    };
+    let list_phrase: String = envelope
+        .list_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == ' ')
+        .collect();
+    let mailto = format!(
+        "mailto:{}?subject=unsubscribe%20{}",
+        envelope.reply_to.unwrap_or(&envelope.from.email),
+        envelope.unsubscribe_token
+    );
+    let mut builder = Message::builder()
+        .from(lettre_mailbox(&envelope.from.name, &envelope.from.email)?)
+        .to(lettre_mailbox(envelope.to_name, envelope.to)?)
+        .subject(envelope.subject)
+        .date(envelope.date.into())
+        .message_id(Some(envelope.message_id.clone()))
+        .raw_header(header(
+            "List-Id",
+            format!("\"{}\" <{list_label}.{from_domain}>", list_phrase.trim()),
+        ))
+        .raw_header(header(
+            "List-Unsubscribe",
+            format!("<{}>, <{mailto}>", envelope.unsubscribe_url),
+        ))
+        .raw_header(header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_owned(),
+        ))
+        .raw_header(header("Precedence", "bulk".to_owned()));
+    if let Some(reply_to) = envelope.reply_to {
+        builder = builder.reply_to(lettre_mailbox("", reply_to)?);
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .boundary(boundary(&envelope.message_id))
+                .singlepart(SinglePart::plain(body.text))
+                .singlepart(SinglePart::html(body.html)),
+        )
+        .map_err(|e| ComposeError::Build(e.to_string()))
+}
+
+/// Who sends the newsletter, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub from: Mailbox,
+    pub reply_to: Option<EmailAddress>,
+    pub list_name: String,
+    /// Public address of Herald's pages, ending in `/`.
+    pub base_url: String,
+}
+
+impl Sender {
+    /// The sender described by a configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            from: config.newsletter.from.clone(),
+            reply_to: config.newsletter.reply_to.clone(),
+            list_name: config.newsletter.name.clone(),
+            base_url: config.newsletter.base_url.to_string(),
+        }
+    }
+
+    /// The one-click unsubscribe link for a token.
+    pub fn unsubscribe_url(&self, token: &str) -> String {
+        format!("{}u/{token}", self.base_url)
+    }
+}
+
+/// One subscriber, as a message needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressee<'a> {
+    pub id: i64,
+    pub email: &'a EmailAddress,
+    pub name: &'a str,
+}
+
+/// The per-subscriber path: sign the unsubscribe token, personalise the rendered issue and
+/// build the complete message. `kind` names the mail in its Message-ID (`issue`, `welcome`).
+///
+/// # Errors
+/// [`ComposeError`] when an address cannot be expressed in a message.
+pub fn personal_message(
+    kind: &str,
+    rendered: &crate::render::RenderedIssue,
+    sender: &Sender,
+    to: Addressee<'_>,
+    key: &crate::domain::SigningKey,
+    date: DateTime<Utc>,
+) -> Result<Message, ComposeError> {
+    let token = key.sign(crate::domain::Purpose::Unsubscribe, to.id, 0);
+    let unsubscribe_url = sender.unsubscribe_url(&token);
+    let body = rendered.personalize(&crate::render::Recipient {
+        name: to.name,
+        email: to.email.as_str(),
+        unsubscribe_url: &unsubscribe_url,
+    });
+    let envelope = Envelope {
+        from: &sender.from,
+        reply_to: sender.reply_to.as_ref(),
+        to: to.email,
+        to_name: to.name,
+        subject: &rendered.subject,
+        date,
+        message_id: message_id(kind, rendered.number, to.id, sender.from.email.domain()),
+        list_name: &sender.list_name,
+        unsubscribe_url: &unsubscribe_url,
+        unsubscribe_token: &token,
+    };
+    compose(&envelope, body)
+}

@@ -1,0 +1,259 @@
+//! What earlier issues sent, the editors' queue, and feed state.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::domain::{NewsLink, Slug};
+use crate::selection::{SentTerm, TermHistory};
+
+/// What the store remembers about one feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FeedState {
+    pub url: String,
+    pub name: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Where a permanent redirect pointed, if one was seen.
+    pub permanent_url: Option<String>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i64,
+    /// Items in the last successful fetch.
+    pub items_seen: i64,
+    /// The items of the last successful fetch, reused on 304 Not Modified.
+    #[serde(skip)]
+    pub items: Vec<NewsLink>,
+}
+
+/// A successful fetch, to record.
+#[derive(Debug, Clone)]
+pub struct FeedSuccess<'a> {
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
+    pub permanent_url: Option<&'a str>,
+    pub items: &'a [NewsLink],
+}
+
+/// The most recent issue's number and when it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastIssue {
+    pub number: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+fn slug_column(value: String) -> Result<Slug, StoreError> {
+    Slug::parse(&value).map_err(|_| StoreError::Corrupt {
+        column: "slug",
+        value,
+    })
+}
+
+impl Store {
+    /// Every term sent so far, in issue order.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn term_history(&self) -> Result<TermHistory, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.number, t.cycle, t.slug FROM terms_sent t JOIN issues i ON i.id = t.issue_id
+             ORDER BY i.number",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sent = Vec::with_capacity(rows.len());
+        for row in rows {
+            sent.push(SentTerm {
+                issue_number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
+                cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
+                slug: slug_column(row.try_get("slug")?)?,
+            });
+        }
+        Ok(TermHistory { sent })
+    }
+
+    /// The most recent issue, if any.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn last_issue(&self) -> Result<Option<LastIssue>, StoreError> {
+        let row = sqlx::query("SELECT number, created_at FROM issues ORDER BY number DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(LastIssue {
+                number: u32::try_from(r.try_get::<i64, _>("number")?).unwrap_or(0),
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Canonical URLs of every link any issue has carried.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn sent_link_urls(&self) -> Result<HashSet<String>, StoreError> {
+        let urls: Vec<String> = sqlx::query_scalar("SELECT canonical_url FROM links_sent")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(urls.into_iter().collect())
+    }
+
+    /// The editors' queue, in order.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn queue(&self) -> Result<Vec<Slug>, StoreError> {
+        let slugs: Vec<String> =
+            sqlx::query_scalar("SELECT slug FROM term_queue ORDER BY position")
+                .fetch_all(&self.pool)
+                .await?;
+        slugs.into_iter().map(slug_column).collect()
+    }
+
+    /// Appends a slug to the queue; `false` when it was already queued.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn queue_add(&self, slug: &Slug, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "INSERT INTO term_queue (slug, position, added_at)
+             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM term_queue), ?2)
+             ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(slug.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Removes a slug from the queue; `false` when it was not queued.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn queue_remove(&self, slug: &Slug) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query("DELETE FROM term_queue WHERE slug = ?")
+            .bind(slug.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The state of every feed the store has seen, by URL.
+    ///
+    /// # Errors
+    /// A database error, or stored items that no longer parse.
+    pub async fn feed_states(&self) -> Result<HashMap<String, FeedState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT url, name, etag, last_modified, permanent_url, last_success_at, last_error,
+                    last_error_at, consecutive_failures, items_seen, items_json
+             FROM feed_state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut states = HashMap::new();
+        for row in rows {
+            let items_json: String = row.try_get("items_json")?;
+            let items = serde_json::from_str(&items_json).map_err(|_| StoreError::Corrupt {
+                column: "feed_state.items_json",
+                value: items_json.chars().take(80).collect(),
+            })?;
+            let state = FeedState {
+                url: row.try_get("url")?,
+                name: row.try_get("name")?,
+                etag: row.try_get("etag")?,
+                last_modified: row.try_get("last_modified")?,
+                permanent_url: row.try_get("permanent_url")?,
+                last_success_at: row.try_get("last_success_at")?,
+                last_error: row.try_get("last_error")?,
+                last_error_at: row.try_get("last_error_at")?,
+                consecutive_failures: row.try_get("consecutive_failures")?,
+                items_seen: row.try_get("items_seen")?,
+                items,
+            };
+            states.insert(state.url.clone(), state);
+        }
+        Ok(states)
+    }
+
+    /// Records a successful fetch (a 200, or a 304 with `success.items` the reused items).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn record_feed_success(
+        &self,
+        url: &str,
+        name: &str,
+        success: FeedSuccess<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let items_json = serde_json::to_string(success.items).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO feed_state (url, name, etag, last_modified, permanent_url, last_success_at,
+                                     consecutive_failures, items_seen, items_json, first_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?6)
+             ON CONFLICT (url) DO UPDATE SET
+                 name = excluded.name, etag = excluded.etag, last_modified = excluded.last_modified,
+                 permanent_url = COALESCE(excluded.permanent_url, feed_state.permanent_url),
+                 last_success_at = excluded.last_success_at, consecutive_failures = 0,
+                 items_seen = excluded.items_seen, items_json = excluded.items_json",
+        )
+        .bind(url)
+        .bind(name)
+        .bind(success.etag)
+        .bind(success.last_modified)
+        .bind(success.permanent_url)
+        .bind(now)
+        .bind(success.items.len() as i64)
+        .bind(items_json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed fetch and counts it.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn record_feed_failure(
+        &self,
+        url: &str,
+        name: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO feed_state (url, name, last_error, last_error_at, consecutive_failures, first_seen_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?4)
+             ON CONFLICT (url) DO UPDATE SET
+                 name = excluded.name, last_error = excluded.last_error,
+                 last_error_at = excluded.last_error_at,
+                 consecutive_failures = feed_state.consecutive_failures + 1",
+        )
+        .bind(url)
+        .bind(name)
+        .bind(error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
