@@ -10,11 +10,11 @@
 
 use chrono::{DateTime, Utc};
 use lettre::Message;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox as LettreMailbox, MultiPart, SinglePart};
 
 use crate::domain::{EmailAddress, Mailbox};
-use crate::render::Personalized;
+use crate::render::{EncodedParts, Personalized};
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +89,39 @@ fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
+/// A message's two bodies, encoded for transfer.
+#[derive(Debug, Clone)]
+pub struct Bodies {
+    pub text: Body,
+    pub html: Body,
+}
+
+impl From<Personalized> for Bodies {
+    /// Lets lettre choose each part's transfer encoding.
+    fn from(p: Personalized) -> Self {
+        Self {
+            text: Body::new(p.text),
+            html: Body::new(p.html),
+        }
+    }
+}
+
+impl From<EncodedParts> for Bodies {
+    /// Parts already quoted-printable encoded by [`crate::render::RenderedIssue::personalize_encoded`].
+    fn from(p: EncodedParts) -> Self {
+        Self {
+            text: Body::dangerous_pre_encoded(p.text, ContentTransferEncoding::QuotedPrintable),
+            html: Body::dangerous_pre_encoded(p.html, ContentTransferEncoding::QuotedPrintable),
+        }
+    }
+}
+
 /// Builds the message.
 ///
 /// # Errors
 /// [`ComposeError`] when an address cannot be expressed in a message.
-pub fn compose(envelope: &Envelope<'_>, body: Personalized) -> Result<Message, ComposeError> {
+pub fn compose(envelope: &Envelope<'_>, body: impl Into<Bodies>) -> Result<Message, ComposeError> {
+    let body = body.into();
     let from_domain = ascii_domain(envelope.from.email.domain());
     let list_label: String = envelope
         .list_name
@@ -142,8 +170,16 @@ pub fn compose(envelope: &Envelope<'_>, body: Personalized) -> Result<Message, C
         .multipart(
             MultiPart::alternative()
                 .boundary(boundary(&envelope.message_id))
-                .singlepart(SinglePart::plain(body.text))
-                .singlepart(SinglePart::html(body.html)),
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(body.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(body.html),
+                ),
         )
         .map_err(|e| ComposeError::Build(e.to_string()))
 }
@@ -198,7 +234,7 @@ pub fn personal_message(
 ) -> Result<Message, ComposeError> {
     let token = key.sign(crate::domain::Purpose::Unsubscribe, to.id, 0);
     let unsubscribe_url = sender.unsubscribe_url(&token);
-    let body = rendered.personalize(&crate::render::Recipient {
+    let body = rendered.personalize_encoded(&crate::render::Recipient {
         name: to.name,
         email: to.email.as_str(),
         unsubscribe_url: &unsubscribe_url,

@@ -106,6 +106,20 @@ impl Field {
 struct Slotted {
     source: String,
     parts: Vec<(std::ops::Range<usize>, Option<Field>)>,
+    /// The literal parts, quoted-printable encoded once (CRLF line ends), for the message.
+    encoded: Vec<Vec<u8>>,
+}
+
+/// Longest encoded line; leaves room for the soft line break written around each slot.
+const QP_LINE: usize = 74;
+
+fn quoted_printable(text: &str) -> Vec<u8> {
+    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    quoted_printable::encode_with_options(
+        crlf,
+        quoted_printable::Options::default().line_length_limit(QP_LINE),
+    )
+    .into_bytes()
 }
 
 impl Slotted {
@@ -129,7 +143,37 @@ impl Slotted {
                 }
             }
         }
-        Self { source, parts }
+        let encoded = parts
+            .iter()
+            .map(|(range, field)| match field {
+                None => quoted_printable(&source[range.clone()]),
+                Some(_) => Vec::new(),
+            })
+            .collect();
+        Self {
+            source,
+            parts,
+            encoded,
+        }
+    }
+
+    /// Fills the slots straight into the quoted-printable encoding: the literal parts were
+    /// encoded once, so only the personal values are encoded here. Each value sits between
+    /// soft line breaks, which keeps every line within the limit whatever its length.
+    fn fill_encoded(&self, value: impl Fn(Field) -> String) -> Vec<u8> {
+        let total: usize = self.encoded.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(total + 256);
+        for ((_, field), literal) in self.parts.iter().zip(&self.encoded) {
+            match field {
+                None => out.extend_from_slice(literal),
+                Some(f) => {
+                    out.extend_from_slice(b"=\r\n");
+                    out.extend_from_slice(&quoted_printable(&value(*f)));
+                    out.extend_from_slice(b"=\r\n");
+                }
+            }
+        }
+        out
     }
 
     fn fill(&self, value: impl Fn(Field) -> String) -> String {
@@ -194,26 +238,32 @@ pub struct Personalized {
     pub text: String,
 }
 
+/// One subscriber's HTML and text, already quoted-printable encoded with CRLF line ends:
+/// ready to be a message body without further work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedParts {
+    pub html: Vec<u8>,
+    pub text: Vec<u8>,
+}
+
 impl RenderedIssue {
     /// Fills in one subscriber's name, email, greeting and unsubscribe link: concatenation
     /// only, with the HTML values escaped.
     pub fn personalize(&self, r: &Recipient<'_>) -> Personalized {
-        let greeting = if r.name.is_empty() {
-            "Hello,".to_owned()
-        } else {
-            format!("Hi {},", r.name)
-        };
-        let raw = |f: Field| match f {
-            Field::Name => r.name.to_owned(),
-            Field::Email => r.email.to_owned(),
-            Field::Greeting => greeting.clone(),
-            Field::UnsubscribeUrl => r.unsubscribe_url.to_owned(),
-        };
+        let raw = |f: Field| personal_value(r, f);
         Personalized {
-            html: self
-                .html
-                .fill(|f| html_escape::encode_double_quoted_attribute(&raw(f)).into_owned()),
+            html: self.html.fill(|f| escape_html(&raw(f))),
             text: self.text.fill(raw),
+        }
+    }
+
+    /// [`RenderedIssue::personalize`], straight into the message's transfer encoding: the
+    /// per-subscriber path of a send.
+    pub fn personalize_encoded(&self, r: &Recipient<'_>) -> EncodedParts {
+        let raw = |f: Field| personal_value(r, f);
+        EncodedParts {
+            html: self.html.fill_encoded(|f| escape_html(&raw(f))),
+            text: self.text.fill_encoded(raw),
         }
     }
 
@@ -248,6 +298,20 @@ impl RenderedIssue {
             text: Slotted::new(text),
         }
     }
+}
+
+fn personal_value(r: &Recipient<'_>, field: Field) -> String {
+    match field {
+        Field::Name => r.name.to_owned(),
+        Field::Email => r.email.to_owned(),
+        Field::Greeting if r.name.is_empty() => "Hello,".to_owned(),
+        Field::Greeting => format!("Hi {},", r.name),
+        Field::UnsubscribeUrl => r.unsubscribe_url.to_owned(),
+    }
+}
+
+fn escape_html(value: &str) -> String {
+    html_escape::encode_double_quoted_attribute(value).into_owned()
 }
 
 #[derive(Serialize)]
@@ -517,11 +581,17 @@ pub fn markdown_to_text(markdown: &str) -> String {
     let mut out = String::new();
     let mut link: Option<String> = None;
     let mut in_code = false;
+    let mut lists = 0usize;
     for event in Parser::new(markdown) {
         match event {
+            Event::Start(Tag::List(_)) => lists += 1,
+            Event::End(TagEnd::Paragraph) if lists > 0 => out.push('\n'),
             Event::Start(Tag::Item) => out.push_str("- "),
             Event::End(TagEnd::Item) if !out.ends_with('\n') => out.push('\n'),
-            Event::End(TagEnd::List(_)) => out.push('\n'),
+            Event::End(TagEnd::List(_)) => {
+                lists -= 1;
+                out.push('\n');
+            }
             Event::End(TagEnd::Paragraph | TagEnd::Heading(_)) => out.push_str("\n\n"),
             Event::Start(Tag::CodeBlock(_)) => in_code = true,
             Event::End(TagEnd::CodeBlock) => {
@@ -547,9 +617,7 @@ pub fn markdown_to_text(markdown: &str) -> String {
             _ => {}
         }
     }
-    // Paragraphs inside list items leave a blank line before the next item: remove it.
-    let text = out.replace("\n\n- ", "\n- ");
-    text.trim().to_owned()
+    out.trim().to_owned()
 }
 
 /// Wraps every line longer than `width` at word boundaries, keeping its indentation (and a
@@ -610,6 +678,28 @@ mod tests {
         });
         assert_eq!(out, "a <Eve> b u");
         assert_eq!(s.generic("x"), "a  b x");
+    }
+
+    #[test]
+    fn the_encoded_fill_decodes_to_the_plain_fill() {
+        let long = "a line of text that goes on for quite a while, longer than any QP line may be";
+        let s = Slotted::new(format!(
+            "{long} %%herald.name%%{long}\n=equals= and ünïcode %%herald.email%%\n"
+        ));
+        let value = |f: Field| match f {
+            Field::Name => "Zoë = \"quoted\" name".to_owned(),
+            _ => "x@example.com".to_owned(),
+        };
+        let encoded = s.fill_encoded(value);
+        for line in encoded.split(|b| *b == b'\n') {
+            assert!(line.len() <= 77, "{}", String::from_utf8_lossy(line));
+        }
+        let decoded =
+            quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            s.fill(value).replace('\n', "\r\n")
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ mod tests {
         let first = Utc.with_ymd_and_hms(2026, 10, 12, 0, 0, 0).unwrap();
         assert_eq!(
             next_slot(&cron, tz, first),
-            Some(Utc.with_ymd_and_hms(2026, 10, 19, 7, 0, 0).unwrap())
+            Some(Utc.with_ymd_and_hms(2026, 10, 12, 7, 0, 0).unwrap())
         );
     }
 }

@@ -71,6 +71,7 @@ impl Sandbox {
             std::fs::create_dir_all(sandbox.path(dir)).unwrap();
         }
         sandbox.copy_dir(&repo().join("glossary"), "glossary");
+        sandbox.copy_dir(&repo().join("templates"), "templates");
         sandbox.write("herald.toml", CONFIG);
         sandbox
     }
@@ -87,15 +88,32 @@ impl Sandbox {
         std::fs::write(path, contents).unwrap();
     }
 
-    /// Copies every file of `from` into the sandbox directory `to`.
+    /// Copies the directory `from` (recursively) into the sandbox directory `to`.
     pub fn copy_dir(&self, from: &Path, to: &str) {
         std::fs::create_dir_all(self.path(to)).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
             let entry = entry.unwrap();
-            if entry.path().is_file() {
-                std::fs::copy(entry.path(), self.path(to).join(entry.file_name())).unwrap();
+            let name = entry.file_name();
+            let rel = format!("{to}/{}", name.to_string_lossy());
+            if entry.path().is_dir() {
+                self.copy_dir(&entry.path(), &rel);
+            } else {
+                std::fs::copy(entry.path(), self.path(&rel)).unwrap();
             }
         }
+    }
+
+    /// The sandbox configuration, loaded as Herald loads it.
+    pub fn config(&self) -> herald::config::Config {
+        herald::config::Config::load(None, &Default::default(), self.dir.path())
+            .expect("valid config")
+    }
+
+    /// Opens the sandbox store.
+    pub async fn store(&self) -> herald::store::Store {
+        herald::store::Store::open(&self.db_url())
+            .await
+            .expect("store opens")
     }
 
     /// The SQLite URL of the sandbox database.
@@ -120,4 +138,15 @@ impl Sandbox {
         cmd.envs(env.iter().copied());
         cmd.output().expect("running herald").into()
     }
+}
+
+/// Serves `router` on 127.0.0.1 with an ephemeral port; the server lives until the test's
+/// runtime ends.
+pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
 }

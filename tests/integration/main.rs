@@ -2,7 +2,11 @@
 //! temporary directory, configuration and SQLite database from [`harness::Sandbox`].
 
 mod config;
+mod feeds;
 mod glossary;
 mod harness;
+mod preview;
+mod render;
+mod rotation;
 mod store;
 mod subscribers;

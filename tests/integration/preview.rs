@@ -1,0 +1,106 @@
+//! `herald preview`: the next issue as files, deterministic, recording nothing.
+
+use crate::harness::Sandbox;
+
+#[tokio::test]
+async fn preview_writes_three_files_twice_identically_and_records_nothing() {
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nada@example.com,Ada Lovelace\n",
+    );
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    let first = s.herald(&["preview", "--out", "one"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let second = s.herald(&["preview", "--out", "two"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    for file in ["issue.html", "issue.txt", "issue.eml"] {
+        let a = std::fs::read(s.path(&format!("one/{file}"))).unwrap();
+        let b = std::fs::read(s.path(&format!("two/{file}"))).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{file} differs between two previews");
+    }
+    assert!(first.stdout.contains("subject:  "), "{first:?}");
+    assert!(first.stdout.contains("sizes:    html "), "{first:?}");
+    let text = std::fs::read_to_string(s.path("one/issue.txt")).unwrap();
+    assert!(
+        text.contains("Hi Ada Lovelace,"),
+        "the first confirmed subscriber by default"
+    );
+
+    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    for table in ["issues", "terms_sent", "links_sent", "deliveries"] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "preview recorded rows in {table}");
+    }
+}
+
+#[test]
+fn preview_takes_a_term_and_a_subscriber() {
+    let s = Sandbox::new();
+    let run = s.herald(&[
+        "preview",
+        "--term",
+        "RAG",
+        "--subscriber",
+        "zoe@example.com",
+        "--out",
+        "p",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("term:     Retrieval-augmented generation (retrieval-augmented-generation"),
+        "{run:?}"
+    );
+    let eml = std::fs::read_to_string(s.path("p/issue.eml")).unwrap();
+    assert!(eml.contains("To: zoe@example.com"), "{eml}");
+    let unknown = s.herald(&["preview", "--term", "no-such-term"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("no term `no-such-term`"),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn queue_add_list_remove_and_the_preview_honours_it() {
+    let s = Sandbox::new();
+    assert_eq!(s.herald(&["queue", "add", "LoRA"]).code, 0);
+    let list = s.herald(&["queue", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(items[0]["slug"], "lora");
+    let preview = s.herald(&["preview", "--out", "p"]);
+    assert!(
+        preview.stdout.contains("term:     LoRA (lora"),
+        "{preview:?}"
+    );
+    let bad = s.herald(&["queue", "add", "nothing-like-it"]);
+    assert_eq!(bad.code, 1);
+    assert_eq!(s.herald(&["queue", "remove", "lora"]).code, 0);
+    assert_eq!(s.herald(&["queue", "remove", "lora"]).code, 1);
+
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[schedule]\nqueue = [\"no-such-slug\"]\n",
+            crate::harness::CONFIG
+        ),
+    );
+    let check = s.herald(&["check"]);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("`schedule.queue[0]`: unknown term `no-such-slug`"),
+        "{check:?}"
+    );
+}
