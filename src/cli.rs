@@ -45,6 +45,37 @@ pub enum Command {
     Queue(QueueCommand),
     /// Show each news feed with its last success, last error and items seen
     Feeds(FeedsArgs),
+    /// Send the next issue to every confirmed subscriber (or resume an interrupted send)
+    Send(SendArgs),
+    /// Past issues and their delivery ledgers: list, show
+    #[command(subcommand)]
+    Issues(IssuesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Do everything except transmitting and recording; report the count and the sizes
+    #[arg(long, conflicts_with_all = ["to", "retry_ambiguous"])]
+    pub dry_run: bool,
+    /// Send a test copy of the next issue to this address only; record nothing
+    #[arg(long, value_name = "EMAIL")]
+    pub to: Option<String>,
+    /// Resend the rows an interrupted send left ambiguous (they may get a second copy)
+    #[arg(long)]
+    pub retry_ambiguous: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssuesCommand {
+    /// Every issue with its delivery counts
+    List(JsonFlag),
+    /// One issue: counts by status, failures with reasons, ambiguous rows
+    Show {
+        number: u32,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -213,6 +213,8 @@ struct RawDelivery {
     max_per_hour: Option<i64>,
     max_attempts: i64,
     timeout_seconds: i64,
+    retry_base_ms: i64,
+    retry_max_ms: i64,
     dkim: Option<RawDkim>,
 }
 
@@ -225,6 +227,8 @@ impl Default for RawDelivery {
             max_per_hour: None,
             max_attempts: 5,
             timeout_seconds: 60,
+            retry_base_ms: 2000,
+            retry_max_ms: 60_000,
             dkim: None,
         }
     }
@@ -344,6 +348,10 @@ pub struct Delivery {
     pub max_attempts: u32,
     /// Limit for one whole SMTP transaction.
     pub timeout: std::time::Duration,
+    /// First retry delay after a transient failure; doubled per attempt.
+    pub retry_base: std::time::Duration,
+    /// Longest retry delay.
+    pub retry_max: std::time::Duration,
     pub dkim: Option<Dkim>,
 }
 
@@ -861,6 +869,9 @@ impl Validator {
             .map(|n| self.count("delivery.max_per_hour", n, 1, 10_000_000) as u32);
         let max_attempts = self.count("delivery.max_attempts", raw.max_attempts, 1, 100) as u32;
         let timeout = self.count("delivery.timeout_seconds", raw.timeout_seconds, 1, 3600) as u64;
+        let retry_base =
+            self.count("delivery.retry_base_ms", raw.retry_base_ms, 1, 3_600_000) as u64;
+        let retry_max = self.count("delivery.retry_max_ms", raw.retry_max_ms, 1, 3_600_000) as u64;
         let dkim = raw.dkim.map(|d| {
             let private_key_path = self.path("delivery.dkim.private_key_path", &d.private_key_path);
             if !private_key_path.is_file() {
@@ -882,6 +893,8 @@ impl Validator {
             max_per_hour,
             max_attempts,
             timeout: std::time::Duration::from_secs(timeout),
+            retry_base: std::time::Duration::from_millis(retry_base),
+            retry_max: std::time::Duration::from_millis(retry_max.max(retry_base)),
             dkim,
         }
     }

@@ -298,3 +298,153 @@ pub fn failing_feeds(
         })
         .collect()
 }
+
+/// The issue a send works on.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once per send; boxing would buy nothing
+pub enum Prepared {
+    /// Frozen (now or earlier) and ready to deliver.
+    Ready {
+        issue: crate::store::StoredIssue,
+        rendered: crate::render::RenderedIssue,
+        /// Whether an interrupted send is being resumed.
+        resumed: bool,
+    },
+    /// Every term was sent in this cycle and `on_exhausted = "stop"`.
+    Exhausted { cycle: u32 },
+    /// The glossary has no terms.
+    NoTerms,
+}
+
+/// Why an issue could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rendering the issue: {0}")]
+    Render(#[from] crate::render::RenderError),
+    #[error("reading subscriber file {file}: {message}")]
+    Subscribers { file: String, message: String },
+}
+
+/// Imports every CSV file of `[subscribers] dir` (with the suppression rule), logging each
+/// rejected row with its file and line. Returns the summed counts.
+///
+/// # Errors
+/// When a file cannot be read or its header is unusable, or the store fails.
+pub async fn import_subscriber_files(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<crate::store::ImportCounts, PrepareError> {
+    let mut total = crate::store::ImportCounts::default();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&config.subscribers_dir)
+        .map_err(|e| PrepareError::Subscribers {
+            file: config.subscribers_dir.display().to_string(),
+            message: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+        .collect();
+    files.sort();
+    for file in files {
+        let err = |message: String| PrepareError::Subscribers {
+            file: file.display().to_string(),
+            message,
+        };
+        let bytes = std::fs::read(&file).map_err(|e| err(e.to_string()))?;
+        let parsed = crate::subscriber_file::parse(&bytes).map_err(|e| err(e.to_string()))?;
+        for r in &parsed.rejected {
+            warn!(file = %file.display(), line = r.line, "subscriber row rejected: {}", r.reason);
+        }
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let c = store
+            .import_subscribers(&parsed.rows, &format!("import:{name}"), now)
+            .await?;
+        total.added += c.added;
+        total.updated += c.updated;
+        total.unchanged += c.unchanged;
+        total.suppressed += c.suppressed;
+        total.rejected += parsed.rejected.len() as u64;
+    }
+    Ok(total)
+}
+
+/// The issue to send: an unfinished one (resumed as frozen), or else the next one, composed,
+/// rendered and frozen in one transaction with its ledger. Subscriber files are imported
+/// before the audience is fixed. `slot` names the schedule slot a daemon sends for.
+///
+/// # Errors
+/// [`PrepareError`].
+#[allow(clippy::too_many_arguments)]
+pub async fn prepare(
+    config: &Config,
+    glossary: &Glossary,
+    renderer: &crate::render::Renderer,
+    store: &Store,
+    fetcher: &FeedFetcher,
+    now: DateTime<Utc>,
+    issue_time: DateTime<Utc>,
+    slot: Option<&str>,
+) -> Result<Prepared, PrepareError> {
+    if let Some(issue) = store.unfinished_issue().await? {
+        let rendered = crate::render::RenderedIssue::from_frozen(
+            issue.number,
+            issue.subject.clone(),
+            issue.preheader.clone(),
+            issue.html.clone(),
+            issue.text.clone(),
+        );
+        return Ok(Prepared::Ready {
+            issue,
+            rendered,
+            resumed: true,
+        });
+    }
+    let imported = import_subscriber_files(config, store, now).await?;
+    info!(
+        added = imported.added,
+        updated = imported.updated,
+        suppressed = imported.suppressed,
+        rejected = imported.rejected,
+        "imported subscriber files"
+    );
+    let (plan, cycle) = match plan(config, glossary, store, fetcher, issue_time, None).await? {
+        Planned::Ready { plan, cycle, .. } => (plan, cycle),
+        Planned::Exhausted { cycle } => return Ok(Prepared::Exhausted { cycle }),
+        Planned::NoTerms => return Ok(Prepared::NoTerms),
+    };
+    let info = newsletter_info(config);
+    let rendered = renderer.render_issue(&plan, &info)?;
+    let web_html = rendered.web_html(&info.base_url);
+    let frozen = crate::store::FrozenIssue {
+        number: plan.number,
+        cycle,
+        term_slug: plan.term.slug.as_str(),
+        subject: &rendered.subject,
+        preheader: &rendered.preheader,
+        html: rendered.html_template(),
+        text: rendered.text_template(),
+        web_html: &web_html,
+        links: &plan.links,
+        slot_key: slot,
+        send_after: Some(issue_time),
+    };
+    let (id, rows) = store.freeze_issue(&frozen, now).await?;
+    info!(issue = plan.number, id, recipients = rows, term = %plan.term.slug, "froze the issue");
+    let issue = store
+        .issue(plan.number)
+        .await?
+        .expect("the issue was just frozen");
+    Ok(Prepared::Ready {
+        issue,
+        rendered,
+        resumed: false,
+    })
+}

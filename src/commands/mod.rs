@@ -4,8 +4,10 @@
 mod check;
 mod feeds;
 mod glossary;
+mod issues;
 mod preview;
 mod queue;
+mod send;
 mod subscribers;
 
 use std::path::PathBuf;
@@ -59,6 +61,8 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
         Command::Preview(args) => preview::run(&ctx, args).await,
         Command::Queue(cmd) => queue::run(&ctx, cmd).await,
         Command::Feeds(args) => feeds::run(&ctx, args).await,
+        Command::Send(args) => send::run(&ctx, args).await,
+        Command::Issues(cmd) => issues::run(&ctx, cmd).await,
     }
 }
 

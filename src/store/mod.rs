@@ -7,6 +7,7 @@
 //! on upgrade), and the embedded migrations in `migrations/` run on open.
 
 mod content;
+mod ledger;
 mod subscribers;
 
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use content::{FeedState, FeedSuccess, LastIssue};
+pub use ledger::{Claimed, DeliveryRow, FrozenIssue, LedgerCounts, Mark, StoredIssue};
 pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
 
 /// How long a connection waits for another writer before giving up.

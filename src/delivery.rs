@@ -1,0 +1,360 @@
+//! Use case: deliver a frozen issue to every recipient in its ledger, exactly once.
+//!
+//! One coordinator owns the ledger; `concurrency` workers own one SMTP connection each. The
+//! coordinator's loop is a single step repeated ([`Store::ledger_step`]): in one transaction
+//! it records how the finished attempts ended and claims as many pending rows as there are
+//! idle workers, then hands the claimed rows to the workers. So:
+//!
+//! - a row is claimed (pending -> sending, attempt counted) and committed before its SMTP
+//!   transaction starts, and marked after the server answers;
+//! - rows in `sending` never outnumber the workers, so a crash leaves at most `concurrency`
+//!   ambiguous rows, which are reported and not resent unless asked;
+//! - marks are grouped into the next claim's transaction, so the ledger costs one commit per
+//!   batch of finished messages rather than two per message.
+//!
+//! Transient failures go back to pending with exponential backoff and jitter, up to
+//! `max_attempts` in one run; rows still failing then wait for the next run. Permanent 5xx
+//! replies mark the row failed; a 5.1.x reply also marks the subscriber bounced.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Mutex, mpsc};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::compose::{Addressee, Sender, personal_message};
+use crate::domain::{EmailAddress, SigningKey};
+use crate::mailer::{Mailer, SendError, Transport};
+use crate::render::RenderedIssue;
+use crate::store::{Claimed, LedgerCounts, Mark, Store, StoreError, StoredIssue};
+
+/// How a send behaves.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub concurrency: usize,
+    /// Messages per second across all workers; `None` is unlimited.
+    pub rate_per_second: Option<f64>,
+    pub max_per_hour: Option<u32>,
+    /// Attempts per row in one run.
+    pub max_attempts: u32,
+    /// First retry delay; doubled for each further attempt.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Identifies this run in the ledger (`claimed_by`), so a crashed run's rows can be told
+    /// from this run's.
+    pub run_id: String,
+}
+
+/// What happened to an issue's ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendSummary {
+    pub issue_number: u32,
+    pub counts: LedgerCounts,
+    /// Rows a crashed earlier run left in `sending`.
+    pub ambiguous: u64,
+    /// Whether the issue is finished (no pending rows left).
+    pub finished: bool,
+}
+
+/// Progress reports for a terminal bar or log lines.
+pub trait Progress: Send + Sync {
+    /// `done` of `total` rows have an outcome in this run; `counts` are the ledger totals.
+    fn update(&self, done: u64, total: u64);
+    /// The run is over.
+    fn finish(&self);
+}
+
+/// Progress that reports nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn update(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// A delivery failure that stops the run (not a failed message, which is recorded instead).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the outbox cannot be used: {0}")]
+    Outbox(std::io::Error),
+}
+
+type Outcome = (i64, Result<String, SendError>);
+
+/// The retry delay for a row's `attempt`-th failure in this run: exponential from `base`,
+/// capped at `max`, with ±20% jitter derived from the row (so retries of many rows spread
+/// out, and a test can predict them).
+pub fn backoff(base: Duration, max: Duration, delivery_id: i64, attempt: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(max);
+    let mut h: u64 =
+        0x9e37_79b9_7f4a_7c15 ^ (delivery_id as u64).wrapping_mul(31) ^ u64::from(attempt);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    let factor = 0.8 + (h % 1000) as f64 / 2500.0; // 0.8 ..= 1.2
+    exp.mul_f64(factor)
+}
+
+fn limiter(per_second: Option<f64>, per_hour: Option<u32>) -> Vec<Arc<DefaultDirectRateLimiter>> {
+    let mut limiters = Vec::new();
+    if let Some(rate) = per_second {
+        let period = Duration::from_secs_f64(1.0 / rate);
+        if let Some(q) = Quota::with_period(period) {
+            limiters.push(Arc::new(RateLimiter::direct(q)));
+        }
+    }
+    if let Some(n) = per_hour.and_then(NonZeroU32::new) {
+        limiters.push(Arc::new(RateLimiter::direct(Quota::per_hour(n))));
+    }
+    limiters
+}
+
+/// Everything the workers share.
+struct Shared {
+    rendered: RenderedIssue,
+    sender: Sender,
+    key: SigningKey,
+    date: DateTime<Utc>,
+    limiters: Vec<Arc<DefaultDirectRateLimiter>>,
+}
+
+/// Sends the pending rows of `issue` until none is left for this run, or `shutdown`
+/// completes (then the messages in flight are finished and nothing new is claimed).
+///
+/// # Errors
+/// [`DeliveryError`] when the store fails; failed messages are recorded, not returned.
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver(
+    store: &Store,
+    clock: &dyn Clock,
+    issue: &StoredIssue,
+    rendered: RenderedIssue,
+    sender: Sender,
+    key: SigningKey,
+    transport: Transport,
+    settings: &DeliverySettings,
+    progress: &dyn Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SendSummary, DeliveryError> {
+    let ambiguous = store.ambiguous_count(issue.id, &settings.run_id).await?;
+    if ambiguous > 0 {
+        warn!(
+            issue = issue.number,
+            ambiguous,
+            "rows were left in `sending` by an interrupted send: they may or may not have been delivered, \
+             so they are not resent; see `herald issues show {}` and `herald send --retry-ambiguous`",
+            issue.number
+        );
+    }
+    let total = store.ledger_counts(issue.id).await?.pending;
+    info!(issue = issue.number, pending = total, "delivering");
+    let shared = Arc::new(Shared {
+        rendered,
+        sender,
+        key,
+        date: issue.send_after.unwrap_or(issue.created_at),
+        limiters: limiter(settings.rate_per_second, settings.max_per_hour),
+    });
+    let workers = settings.concurrency.max(1);
+    let (job_tx, job_rx) = mpsc::channel::<Claimed>(workers);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (out_tx, mut out_rx) = mpsc::channel::<Outcome>(workers * 2);
+    let mut handles = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let mut mailer = Mailer::new(transport.clone()).map_err(DeliveryError::Outbox)?;
+        let (jobs, out, shared) = (job_rx.clone(), out_tx.clone(), shared.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let job = { jobs.lock().await.recv().await };
+                let Some(job) = job else { break };
+                let result = send_one(&mut mailer, &shared, &job).await;
+                if out.send((job.delivery_id, result)).await.is_err() {
+                    break;
+                }
+            }
+            mailer.close().await;
+        }));
+    }
+    drop(out_tx);
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut stopping = false;
+    let mut in_flight = 0usize;
+    let mut done = 0u64;
+    let mut run_attempts: HashMap<i64, u32> = HashMap::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    loop {
+        // Wait for at least one outcome when messages are in flight.
+        if in_flight > 0 && outcomes.is_empty() {
+            tokio::select! {
+                got = out_rx.recv() => if let Some(o) = got { outcomes.push(o) },
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    info!(in_flight, "stopping: finishing the messages in flight, claiming no more");
+                }
+            }
+        }
+        while let Ok(o) = out_rx.try_recv() {
+            outcomes.push(o);
+        }
+        in_flight -= outcomes.len();
+        done += outcomes.len() as u64;
+        let now = clock.now();
+        let marks: Vec<(i64, Mark)> = outcomes
+            .drain(..)
+            .map(|(id, result)| {
+                let attempts = run_attempts.get(&id).copied().unwrap_or(1);
+                (id, mark(result, id, attempts, settings, now))
+            })
+            .collect();
+        let free = if stopping { 0 } else { workers - in_flight };
+        let claimed = store
+            .ledger_step(issue.id, &settings.run_id, &marks, free, now)
+            .await?;
+        for m in &marks {
+            if let (id, Mark::Retry { error, .. }) = m {
+                warn!(delivery = id, "transient failure, will retry: {error}");
+            }
+        }
+        progress.update(done, total.max(done));
+        let claimed_any = !claimed.is_empty();
+        for job in claimed {
+            *run_attempts.entry(job.delivery_id).or_default() += 1;
+            in_flight += 1;
+            if job_tx.send(job).await.is_err() {
+                break;
+            }
+        }
+        if in_flight > 0 || claimed_any {
+            continue;
+        }
+        if stopping {
+            break;
+        }
+        // Nothing in flight and nothing claimable now: wait for the next retry, if any.
+        match store.next_retry_at(issue.id, &settings.run_id).await? {
+            None => break,
+            Some(at) => {
+                let wait = (at - clock.now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(settings.retry_max);
+                tokio::select! {
+                    () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
+                    () = &mut shutdown, if !stopping => stopping = true,
+                }
+                if stopping {
+                    break;
+                }
+            }
+        }
+    }
+    drop(job_tx);
+    for h in handles {
+        let _ = h.await;
+    }
+    progress.finish();
+    let finished = store.finish_issue_if_done(issue.id, clock.now()).await?;
+    let counts = store.ledger_counts(issue.id).await?;
+    let ambiguous = store.ambiguous_count(issue.id, &settings.run_id).await?;
+    Ok(SendSummary {
+        issue_number: issue.number,
+        counts,
+        ambiguous,
+        finished,
+    })
+}
+
+fn mark(
+    result: Result<String, SendError>,
+    id: i64,
+    attempts: u32,
+    s: &DeliverySettings,
+    now: DateTime<Utc>,
+) -> Mark {
+    match result {
+        Ok(reply) => Mark::Sent { reply },
+        Err(SendError::Permanent {
+            message,
+            bounce: true,
+        }) => Mark::Bounced { error: message },
+        Err(SendError::Permanent { message, .. }) => Mark::Failed { error: message },
+        Err(SendError::Transient(error)) => {
+            let delay = backoff(s.retry_base, s.retry_max, id, attempts);
+            Mark::Retry {
+                error,
+                retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                give_up_this_run: attempts >= s.max_attempts,
+            }
+        }
+    }
+}
+
+async fn send_one(
+    mailer: &mut Mailer,
+    shared: &Shared,
+    job: &Claimed,
+) -> Result<String, SendError> {
+    let email = EmailAddress::parse(&job.email).map_err(|e| SendError::Permanent {
+        message: format!("stored address `{}` is invalid: {e}", job.email),
+        bounce: false,
+    })?;
+    let message = personal_message(
+        "issue",
+        &shared.rendered,
+        &shared.sender,
+        Addressee {
+            id: job.subscriber_id,
+            email: &email,
+            name: &job.name,
+        },
+        &shared.key,
+        shared.date,
+    )
+    .map_err(|e| SendError::Permanent {
+        message: e.to_string(),
+        bounce: false,
+    })?;
+    for limiter in &shared.limiters {
+        limiter.until_ready().await;
+    }
+    mailer
+        .send(&shared.sender.from.email, &email, &message.formatted())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered_within_20_percent() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(60);
+        for attempt in 1..=8 {
+            let d = backoff(base, max, 7, attempt);
+            let nominal = (base * (1 << (attempt - 1))).min(max);
+            assert!(
+                d >= nominal.mul_f64(0.8) && d <= nominal.mul_f64(1.2),
+                "{attempt}: {d:?}"
+            );
+        }
+        assert_ne!(
+            backoff(base, max, 1, 3),
+            backoff(base, max, 2, 3),
+            "jitter spreads rows"
+        );
+    }
+}

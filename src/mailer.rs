@@ -1,0 +1,504 @@
+//! The mail transport: SMTP (lettre, tokio, rustls) or `.eml` files in the outbox.
+//!
+//! Adapter. One [`Mailer`] per delivery worker, holding one SMTP connection that is reused
+//! across messages and re-opened after any error. Three details matter for throughput and
+//! correctness:
+//!
+//! - **TCP_NODELAY.** lettre 0.11 never sets it, and it writes a message body and the final
+//!   `.` in two writes, so Nagle's algorithm holds every message about 40 ms. Herald opens the
+//!   TCP stream itself with `set_nodelay(true)` and hands it to lettre's
+//!   `AsyncSmtpConnection` (plain and STARTTLS), or wraps it in TLS first (implicit TLS), so
+//!   every mode gets the fix.
+//! - **A timeout around the whole transaction** (connect, EHLO, TLS, AUTH, MAIL, RCPT, DATA),
+//!   since lettre's own timeout covers only parts of it.
+//! - **Errors by kind**, never by guessing: 4xx replies, dropped connections and timeouts
+//!   are transient; 5xx replies are permanent, and a 5.1.x enhanced status (unknown
+//!   mailbox) is a bounce.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use url::Url;
+
+use crate::config::Secret;
+use crate::domain::EmailAddress;
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No TLS (a local relay): `smtp://host:port`.
+    None,
+    /// STARTTLS if the server offers it: `smtp://host:port?tls=opportunistic`.
+    Opportunistic,
+    /// STARTTLS, or fail: `smtp://host:587?tls=required`.
+    StartTls,
+    /// TLS from the first byte: `smtps://host:465`.
+    Implicit,
+}
+
+/// Where mail goes.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// `.eml` files in this directory (lettre's file transport).
+    Outbox(PathBuf),
+    Smtp(SmtpSettings),
+}
+
+/// A parsed `HERALD_SMTP_URL`.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    credentials: Option<(String, Secret)>,
+    /// An extra trusted root certificate (PEM), for a relay with a private CA: `?tls_ca=PATH`.
+    pub tls_ca: Option<PathBuf>,
+    /// The EHLO name: `?hello=NAME`, else the From domain.
+    pub hello: String,
+    /// Limit for one whole SMTP transaction.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credentials.
+        write!(
+            f,
+            "SmtpSettings {{ host: {:?}, port: {}, security: {:?}, auth: {} }}",
+            self.host,
+            self.port,
+            self.security,
+            self.credentials.is_some()
+        )
+    }
+}
+
+/// A problem with `HERALD_SMTP_URL`. The message never contains the URL (it may hold a
+/// password).
+#[derive(Debug, thiserror::Error)]
+#[error("HERALD_SMTP_URL: {0}")]
+pub struct SmtpUrlError(String);
+
+impl SmtpSettings {
+    /// Parses `smtp://[user:pass@]host[:port][?tls=required|opportunistic][&tls_ca=PATH][&hello=NAME]`
+    /// or `smtps://[user:pass@]host[:port]`.
+    ///
+    /// # Errors
+    /// [`SmtpUrlError`] naming the part that is wrong.
+    pub fn from_url(
+        url: &Secret,
+        default_hello: &str,
+        timeout: Duration,
+    ) -> Result<Self, SmtpUrlError> {
+        let url = Url::parse(url.expose()).map_err(|e| SmtpUrlError(format!("not a URL ({e})")))?;
+        let mut security = match url.scheme() {
+            "smtp" => Security::None,
+            "smtps" => Security::Implicit,
+            other => {
+                return Err(SmtpUrlError(format!(
+                    "scheme `{other}` is not smtp or smtps"
+                )));
+            }
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| SmtpUrlError("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port().unwrap_or(if security == Security::Implicit {
+            465
+        } else {
+            25
+        });
+        let mut tls_ca = None;
+        let mut hello = default_hello.to_owned();
+        for (key, value) in url.query_pairs() {
+            match (key.as_ref(), value.as_ref()) {
+                ("tls", "required") if security == Security::None => security = Security::StartTls,
+                ("tls", "opportunistic") if security == Security::None => {
+                    security = Security::Opportunistic
+                }
+                ("tls", "none") if security == Security::None => {}
+                ("tls", other) => {
+                    return Err(SmtpUrlError(format!(
+                        "tls={other} is not one of required, opportunistic, none (smtps:// is implicit TLS)"
+                    )));
+                }
+                ("tls_ca", path) => tls_ca = Some(PathBuf::from(path)),
+                ("hello", name) => hello = name.to_owned(),
+                (other, _) => return Err(SmtpUrlError(format!("unknown parameter `{other}`"))),
+            }
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = (!url.username().is_empty()).then(|| {
+            (
+                decode(url.username()),
+                Secret::new(decode(url.password().unwrap_or(""))),
+            )
+        });
+        Ok(Self {
+            host,
+            port,
+            security,
+            credentials,
+            tls_ca,
+            hello,
+            timeout,
+        })
+    }
+
+    /// The rustls configuration for implicit TLS: the webpki roots plus `tls_ca`.
+    fn rustls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, SendError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &self.tls_ca {
+            let bad = |e: &dyn std::fmt::Display| {
+                SendError::Transient(format!("tls_ca {}: {e}", path.display()))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(std::sync::Arc::new(config))
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, SendError> {
+        let mut builder = TlsParameters::builder(self.host.clone());
+        if let Some(path) = &self.tls_ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                SendError::Transient(format!("reading tls_ca {}: {e}", path.display()))
+            })?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| SendError::Transient(format!("tls_ca {}: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder
+            .build_rustls()
+            .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))
+    }
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying later: 4xx, connection problems, timeouts.
+    #[error("{0}")]
+    Transient(String),
+    /// Will never succeed: 5xx. `bounce` when the mailbox does not exist (5.1.x).
+    #[error("{message}")]
+    Permanent { message: String, bounce: bool },
+}
+
+impl SendError {
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+    let message = e.to_string();
+    if e.is_permanent() {
+        // RFC 3463 enhanced status codes: 5.1.x are addressing failures (unknown mailbox,
+        // bad destination system ...), which mean the address itself is dead.
+        let bounce = message
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ':')
+            .any(|token| {
+                let mut parts = token.split('.');
+                parts.next() == Some("5")
+                    && parts.next() == Some("1")
+                    && parts
+                        .next()
+                        .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+                    && parts.next().is_none()
+            });
+        SendError::Permanent { message, bounce }
+    } else {
+        SendError::Transient(message)
+    }
+}
+
+/// A TLS stream opened by Herald over a TCP stream with TCP_NODELAY, presented to lettre as a
+/// plain transport (implicit TLS).
+#[derive(Debug)]
+struct ImplicitTls {
+    inner: TlsStream<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl AsyncRead for ImplicitTls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ImplicitTls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
+    }
+}
+
+/// Sends messages for one worker.
+pub struct Mailer {
+    transport: Transport,
+    outbox: Option<AsyncFileTransport<Tokio1Executor>>,
+    connection: Option<AsyncSmtpConnection>,
+    nodelay: Option<bool>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Mailer({:?}, connected: {})",
+            self.transport,
+            self.connection.is_some()
+        )
+    }
+}
+
+impl Mailer {
+    /// A mailer for `transport`; connects on first use.
+    ///
+    /// # Errors
+    /// When the outbox directory cannot be created.
+    pub fn new(transport: Transport) -> io::Result<Self> {
+        let outbox = match &transport {
+            Transport::Outbox(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Some(AsyncFileTransport::<Tokio1Executor>::new(dir))
+            }
+            Transport::Smtp(_) => None,
+        };
+        Ok(Self {
+            transport,
+            outbox,
+            connection: None,
+            nodelay: None,
+        })
+    }
+
+    /// Whether the current (or last) SMTP connection's socket had TCP_NODELAY set.
+    pub fn connection_nodelay(&self) -> Option<bool> {
+        self.nodelay
+    }
+
+    /// Sends one message; returns the server's reply (or the file written).
+    ///
+    /// # Errors
+    /// [`SendError`], transient or permanent.
+    pub async fn send(
+        &mut self,
+        from: &EmailAddress,
+        to: &EmailAddress,
+        message: &[u8],
+    ) -> Result<String, SendError> {
+        let envelope = envelope(from, to)?;
+        if let Some(outbox) = &self.outbox {
+            let id = outbox
+                .send_raw(&envelope, message)
+                .await
+                .map_err(|e| SendError::Transient(format!("writing to the outbox: {e}")))?;
+            return Ok(format!("written {id}.eml"));
+        }
+        let Transport::Smtp(settings) = &self.transport else {
+            unreachable!("a mailer without an outbox has SMTP settings")
+        };
+        let timeout = settings.timeout;
+        let settings = settings.clone();
+        let result = tokio::time::timeout(timeout, async {
+            if self
+                .connection
+                .as_ref()
+                .is_none_or(AsyncSmtpConnection::has_broken)
+            {
+                self.connection = None;
+                let (connection, nodelay) = connect(&settings).await?;
+                self.connection = Some(connection);
+                self.nodelay = Some(nodelay);
+            }
+            let connection = self.connection.as_mut().expect("just connected");
+            connection
+                .send(&envelope, message)
+                .await
+                .map_err(|e| classify(&e))
+        })
+        .await;
+        match result {
+            Ok(Ok(response)) => {
+                let text = response.message().collect::<Vec<_>>().join(" ");
+                Ok(format!("{} {}", response.code(), text.trim())
+                    .chars()
+                    .take(500)
+                    .collect())
+            }
+            Ok(Err(e)) => {
+                self.connection = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.connection = None;
+                Err(SendError::Transient(format!(
+                    "the SMTP transaction took longer than {} s",
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+
+    /// Closes the SMTP connection politely (QUIT).
+    pub async fn close(&mut self) {
+        if let Some(mut c) = self.connection.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
+        }
+    }
+}
+
+fn envelope(from: &EmailAddress, to: &EmailAddress) -> Result<Envelope, SendError> {
+    let address = |e: &EmailAddress| {
+        let domain = idna::domain_to_ascii(e.domain()).unwrap_or_else(|_| e.domain().to_owned());
+        lettre::Address::new(e.local_part(), domain).map_err(|err| SendError::Permanent {
+            message: format!("address {e} cannot be used: {err}"),
+            bounce: false,
+        })
+    };
+    Envelope::new(Some(address(from)?), vec![address(to)?]).map_err(|e| SendError::Permanent {
+        message: format!("envelope: {e}"),
+        bounce: false,
+    })
+}
+
+/// Opens a connection with TCP_NODELAY in every mode; returns whether the option took.
+async fn connect(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), SendError> {
+    let connect_err =
+        |e: io::Error| SendError::Transient(format!("connecting to {}:{}: {e}", s.host, s.port));
+    let tcp = TcpStream::connect((s.host.as_str(), s.port))
+        .await
+        .map_err(connect_err)?;
+    tcp.set_nodelay(true).map_err(connect_err)?;
+    let nodelay = tcp.nodelay().unwrap_or(false);
+    let peer = tcp.peer_addr().map_err(connect_err)?;
+    let hello = ClientId::Domain(s.hello.clone());
+    let smtp_err = |e: lettre::transport::smtp::Error| classify(&e);
+    let mut connection = match s.security {
+        Security::Implicit => {
+            let name = ServerName::try_from(s.host.clone())
+                .map_err(|e| SendError::Transient(format!("TLS server name {}: {e}", s.host)))?;
+            let inner = tokio_rustls::TlsConnector::from(s.rustls_config()?)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| {
+                    SendError::Transient(format!("TLS handshake with {}:{}: {e}", s.host, s.port))
+                })?;
+            let tls = ImplicitTls { inner, peer };
+            AsyncSmtpConnection::connect_with_transport(Box::new(tls), &hello)
+                .await
+                .map_err(smtp_err)?
+        }
+        _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+            .await
+            .map_err(smtp_err)?,
+    };
+    match s.security {
+        Security::StartTls if !connection.can_starttls() => {
+            return Err(SendError::Transient(format!(
+                "{}:{} does not offer STARTTLS, and tls=required",
+                s.host, s.port
+            )));
+        }
+        Security::StartTls | Security::Opportunistic if connection.can_starttls() => {
+            connection
+                .starttls(s.tls_parameters()?, &hello)
+                .await
+                .map_err(smtp_err)?;
+        }
+        _ => {}
+    }
+    if let Some((user, password)) = &s.credentials {
+        let credentials = Credentials::new(user.clone(), password.expose().to_owned());
+        connection
+            .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+            .await
+            .map_err(smtp_err)?;
+    }
+    Ok((connection, nodelay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<SmtpSettings, SmtpUrlError> {
+        SmtpSettings::from_url(&Secret::new(url), "example.com", Duration::from_secs(30))
+    }
+
+    #[test]
+    fn smtp_urls_cover_the_three_modes_and_keep_passwords_out_of_debug() {
+        let plain = parse("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!((plain.port, plain.security), (2525, Security::None));
+        let starttls = parse("smtp://mail.example.com:587?tls=required").unwrap();
+        assert_eq!(starttls.security, Security::StartTls);
+        let implicit = parse("smtps://user%40x:p%40ss@mail.example.com").unwrap();
+        assert_eq!(
+            (implicit.port, implicit.security),
+            (465, Security::Implicit)
+        );
+        let (user, pass) = implicit.credentials.clone().unwrap();
+        assert_eq!((user.as_str(), pass.expose()), ("user@x", "p@ss"));
+        assert!(!format!("{implicit:?}").contains("p@ss"));
+        assert!(parse("http://x").is_err());
+        assert!(parse("smtp://x?tls=maybe").is_err());
+        let err = parse("smtp://u:hunter2@x?bogus=1").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,621 @@
+//! Issues and the per-recipient delivery ledger: freezing an issue, claiming and marking
+//! deliveries, resuming, and the sender lease.
+//!
+//! Every state change of a delivery is a committed transaction: a row is claimed
+//! (pending -> sending, attempt counted) before its SMTP transaction starts, and marked
+//! (sent, failed, bounced, or back to pending) after it ends. Marks and the next claims share
+//! one transaction, so rows in `sending` never outnumber the workers: after a crash at most
+//! `concurrency` rows are ambiguous.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::domain::NewsLink;
+
+/// What freezing records about an issue.
+#[derive(Debug, Clone)]
+pub struct FrozenIssue<'a> {
+    pub number: u32,
+    pub cycle: u32,
+    pub term_slug: &'a str,
+    pub subject: &'a str,
+    pub preheader: &'a str,
+    /// Rendered HTML with the personal placeholders.
+    pub html: &'a str,
+    /// Rendered text with the personal placeholders.
+    pub text: &'a str,
+    /// The web version, with no personal data.
+    pub web_html: &'a str,
+    pub links: &'a [NewsLink],
+    /// The schedule slot the issue was made for, if any.
+    pub slot_key: Option<&'a str>,
+    /// Not sent before this time (review window).
+    pub send_after: Option<DateTime<Utc>>,
+}
+
+/// An issue as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredIssue {
+    pub id: i64,
+    pub number: u32,
+    pub cycle: u32,
+    pub term: String,
+    pub subject: String,
+    pub preheader: String,
+    #[serde(skip)]
+    pub html: String,
+    #[serde(skip)]
+    pub text: String,
+    #[serde(skip)]
+    pub web_html: String,
+    pub status: String,
+    pub slot_key: Option<String>,
+    pub send_after: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Ledger counts of one issue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerCounts {
+    pub pending: u64,
+    /// Rows in `sending` (a live send's in-flight messages, or a crashed run's ambiguous
+    /// ones).
+    pub sending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub bounced: u64,
+    /// Rows whose subscriber left before their turn.
+    pub skipped: u64,
+}
+
+impl LedgerCounts {
+    /// Every row.
+    pub fn total(&self) -> u64 {
+        self.pending + self.sending + self.sent + self.failed + self.bounced + self.skipped
+    }
+}
+
+/// A claimed delivery, with what a worker needs to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub subscriber_id: i64,
+    pub email: String,
+    pub name: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// The server accepted the message.
+    Sent { reply: String },
+    /// A transient failure: try again at `retry_at`, or in a later run when `give_up_this_run`.
+    Retry {
+        error: String,
+        retry_at: DateTime<Utc>,
+        give_up_this_run: bool,
+    },
+    /// A permanent failure (5xx).
+    Failed { error: String },
+    /// The mailbox does not exist (5.1.x): the subscriber is marked bounced too.
+    Bounced { error: String },
+}
+
+/// A row in `sending` with what is known about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRow {
+    pub email: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub smtp_reply: Option<String>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub claimed_by: Option<String>,
+}
+
+const ISSUE_COLUMNS: &str =
+    "id, number, cycle, term_slug, subject, preheader, html, text, web_html, status,
+     slot_key, send_after, created_at, finished_at";
+
+fn issue_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredIssue, StoreError> {
+    Ok(StoredIssue {
+        id: row.try_get("id")?,
+        number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
+        cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
+        term: row.try_get("term_slug")?,
+        subject: row.try_get("subject")?,
+        preheader: row.try_get("preheader")?,
+        html: row.try_get("html")?,
+        text: row.try_get("text")?,
+        web_html: row.try_get("web_html")?,
+        status: row.try_get("status")?,
+        slot_key: row.try_get("slot_key")?,
+        send_after: row.try_get("send_after")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+impl Store {
+    /// Freezes an issue in one transaction: the issue with its rendered parts, its term and
+    /// links recorded as sent, its term taken off the editors' queue, and one pending ledger
+    /// row per subscriber confirmed at this moment. Returns the issue id and the row count.
+    ///
+    /// # Errors
+    /// A database error, including a uniqueness violation when the issue number, the term in
+    /// this cycle, a link, or the schedule slot was already used; then nothing is recorded.
+    pub async fn freeze_issue(
+        &self,
+        issue: &FrozenIssue<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, u64), StoreError> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html,
+                                 status, slot_key, send_after, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sending', ?9, ?10, ?11) RETURNING id",
+        )
+        .bind(i64::from(issue.number))
+        .bind(i64::from(issue.cycle))
+        .bind(issue.term_slug)
+        .bind(issue.subject)
+        .bind(issue.preheader)
+        .bind(issue.html)
+        .bind(issue.text)
+        .bind(issue.web_html)
+        .bind(issue.slot_key)
+        .bind(issue.send_after)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO terms_sent (issue_id, cycle, slug, sent_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(id)
+        .bind(i64::from(issue.cycle))
+        .bind(issue.term_slug)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (position, link) in issue.links.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(&link.canonical_url)
+            .bind(&link.url)
+            .bind(&link.title)
+            .bind(&link.source)
+            .bind(&link.summary)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM term_queue WHERE slug = ?")
+            .bind(issue.term_slug)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "INSERT INTO deliveries (issue_id, subscriber_id, status, updated_at)
+             SELECT ?1, id, 'pending', ?2 FROM subscribers WHERE status = 'confirmed' ORDER BY id",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((id, rows))
+    }
+
+    /// The oldest issue whose sending is not finished, if any.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn unfinished_issue(&self) -> Result<Option<StoredIssue>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE status IN ('frozen', 'held', 'sending')
+             ORDER BY number LIMIT 1"
+        )))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(issue_row).transpose()
+    }
+
+    /// The issue with this number.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn issue(&self, number: u32) -> Result<Option<StoredIssue>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE number = ?"
+        )))
+        .bind(i64::from(number))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(issue_row).transpose()
+    }
+
+    /// Every issue, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn issues(&self) -> Result<Vec<StoredIssue>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues ORDER BY number DESC"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(issue_row).collect()
+    }
+
+    /// The links an issue carried, in order.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn issue_links(&self, issue_id: i64) -> Result<Vec<NewsLink>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT canonical_url, url, title, source, summary FROM links_sent WHERE issue_id = ? ORDER BY position",
+        )
+        .bind(issue_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NewsLink {
+                    canonical_url: r.try_get("canonical_url")?,
+                    url: r.try_get("url")?,
+                    title: r.try_get("title")?,
+                    source: r.try_get("source")?,
+                    summary: r.try_get("summary")?,
+                    published: None,
+                    curated: false,
+                })
+            })
+            .collect()
+    }
+
+    /// Ledger counts of one issue.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn ledger_counts(&self, issue_id: i64) -> Result<LedgerCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM deliveries WHERE issue_id = ? GROUP BY status",
+        )
+        .bind(issue_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut c = LedgerCounts::default();
+        for row in rows {
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            match row.try_get::<String, _>("status")?.as_str() {
+                "pending" => c.pending = n,
+                "sending" => c.sending = n,
+                "sent" => c.sent = n,
+                "failed" => c.failed = n,
+                "bounced" => c.bounced = n,
+                "skipped" => c.skipped = n,
+                other => {
+                    return Err(StoreError::Corrupt {
+                        column: "deliveries.status",
+                        value: other.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Rows of an issue with one of these statuses (for `herald issues show`).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn deliveries_with_status(
+        &self,
+        issue_id: i64,
+        statuses: &[&str],
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let mut out = Vec::new();
+        for status in statuses {
+            let rows = sqlx::query(
+                "SELECT s.email, d.status, d.attempts, d.last_error, d.smtp_reply, d.claimed_at, d.claimed_by
+                 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                 WHERE d.issue_id = ? AND d.status = ? ORDER BY d.id LIMIT ?",
+            )
+            .bind(issue_id)
+            .bind(*status)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                out.push(DeliveryRow {
+                    email: r.try_get("email")?,
+                    status: r.try_get("status")?,
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                    smtp_reply: r.try_get("smtp_reply")?,
+                    claimed_at: r.try_get("claimed_at")?,
+                    claimed_by: r.try_get("claimed_by")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows left in `sending` by runs other than `run`: the ambiguous rows of a crashed send.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn ambiguous_count(&self, issue_id: i64, run: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'sending'
+             AND (claimed_by IS NULL OR claimed_by <> ?)",
+        )
+        .bind(issue_id)
+        .bind(run)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Puts the ambiguous rows of every unfinished issue back to pending, so they are sent
+    /// again (`herald send --retry-ambiguous`). Returns how many.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn retry_ambiguous(&self, run: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', updated_at = ?1,
+                    last_error = 'ambiguous after a crash: resent on request'
+             WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by <> ?2)",
+        )
+        .bind(now)
+        .bind(run)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE issues SET status = 'sending', finished_at = NULL
+             WHERE status = 'sent' AND id IN (SELECT issue_id FROM deliveries WHERE status = 'pending')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// One step of a send, in one transaction: records how finished attempts ended, then
+    /// claims up to `claim` pending rows whose time has come (oldest first; only subscribers
+    /// still confirmed) for `run`.
+    ///
+    /// # Errors
+    /// A database error; then neither the marks nor the claims are recorded.
+    pub async fn ledger_step(
+        &self,
+        issue_id: i64,
+        run: &str,
+        marks: &[(i64, Mark)],
+        claim: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut tx = self.write().await?;
+        for (delivery_id, mark) in marks {
+            let q = match mark {
+                Mark::Sent { reply } => sqlx::query(
+                    "UPDATE deliveries SET status = 'sent', smtp_reply = ?1, sent_at = ?2, updated_at = ?2,
+                            last_error = NULL, next_attempt_at = NULL WHERE id = ?3 AND status = 'sending'",
+                )
+                .bind(reply.as_str())
+                .bind(now)
+                .bind(delivery_id),
+                Mark::Retry {
+                    error,
+                    retry_at,
+                    give_up_this_run,
+                } => sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', last_error = ?1, next_attempt_at = ?2,
+                            updated_at = ?3, deferred_by = ?4 WHERE id = ?5 AND status = 'sending'",
+                )
+                .bind(error.as_str())
+                .bind(retry_at)
+                .bind(now)
+                .bind(give_up_this_run.then_some(run))
+                .bind(delivery_id),
+                Mark::Failed { error } => sqlx::query(
+                    "UPDATE deliveries SET status = 'failed', last_error = ?1, smtp_reply = ?1, updated_at = ?2
+                     WHERE id = ?3 AND status = 'sending'",
+                )
+                .bind(error.as_str())
+                .bind(now)
+                .bind(delivery_id),
+                Mark::Bounced { error } => {
+                    sqlx::query(
+                        "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
+                         WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = ?2) AND status <> 'unsubscribed'",
+                    )
+                    .bind(now)
+                    .bind(delivery_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'bounced', last_error = ?1, smtp_reply = ?1, updated_at = ?2
+                         WHERE id = ?3 AND status = 'sending'",
+                    )
+                    .bind(error.as_str())
+                    .bind(now)
+                    .bind(delivery_id)
+                }
+            };
+            q.execute(&mut *tx).await?;
+        }
+        let mut claimed = Vec::new();
+        if claim > 0 {
+            let rows = sqlx::query(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = ?1,
+                        claimed_by = ?2, updated_at = ?1
+                 WHERE id IN (
+                     SELECT d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                     WHERE d.issue_id = ?3 AND d.status = 'pending' AND s.status = 'confirmed'
+                       AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?1)
+                       AND (d.deferred_by IS NULL OR d.deferred_by <> ?2)
+                     ORDER BY d.id LIMIT ?4)
+                 RETURNING id, subscriber_id, attempts",
+            )
+            .bind(now)
+            .bind(run)
+            .bind(issue_id)
+            .bind(claim as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let subscriber_id: i64 = row.try_get("subscriber_id")?;
+                let s = sqlx::query("SELECT email, name FROM subscribers WHERE id = ?")
+                    .bind(subscriber_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                claimed.push(Claimed {
+                    delivery_id: row.try_get("id")?,
+                    subscriber_id,
+                    email: s.try_get("email")?,
+                    name: s.try_get("name")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(1),
+                });
+            }
+            claimed.sort_by_key(|c| c.delivery_id);
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// When the next pending row of this issue becomes claimable in `run`: `None` when no
+    /// pending row is left for this run.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn next_retry_at(
+        &self,
+        issue_id: i64,
+        run: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS at FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+             WHERE d.issue_id = ? AND d.status = 'pending' AND s.status = 'confirmed'
+               AND (d.deferred_by IS NULL OR d.deferred_by <> ?)",
+        )
+        .bind(issue_id)
+        .bind(run)
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let at: Option<DateTime<Utc>> = row.try_get("at")?;
+        Ok(Some(at.unwrap_or(DateTime::<Utc>::MIN_UTC)))
+    }
+
+    /// Ends an issue's send when nothing is left to send: rows of subscribers who left are
+    /// marked skipped, and the issue is marked sent. Returns whether it finished.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn finish_issue_if_done(
+        &self,
+        issue_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = 'skipped', updated_at = ?1
+             WHERE issue_id = ?2 AND status = 'pending'
+               AND subscriber_id IN (SELECT id FROM subscribers WHERE status <> 'confirmed')",
+        )
+        .bind(now)
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await?;
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'pending'",
+        )
+        .bind(issue_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if left == 0 {
+            sqlx::query("UPDATE issues SET status = 'sent', finished_at = ?1 WHERE id = ?2 AND status <> 'sent'")
+                .bind(now)
+                .bind(issue_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(left == 0)
+    }
+
+    /// Ledger counts of every issue, by issue id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn all_ledger_counts(&self) -> Result<BTreeMap<i64, LedgerCounts>, StoreError> {
+        let mut out = BTreeMap::new();
+        for issue in self.issues().await? {
+            out.insert(issue.id, self.ledger_counts(issue.id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `until`. Returns `false` when
+    /// another holder's lease has not expired.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(taken)
+    }
+
+    /// Gives up a lease held by `holder`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
