@@ -51,9 +51,64 @@ pub fn settings(config: &crate::config::Config, run_id: String) -> DeliverySetti
     }
 }
 
-/// A name for this run, unique enough to tell runs apart in the ledger.
+/// A name for this run, unique enough to tell runs apart in the ledger:
+/// `KIND@HOST:PID:MILLIS`.
 pub fn run_id(kind: &str, now: chrono::DateTime<Utc>) -> String {
-    format!("{kind}-{}-{}", std::process::id(), now.timestamp_millis())
+    format!(
+        "{kind}@{}:{}:{}",
+        this_host(),
+        std::process::id(),
+        now.timestamp_millis()
+    )
+}
+
+fn this_host() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether a run id names a process on this host that no longer exists (it crashed or was
+/// killed), so that its lease can be taken over at once instead of waiting for it to expire.
+fn holder_is_dead(holder: &str) -> bool {
+    let Some((_, rest)) = holder.split_once('@') else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, ':');
+    let (_millis, pid, host) = (parts.next(), parts.next(), parts.next());
+    match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
+        (Some(host), Some(pid)) if host == this_host() && pid != std::process::id() => {
+            let proc_dir = std::path::Path::new("/proc");
+            proc_dir.is_dir() && !proc_dir.join(pid.to_string()).exists()
+        }
+        _ => false,
+    }
+}
+
+/// Takes the sender lease for `run`, taking it over from a dead process on this host.
+///
+/// # Errors
+/// A database error.
+pub async fn take_sender_lease(
+    store: &crate::store::Store,
+    run: &str,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    if store
+        .acquire_lease(SENDER_LEASE, run, now, now + LEASE_TTL)
+        .await?
+    {
+        return Ok(true);
+    }
+    if let Some((holder, _)) = store.lease_holder(SENDER_LEASE).await?
+        && holder_is_dead(&holder)
+    {
+        tracing::warn!(previous = %holder, "the previous sender on this host is gone: taking over its lease");
+        return Ok(store
+            .take_over_lease(SENDER_LEASE, &holder, run, now + LEASE_TTL)
+            .await?);
+    }
+    Ok(false)
 }
 
 /// A progress bar on a terminal, a log line every few seconds otherwise.
@@ -132,10 +187,7 @@ pub(super) async fn run(ctx: &Context, args: SendArgs) -> anyhow::Result<Exit> {
     }
 
     let run = run_id("send", now);
-    if !store
-        .acquire_lease(SENDER_LEASE, &run, now, now + LEASE_TTL)
-        .await?
-    {
+    if !take_sender_lease(&store, &run, now).await? {
         bail!("another herald is sending (the sender lease is held); try again when it is done");
     }
     let heartbeat = {

@@ -604,6 +604,50 @@ impl Store {
         Ok(taken)
     }
 
+    /// Who holds the lease `name`, and until when.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn lease_holder(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let row = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("holder")?, r.try_get("expires_at")?)))
+            .transpose()
+    }
+
+    /// Takes the lease `name` from `previous`, whose process is known to be gone. Returns
+    /// `false` when someone else took it meanwhile.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn take_over_lease(
+        &self,
+        name: &str,
+        previous: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = ?1, expires_at = ?2 WHERE name = ?3 AND holder = ?4",
+        )
+        .bind(holder)
+        .bind(until)
+        .bind(name)
+        .bind(previous)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(taken)
+    }
+
     /// Gives up a lease held by `holder`.
     ///
     /// # Errors

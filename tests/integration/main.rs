@@ -2,11 +2,13 @@
 //! temporary directory, configuration and SQLite database from [`harness::Sandbox`].
 
 mod config;
+mod delivery;
 mod feeds;
 mod glossary;
 mod harness;
 mod preview;
 mod render;
 mod rotation;
+mod smtp;
 mod store;
 mod subscribers;

@@ -1,0 +1,516 @@
+//! `herald send` against a real SMTP server on 127.0.0.1: exactly one copy each, retries,
+//! bounces, a server that is down or stalls, a killed send, TLS, and every header.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use herald::domain::{Purpose, SigningKey};
+use mail_parser::MessageParser;
+
+use crate::harness::{CONFIG, Run, Sandbox};
+use crate::smtp;
+
+const SECRET: &str = "test-signing-key-0123456789abcdef";
+
+/// A sandbox with `n` subscribers in `subscribers/list.csv` (plus extra rows) and fast retries.
+fn sandbox(n: usize, extra_rows: &str) -> Sandbox {
+    let s = Sandbox::new();
+    let mut csv = String::from("email,name\n");
+    for i in 0..n {
+        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
+    }
+    csv.push_str(extra_rows);
+    s.write("subscribers/list.csv", csv);
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[delivery]\nconcurrency = 4\nmax_attempts = 4\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_seconds = 5\n"),
+    );
+    s
+}
+
+fn send(s: &Sandbox, url: &str, args: &[&str]) -> Run {
+    let mut all = vec!["send"];
+    all.extend_from_slice(args);
+    s.herald_env(&all, &[("HERALD_SMTP_URL", url), ("HERALD_SECRET", SECRET)])
+}
+
+async fn ledger(s: &Sandbox, status: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = ?")
+        .bind(status)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+#[test]
+fn every_subscriber_gets_exactly_one_well_formed_copy() {
+    let server = smtp::start(None);
+    let s = sandbox(12, "\"eve@example.com\",\"Eve\r\nBcc: x@evil.test\"\n");
+    let run = send(&s, &server.url(), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("sent 13, failed permanently 0, bounced 0, pending 0, ambiguous 0"),
+        "{run:?}"
+    );
+    let per = server.mailbox.per_recipient();
+    assert_eq!(per.len(), 13);
+    assert!(per.values().all(|&n| n == 1), "{per:?}");
+
+    let key = SigningKey::new(SECRET);
+    for m in server.mailbox.messages() {
+        assert_eq!(m.to.len(), 1, "one recipient per message");
+        assert_eq!(m.from, "weekly@example.com");
+        let parsed = MessageParser::default().parse(&m.data).expect("parses");
+        assert_eq!(parsed.text_body_count(), 1);
+        assert_eq!(parsed.html_body_count(), 1);
+        assert!(parsed.subject().unwrap().ends_with("Test Weekly #1"));
+        assert!(parsed.date().is_some());
+        let id = parsed.message_id().unwrap();
+        assert!(
+            id.starts_with("issue-1.") && id.ends_with("@example.com"),
+            "{id}"
+        );
+        assert!(parsed.bcc().is_none(), "no header smuggled in");
+        let raw = String::from_utf8_lossy(&m.data);
+        let head = &raw[..raw.find("\r\n\r\n").unwrap()];
+        assert!(
+            !head
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+            "{head}"
+        );
+        for header in [
+            "List-Id:",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "Precedence: bulk",
+            "MIME-Version: 1.0",
+        ] {
+            assert!(head.contains(header), "{header} missing in\n{head}");
+        }
+        // The header, unfolded.
+        let mut unsubscribe = String::new();
+        for l in head
+            .lines()
+            .skip_while(|l| !l.starts_with("List-Unsubscribe:"))
+        {
+            if !unsubscribe.is_empty() && !l.starts_with([' ', '\t']) {
+                break;
+            }
+            unsubscribe.push_str(l.trim_start());
+        }
+        let start = unsubscribe
+            .find("https://news.example.com/u/")
+            .expect("https link")
+            + "https://news.example.com/u/".len();
+        let token = &unsubscribe[start..start + 44];
+        let claims = key
+            .verify(Purpose::Unsubscribe, token)
+            .expect("the token verifies");
+        assert!(claims.subject > 0);
+        let mut tampered: Vec<char> = token.chars().collect();
+        tampered[10] = if tampered[10] == 'x' { 'y' } else { 'x' };
+        assert!(
+            key.verify(
+                Purpose::Unsubscribe,
+                &tampered.into_iter().collect::<String>()
+            )
+            .is_none()
+        );
+        assert!(unsubscribe.contains("mailto:"), "{unsubscribe}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_and_a_bounced_address_is_suppressed_next_time() {
+    let server = smtp::start(None);
+    server
+        .mailbox
+        .faults
+        .transient_first
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    server
+        .mailbox
+        .faults
+        .closing_first
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    server
+        .mailbox
+        .faults
+        .unknown
+        .lock()
+        .unwrap()
+        .insert("reader3@example.com".into());
+    let proxy = smtp::drop_mid_data_proxy(server.addr, "reader5@example.com").await;
+    let s = sandbox(8, "");
+    let run = send(&s, &format!("smtp://127.0.0.1:{}", proxy.port()), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("sent 7, failed permanently 0, bounced 1, pending 0"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("delivery=6"),
+        "reader5's connection was cut and retried: {run:?}"
+    );
+    let per = server.mailbox.per_recipient();
+    assert_eq!(per.len(), 7);
+    assert!(
+        per.values().all(|&n| n == 1),
+        "exactly one copy each: {per:?}"
+    );
+    assert!(!per.contains_key("reader3@example.com"));
+
+    let list = s.herald(&["subscribers", "list", "--status", "bounced", "--json"]);
+    let bounced: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(bounced[0]["email"], "reader3@example.com");
+    let show = s.herald(&["issues", "show", "1", "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(detail["failures"][0]["status"], "bounced");
+    assert!(
+        detail["failures"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("5.1.1")
+    );
+
+    // A re-import does not bring the bounced address back, and issue 2 skips it.
+    let second = send(&s, &server.url(), &[]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.stdout.contains("issue #2"), "{second:?}");
+    assert!(second.stdout.contains("sent 7,"), "{second:?}");
+    assert_eq!(
+        server.mailbox.per_recipient().get("reader3@example.com"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_stays_down_leaves_every_row_pending_and_the_next_send_resumes() {
+    let s = sandbox(6, "");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = send(&s, &format!("smtp://127.0.0.1:{}", closed.port()), &[]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("sent 0, failed permanently 0, bounced 0, pending 6"),
+        "{run:?}"
+    );
+    assert_eq!(ledger(&s, "pending").await, 6);
+
+    let server = smtp::start(None);
+    let resumed = send(&s, &server.url(), &[]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert!(resumed.stdout.contains("resuming issue #1"), "{resumed:?}");
+    assert!(resumed.stdout.contains("sent 6,"), "{resumed:?}");
+    assert!(server.mailbox.per_recipient().values().all(|&n| n == 1));
+    let list = s.herald(&["issues", "list", "--json"]);
+    let issues: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(
+        issues.as_array().unwrap().len(),
+        1,
+        "nothing new was composed while resuming"
+    );
+    for field in ["number", "term", "status", "sent", "failed", "pending"] {
+        assert!(issues[0].get(field).is_some(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn a_stalling_server_times_out_and_leaves_rows_pending() {
+    let server = smtp::start(None);
+    *server.mailbox.faults.stall.lock().unwrap() = Some(Duration::from_secs(3));
+    let s = sandbox(2, "");
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[delivery]\nconcurrency = 2\nmax_attempts = 1\ntimeout_seconds = 1\n"),
+    );
+    let started = Instant::now();
+    let run = send(&s, &server.url(), &[]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.contains("pending 2"), "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let show = s.herald(&["issues", "show", "1"]);
+    assert!(show.stdout.contains("longer than 1 s"), "{show:?}");
+}
+
+#[tokio::test]
+async fn a_killed_send_resumes_without_sending_anyone_twice() {
+    let stalled = smtp::start(None);
+    *stalled.mailbox.faults.stall.lock().unwrap() = Some(Duration::from_secs(60));
+    let s = sandbox(10, "");
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[delivery]\nconcurrency = 3\n"),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("send")
+        .current_dir(s.dir.path())
+        .env("HERALD_SMTP_URL", stalled.url())
+        .env("HERALD_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the sender is in the middle of its SMTP transactions, then kill -9 it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stalled
+        .mailbox
+        .data_started
+        .load(std::sync::atomic::Ordering::SeqCst)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "the send never reached DATA");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ambiguous = ledger(&s, "sending").await;
+    assert!(
+        (1..=3).contains(&ambiguous),
+        "at most `concurrency` rows are ambiguous, got {ambiguous}"
+    );
+
+    let server = smtp::start(None);
+    let resumed = send(&s, &server.url(), &[]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert!(
+        resumed.stdout.contains(&format!("ambiguous {ambiguous}")),
+        "{resumed:?}"
+    );
+    let per = server.mailbox.per_recipient();
+    assert_eq!(
+        per.len() as i64,
+        10 - ambiguous,
+        "ambiguous rows are not resent by default"
+    );
+    assert!(per.values().all(|&n| n == 1));
+    let show = s.herald(&["issues", "show", "1"]);
+    assert_eq!(
+        show.stdout.matches("ambiguous: ").count() as i64,
+        ambiguous,
+        "{show:?}"
+    );
+
+    let retried = send(&s, &server.url(), &["--retry-ambiguous"]);
+    assert_eq!(retried.code, 0, "{retried:?}");
+    let per = server.mailbox.per_recipient();
+    assert_eq!(per.len(), 10, "everyone has the issue now");
+    assert!(per.values().all(|&n| n == 1), "and nobody twice: {per:?}");
+    assert_eq!(
+        stalled.mailbox.messages().len(),
+        0,
+        "the killed transactions never completed"
+    );
+}
+
+#[test]
+fn smtp_needs_a_signing_key_and_a_well_formed_url() {
+    let s = sandbox(1, "");
+    let run = s.herald_env(&["send"], &[("HERALD_SMTP_URL", "smtp://127.0.0.1:2525")]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("HERALD_SECRET is not set"), "{run:?}");
+    let run = s.herald_env(
+        &["send"],
+        &[
+            (
+                "HERALD_SMTP_URL",
+                "smtp://u:pw-hunter2@127.0.0.1:2525?tls=sometimes",
+            ),
+            ("HERALD_SECRET", SECRET),
+        ],
+    );
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("HERALD_SMTP_URL: tls=sometimes"),
+        "{run:?}"
+    );
+    assert!(!run.all().contains("hunter2"), "{run:?}");
+}
+
+#[test]
+fn dry_run_and_a_test_copy_record_nothing() {
+    let server = smtp::start(None);
+    let s = sandbox(3, "");
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    let dry = send(&s, &server.url(), &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("would send 3 messages"), "{dry:?}");
+    let copy = send(&s, &server.url(), &["--to", "editor@example.com"]);
+    assert_eq!(copy.code, 0, "{copy:?}");
+    assert_eq!(
+        server.mailbox.per_recipient().get("editor@example.com"),
+        Some(&1)
+    );
+    assert_eq!(server.mailbox.messages().len(), 1);
+    let list = s.herald(&["issues", "list", "--json"]);
+    assert_eq!(list.stdout.trim(), "[]", "{list:?}");
+}
+
+#[test]
+fn the_default_transport_writes_eml_files_and_a_second_send_makes_issue_2() {
+    let s = sandbox(5, "");
+    let first = s.herald(&["send"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let files: Vec<_> = std::fs::read_dir(s.path("outbox")).unwrap().collect();
+    assert_eq!(files.len(), 5);
+    let second = s.herald(&["send"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(std::fs::read_dir(s.path("outbox")).unwrap().count(), 10);
+    let list: serde_json::Value =
+        serde_json::from_str(&s.herald(&["issues", "list", "--json"]).stdout).unwrap();
+    let terms: HashSet<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["term"].as_str().unwrap())
+        .collect();
+    assert_eq!(terms.len(), 2, "two issues, two different terms");
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_work_and_every_mode_sets_tcp_nodelay() {
+    use herald::config::Secret;
+    use herald::domain::EmailAddress;
+    use herald::mailer::{Mailer, SmtpSettings, Transport};
+
+    let cert = smtp::test_cert();
+    let plain = smtp::start(None);
+    let starttls = smtp::start(Some(&cert));
+    let front = smtp::implicit_tls_front(&cert, plain.addr).await;
+    let ca = cert.cert.display().to_string();
+    let urls = [
+        (format!("smtp://127.0.0.1:{}", plain.addr.port()), &plain),
+        (
+            format!(
+                "smtp://localhost:{}?tls=required&tls_ca={ca}",
+                starttls.addr.port()
+            ),
+            &starttls,
+        ),
+        (
+            format!("smtps://localhost:{}?tls_ca={ca}", front.port()),
+            &plain,
+        ),
+    ];
+    let from = EmailAddress::parse("weekly@example.com").unwrap();
+    for (i, (url, server)) in urls.iter().enumerate() {
+        let settings = SmtpSettings::from_url(
+            &Secret::new(url.clone()),
+            "example.com",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let mut mailer = Mailer::new(Transport::Smtp(settings)).unwrap();
+        let to = EmailAddress::parse(&format!("tls{i}@example.com")).unwrap();
+        for _ in 0..3 {
+            let reply = mailer
+                .send(
+                    &from,
+                    &to,
+                    b"Subject: hi\r\nFrom: weekly@example.com\r\n\r\nhello\r\n",
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        assert_eq!(mailer.connection_nodelay(), Some(true), "{url}");
+        mailer.close().await;
+        assert_eq!(
+            server
+                .mailbox
+                .per_recipient()
+                .get(&format!("tls{i}@example.com")),
+            Some(&3),
+            "{url}"
+        );
+    }
+    // Without the private CA, certificate verification fails: no silent downgrade.
+    let settings = SmtpSettings::from_url(
+        &Secret::new(format!(
+            "smtp://localhost:{}?tls=required",
+            starttls.addr.port()
+        )),
+        "example.com",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let mut mailer = Mailer::new(Transport::Smtp(settings)).unwrap();
+    let to = EmailAddress::parse("nobody@example.com").unwrap();
+    assert!(
+        mailer
+            .send(&from, &to, b"Subject: x\r\n\r\nx\r\n")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
+    use herald::clock::SystemClock;
+    use herald::delivery::{DeliverySettings, Silent, deliver};
+    use herald::domain::EmailAddress;
+    use herald::mailer::Transport;
+
+    let s = sandbox(4, "");
+    let config = s.config();
+    let store = s.store().await;
+    let (glossary, _) = herald::glossary::load_dir(&config.glossary_dir);
+    let renderer = herald::render::Renderer::load(&config.templates_dir).unwrap();
+    let fetcher = herald::news::FeedFetcher::new(Default::default()).unwrap();
+    let now = herald::clock::Clock::now(&SystemClock);
+    let prepared = herald::next_issue::prepare(
+        &config, &glossary, &renderer, &store, &fetcher, now, now, None,
+    )
+    .await
+    .unwrap();
+    let herald::next_issue::Prepared::Ready {
+        issue, rendered, ..
+    } = prepared
+    else {
+        panic!()
+    };
+    // After the freeze, before delivery: one reader leaves.
+    store
+        .unsubscribe(&EmailAddress::parse("reader2@example.com").unwrap(), now)
+        .await
+        .unwrap();
+    let settings = DeliverySettings {
+        concurrency: 2,
+        rate_per_second: None,
+        max_per_hour: None,
+        max_attempts: 2,
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(50),
+        run_id: "test-run".into(),
+    };
+    let summary = deliver(
+        &store,
+        &SystemClock,
+        &issue,
+        rendered,
+        herald::compose::Sender::from_config(&config),
+        SigningKey::new(SECRET),
+        Transport::Outbox(s.path("outbox")),
+        &settings,
+        &Silent,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.counts.sent, 3);
+    assert_eq!(summary.counts.skipped, 1);
+    assert!(summary.finished);
+    assert_eq!(std::fs::read_dir(s.path("outbox")).unwrap().count(), 3);
+}
