@@ -23,6 +23,8 @@ pub enum ComposeError {
     Address { address: String, reason: String },
     #[error("building the message: {0}")]
     Build(String),
+    #[error("DKIM: {0}")]
+    Dkim(String),
 }
 
 /// Everything one message needs besides its body.
@@ -192,6 +194,72 @@ pub struct Sender {
     pub list_name: String,
     /// Public address of Herald's pages, ending in `/`.
     pub base_url: String,
+    /// DKIM signing, when `[delivery.dkim]` is configured (see [`load_dkim`]).
+    pub dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
+}
+
+/// The headers a DKIM signature covers. Content-Type is deliberately absent: lettre rewrites
+/// the multipart Content-Type after signing, which would break the signature.
+pub const DKIM_HEADERS: [&str; 7] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+/// A DKIM signer: RSA key in PKCS#1 PEM form, relaxed/relaxed canonicalisation, the
+/// [`DKIM_HEADERS`].
+///
+/// # Errors
+/// [`ComposeError::Dkim`] when the key cannot be read or parsed.
+pub fn dkim_signer(
+    domain: &str,
+    selector: &str,
+    private_key_pem: &str,
+) -> Result<lettre::message::dkim::DkimConfig, ComposeError> {
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
+    };
+    let key = DkimSigningKey::new(private_key_pem, DkimSigningAlgorithm::Rsa).map_err(|e| {
+        ComposeError::Dkim(format!(
+            "the private key is not an RSA key in PKCS#1 PEM form ({e})"
+        ))
+    })?;
+    Ok(DkimConfig::new(
+        selector.to_owned(),
+        domain.to_owned(),
+        key,
+        DKIM_HEADERS
+            .iter()
+            .map(|h| HeaderName::new_from_ascii_str(h))
+            .collect(),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}
+
+/// Loads the DKIM signer described by `[delivery.dkim]`, if any.
+///
+/// # Errors
+/// [`ComposeError::Dkim`] naming the key file when it cannot be read or parsed.
+pub fn load_dkim(
+    config: &crate::config::Config,
+) -> Result<Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>, ComposeError> {
+    let Some(d) = &config.delivery.dkim else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&d.private_key_path).map_err(|e| {
+        ComposeError::Dkim(format!("reading {}: {e}", d.private_key_path.display()))
+    })?;
+    dkim_signer(&d.domain, &d.selector, &pem)
+        .map(|c| Some(std::sync::Arc::new(c)))
+        .map_err(|e| ComposeError::Dkim(format!("{}: {e}", d.private_key_path.display())))
 }
 
 impl Sender {
@@ -202,6 +270,7 @@ impl Sender {
             reply_to: config.newsletter.reply_to.clone(),
             list_name: config.newsletter.name.clone(),
             base_url: config.newsletter.base_url.to_string(),
+            dkim: None,
         }
     }
 
@@ -251,5 +320,9 @@ pub fn personal_message(
         unsubscribe_url: &unsubscribe_url,
         unsubscribe_token: &token,
     };
-    compose(&envelope, body)
+    let mut message = compose(&envelope, body)?;
+    if let Some(dkim) = &sender.dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
 }

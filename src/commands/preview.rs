@@ -68,7 +68,8 @@ pub(super) async fn run(ctx: &Context, args: PreviewArgs) -> anyhow::Result<Exit
         },
     };
     let key = signing_key(config, true)?;
-    let sender = Sender::from_config(config);
+    let mut sender = Sender::from_config(config);
+    sender.dkim = crate::compose::load_dkim(config)?;
     let message = personal_message(
         "issue",
         &rendered,

@@ -176,7 +176,8 @@ pub(super) async fn run(ctx: &Context, args: SendArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("loading templates from {}", config.templates_dir.display()))?;
     let store = ctx.store().await?;
     let fetcher = FeedFetcher::new(Default::default()).context("setting up the HTTP client")?;
-    let sender = Sender::from_config(config);
+    let mut sender = Sender::from_config(config);
+    sender.dkim = crate::compose::load_dkim(config)?;
     let now = ctx.clock.now();
 
     if args.dry_run || args.to.is_some() {

@@ -3,6 +3,7 @@
 
 mod config;
 mod delivery;
+mod dkim;
 mod feeds;
 mod glossary;
 mod harness;

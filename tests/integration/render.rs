@@ -153,6 +153,7 @@ fn the_message_is_multipart_alternative_with_every_header() {
         reply_to: Some(EmailAddress::parse("editors@example.com").unwrap()),
         list_name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
+        dkim: None,
     };
     let to = EmailAddress::parse("eve@example.com").unwrap();
     let key = SigningKey::new("test-key");
