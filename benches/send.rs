@@ -209,6 +209,7 @@ async fn run() {
             links: &[],
             slot_key: None,
             send_after: None,
+            status: "sending",
         };
         store
             .freeze_issue(&frozen, herald::clock::Clock::now(&SystemClock))

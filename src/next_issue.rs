@@ -314,6 +314,10 @@ pub enum Prepared {
     Exhausted { cycle: u32 },
     /// The glossary has no terms.
     NoTerms,
+    /// An editor holds the unfinished issue (`herald issues hold`).
+    Held { number: u32 },
+    /// The unfinished issue is frozen for review and goes out at `until`.
+    Waiting { number: u32, until: DateTime<Utc> },
 }
 
 /// Why an issue could not be prepared.
@@ -378,7 +382,8 @@ pub async fn import_subscriber_files(
 
 /// The issue to send: an unfinished one (resumed as frozen), or else the next one, composed,
 /// rendered and frozen in one transaction with its ledger. Subscriber files are imported
-/// before the audience is fixed. `slot` names the schedule slot a daemon sends for.
+/// before the audience is fixed. `slot` names the schedule slot a daemon sends for; with
+/// `review`, the new issue is frozen to wait for `issue_time` instead of going out at once.
 ///
 /// # Errors
 /// [`PrepareError`].
@@ -392,8 +397,18 @@ pub async fn prepare(
     now: DateTime<Utc>,
     issue_time: DateTime<Utc>,
     slot: Option<&str>,
+    review: bool,
 ) -> Result<Prepared, PrepareError> {
     if let Some(issue) = store.unfinished_issue().await? {
+        if issue.status == "held" {
+            return Ok(Prepared::Held { number: issue.number });
+        }
+        if issue.status == "frozen" {
+            if let Some(until) = issue.send_after.filter(|t| *t > now) {
+                return Ok(Prepared::Waiting { number: issue.number, until });
+            }
+            store.set_issue_status(issue.number, &["frozen"], "sending").await?;
+        }
         let rendered = crate::render::RenderedIssue::from_frozen(
             issue.number,
             issue.subject.clone(),
@@ -435,6 +450,7 @@ pub async fn prepare(
         links: &plan.links,
         slot_key: slot,
         send_after: Some(issue_time),
+        status: if review { "frozen" } else { "sending" },
     };
     let (id, rows) = store.freeze_issue(&frozen, now).await?;
     info!(issue = plan.number, id, recipients = rows, term = %plan.term.slug, "froze the issue");

@@ -35,6 +35,62 @@ pub fn next_slots(
     slots
 }
 
+/// The most recent slot at or before `now`.
+pub fn latest_slot(cron: &croner::Cron, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_previous_occurrence(&now.with_timezone(&tz), true)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The unique key of a slot: its UTC time in RFC 3339 (`2026-11-30T08:00:00Z`).
+pub fn slot_key(slot: DateTime<Utc>) -> String {
+    slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A slot noticed this late is still sent even when `catch_up_hours` is 0: the daemon wakes
+/// once a minute, so "on time" means within a few minutes.
+pub const MIN_CATCH_UP: chrono::Duration = chrono::Duration::minutes(15);
+
+/// What to do about the most recent slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotDecision {
+    /// No slot yet, or it was already handled.
+    Nothing,
+    /// Send the issue for this slot now (on time, or caught up after a restart).
+    Send(DateTime<Utc>),
+    /// The slot passed longer ago than `catch_up_hours`: record it as missed, send nothing.
+    Missed(DateTime<Utc>),
+}
+
+/// Decides about the most recent slot: sent when it is at most `catch_up_hours` (and at
+/// least [`MIN_CATCH_UP`]) old and not yet handled, recorded as missed when older. Only the
+/// latest slot counts: a daemon that was down for weeks sends one issue, not one per week.
+pub fn decide(
+    latest: Option<DateTime<Utc>>,
+    handled: bool,
+    now: DateTime<Utc>,
+    catch_up_hours: u32,
+) -> SlotDecision {
+    let Some(slot) = latest else {
+        return SlotDecision::Nothing;
+    };
+    if handled || slot > now {
+        return SlotDecision::Nothing;
+    }
+    let window = chrono::Duration::hours(i64::from(catch_up_hours)).max(MIN_CATCH_UP);
+    if now - slot <= window {
+        SlotDecision::Send(slot)
+    } else {
+        SlotDecision::Missed(slot)
+    }
+
+}
+
+/// Whether the review window of `next` has opened: `review_hours` before the slot.
+pub fn review_open(next: DateTime<Utc>, review_hours: u32, now: DateTime<Utc>) -> bool {
+    now < next && now >= next - chrono::Duration::hours(i64::from(review_hours))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,9 +112,26 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap()
         );
         let first = Utc.with_ymd_and_hms(2026, 10, 12, 0, 0, 0).unwrap();
+        assert_eq!(latest_slot(&cron, tz, slots[0]), Some(slots[0]), "inclusive");
+        assert_eq!(slot_key(slots[0]), "2026-10-26T08:00:00Z");
         assert_eq!(
             next_slot(&cron, tz, first),
             Some(Utc.with_ymd_and_hms(2026, 10, 12, 7, 0, 0).unwrap())
         );
     }
+
+    #[test]
+    fn catch_up_sends_recent_slots_and_skips_old_ones() {
+        let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+        let h = |n| slot + chrono::Duration::hours(n);
+        assert_eq!(decide(Some(slot), false, h(23), 24), SlotDecision::Send(slot));
+        assert_eq!(decide(Some(slot), false, h(25), 24), SlotDecision::Missed(slot));
+        assert_eq!(decide(Some(slot), true, h(1), 24), SlotDecision::Nothing);
+        assert_eq!(decide(Some(slot), false, slot + chrono::Duration::minutes(2), 0), SlotDecision::Send(slot));
+        assert_eq!(decide(None, false, h(1), 24), SlotDecision::Nothing);
+        assert!(review_open(slot, 24, h(-23)));
+        assert!(!review_open(slot, 24, h(-25)));
+        assert!(!review_open(slot, 24, h(1)));
+    }
+
 }

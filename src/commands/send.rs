@@ -233,7 +233,7 @@ async fn send(
         println!("{n} ambiguous deliveries put back to pending");
     }
     let prepared =
-        next_issue::prepare(config, glossary, renderer, store, fetcher, now, now, None).await?;
+        next_issue::prepare(config, glossary, renderer, store, fetcher, now, now, None, false).await?;
     let (issue, rendered, resumed) = match prepared {
         Prepared::Ready {
             issue,
@@ -245,6 +245,12 @@ async fn send(
              add terms to the glossary or set on_exhausted = \"restart\""
         ),
         Prepared::NoTerms => bail!("no issue: the glossary has no terms"),
+        Prepared::Held { number } => bail!(
+            "issue #{number} is held by an editor: `herald issues release {number}` lets it go out"
+        ),
+        Prepared::Waiting { number, until } => bail!(
+            "issue #{number} is frozen for review and goes out at {until}; `herald run` sends it then"
+        ),
     };
     if resumed {
         println!("resuming issue #{} ({})", issue.number, issue.subject);

@@ -35,6 +35,8 @@ pub struct FrozenIssue<'a> {
     pub slot_key: Option<&'a str>,
     /// Not sent before this time (review window).
     pub send_after: Option<DateTime<Utc>>,
+    /// `sending` for an issue that goes out at once, `frozen` for one waiting for its slot.
+    pub status: &'a str,
 }
 
 /// An issue as stored.
@@ -160,7 +162,7 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html,
                                  status, slot_key, send_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sending', ?9, ?10, ?11) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11) RETURNING id",
         )
         .bind(i64::from(issue.number))
         .bind(i64::from(issue.cycle))
@@ -173,6 +175,7 @@ impl Store {
         .bind(issue.slot_key)
         .bind(issue.send_after)
         .bind(now)
+        .bind(issue.status)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(

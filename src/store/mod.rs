@@ -7,6 +7,7 @@
 //! on upgrade), and the embedded migrations in `migrations/` run on open.
 
 mod content;
+mod daemon;
 mod ledger;
 mod subscribers;
 
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use content::{FeedState, FeedSuccess, LastIssue};
+pub use daemon::{SlotRecord, SubscribeOutcome};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, LedgerCounts, Mark, StoredIssue};
 pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
 

@@ -1,0 +1,267 @@
+//! What the daemon and the web pages record: schedule slots, held issues, and the
+//! subscribe / confirm / unsubscribe flow.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
+
+/// A schedule slot as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotRecord {
+    pub slot_key: String,
+    pub due_at: DateTime<Utc>,
+    pub outcome: String,
+    pub issue_number: Option<u32>,
+    pub detail: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What a subscription request did. The web page says the same thing in every case, so the
+/// response never reveals whether an address was already subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    /// A confirmation email should go to this subscriber id.
+    Confirm(i64),
+    /// Already confirmed: nothing to send.
+    AlreadyConfirmed,
+}
+
+impl Store {
+    /// Records that a slot was acted on. Returns `false` when the slot was already recorded
+    /// (by this or another daemon): one slot yields at most one issue.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn claim_slot(&self, key: &str, due: DateTime<Utc>, outcome: &str, detail: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slot_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(due)
+        .bind(outcome)
+        .bind(detail)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Updates a recorded slot's outcome.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn finish_slot(&self, key: &str, outcome: &str, issue_number: Option<u32>, detail: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
+                    issue_id = COALESCE((SELECT id FROM issues WHERE number = ?4), issue_id)
+             WHERE slot_key = ?5",
+        )
+        .bind(outcome)
+        .bind(detail)
+        .bind(now)
+        .bind(issue_number.map(i64::from))
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a slot was recorded.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn slot_recorded(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schedule_slots WHERE slot_key = ?")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// The most recent recorded slots, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.slot_key, s.due_at, s.outcome, i.number, s.detail, s.recorded_at
+             FROM schedule_slots s LEFT JOIN issues i ON i.id = s.issue_id
+             ORDER BY s.due_at DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SlotRecord {
+                    slot_key: r.try_get("slot_key")?,
+                    due_at: r.try_get("due_at")?,
+                    outcome: r.try_get("outcome")?,
+                    issue_number: r.try_get::<Option<i64>, _>("number")?.and_then(|n| u32::try_from(n).ok()),
+                    detail: r.try_get("detail")?,
+                    recorded_at: r.try_get("recorded_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves an issue from one of `from` to `to` (hold, release, start sending). Returns
+    /// whether it moved.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn set_issue_status(&self, number: u32, from: &[&str], to: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let mut moved = false;
+        for f in from {
+            moved |= sqlx::query("UPDATE issues SET status = ?1 WHERE number = ?2 AND status = ?3")
+                .bind(to)
+                .bind(i64::from(number))
+                .bind(*f)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Asks for a subscription: a new address becomes pending; a pending, unsubscribed or
+    /// bounced one gets a fresh confirmation (its status changes only when confirmed).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn request_subscription(&self, email: &EmailAddress, name: &SubscriberName, now: DateTime<Utc>) -> Result<SubscribeOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query("SELECT id, status FROM subscribers WHERE email_key = ?")
+            .bind(email.key())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match row {
+            Some(r) => {
+                let id: i64 = r.try_get("id")?;
+                let status: String = r.try_get("status")?;
+                if status == SubscriberStatus::Confirmed.as_str() {
+                    SubscribeOutcome::AlreadyConfirmed
+                } else {
+                    if !name.is_empty() {
+                        sqlx::query("UPDATE subscribers SET name = ?1, updated_at = ?2 WHERE id = ?3")
+                            .bind(name.as_str())
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    SubscribeOutcome::Confirm(id)
+                }
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO subscribers (email, email_key, name, status, source, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'pending', 'web', ?4, ?4) RETURNING id",
+                )
+                .bind(email.as_str())
+                .bind(email.key())
+                .bind(name.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                SubscribeOutcome::Confirm(id)
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Confirms a subscriber (double opt-in). Returns the subscriber's address and name, or
+    /// `None` for an unknown id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn confirm_subscriber(&self, id: i64, now: DateTime<Utc>) -> Result<Option<(String, String, bool)>, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query("SELECT email, name, status FROM subscribers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let status: String = r.try_get("status")?;
+        let newly = status != SubscriberStatus::Confirmed.as_str();
+        if newly {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1 WHERE id = ?2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some((r.try_get("email")?, r.try_get("name")?, newly)))
+    }
+
+    /// Unsubscribes a subscriber by id (idempotent). Returns `false` for an unknown id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn unsubscribe_id(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(status) = exists else { return Ok(false) };
+        if status != "unsubscribed" {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1 WHERE id = ?2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether a subscriber id exists.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn subscriber_exists(&self, id: i64) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Total deliveries by status across all issues, and the number of sent issues (metrics).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn delivery_totals(&self) -> Result<(Vec<(String, i64)>, i64), StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let by_status = rows
+            .iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE status = 'sent'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((by_status, sent))
+    }
+}
