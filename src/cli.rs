@@ -47,9 +47,13 @@ pub enum Command {
     Feeds(FeedsArgs),
     /// Send the next issue to every confirmed subscriber (or resume an interrupted send)
     Send(SendArgs),
-    /// Past issues and their delivery ledgers: list, show
+    /// Past issues and their delivery ledgers: list, show, hold, release
     #[command(subcommand)]
     Issues(IssuesCommand),
+    /// Run the daemon: send on schedule, serve the subscription pages, archive, health and metrics
+    Run,
+    /// Show the next five send times and what happened at the last slots
+    Schedule,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +80,10 @@ pub enum IssuesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stop an issue frozen for review from going out at its slot
+    Hold { number: u32 },
+    /// Let a held issue go out (at its slot, or at once if the slot has passed)
+    Release { number: u32 },
 }
 
 #[derive(Debug, Args)]

@@ -326,3 +326,51 @@ pub fn personal_message(
     }
     Ok(message)
 }
+
+/// A short service message (confirmation, editors' review note): multipart text and HTML,
+/// From, Reply-To, To, Subject, Date, Message-ID, DKIM-signed when configured.
+///
+/// # Errors
+/// [`ComposeError`] when an address cannot be expressed in a message.
+#[allow(clippy::too_many_arguments)]
+pub fn simple_message(
+    sender: &Sender,
+    to: &EmailAddress,
+    to_name: &str,
+    subject: &str,
+    message_id: &str,
+    date: DateTime<Utc>,
+    text: String,
+    html: String,
+) -> Result<Message, ComposeError> {
+    let mut builder = Message::builder()
+        .from(lettre_mailbox(&sender.from.name, &sender.from.email)?)
+        .to(lettre_mailbox(to_name, to)?)
+        .subject(subject)
+        .date(date.into())
+        .message_id(Some(message_id.to_owned()));
+    if let Some(reply_to) = &sender.reply_to {
+        builder = builder.reply_to(lettre_mailbox("", reply_to)?);
+    }
+    let bodies = Bodies::from(Personalized { html, text });
+    let mut message = builder
+        .multipart(
+            MultiPart::alternative()
+                .boundary(boundary(message_id))
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(bodies.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(bodies.html),
+                ),
+        )
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    if let Some(dkim) = &sender.dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
+}

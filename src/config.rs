@@ -252,6 +252,7 @@ struct RawSchedule {
     on_exhausted: String,
     review_hours: Option<i64>,
     editors: Vec<String>,
+    poll_seconds: i64,
 }
 
 impl Default for RawSchedule {
@@ -264,6 +265,7 @@ impl Default for RawSchedule {
             on_exhausted: "restart".into(),
             review_hours: None,
             editors: Vec::new(),
+            poll_seconds: 60,
         }
     }
 }
@@ -385,6 +387,9 @@ pub struct Schedule {
     pub on_exhausted: OnExhausted,
     pub review_hours: Option<u32>,
     pub editors: Vec<EmailAddress>,
+    /// How often the daemon wakes to look at the schedule (seconds; the due times themselves
+    /// come from `cron`).
+    pub poll_seconds: u32,
 }
 
 /// `[http]`.
@@ -950,7 +955,9 @@ impl Validator {
                 Err(err) => self.fail(&format!("schedule.editors[{i}]"), format!("`{e}`: {err}")),
             }
         }
+        let poll_seconds = self.count("schedule.poll_seconds", raw.poll_seconds, 1, 3600) as u32;
         Some(Schedule {
+            poll_seconds,
             cron_expression: raw.cron.clone(),
             cron: cron?,
             timezone: timezone?,

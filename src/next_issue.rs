@@ -401,13 +401,20 @@ pub async fn prepare(
 ) -> Result<Prepared, PrepareError> {
     if let Some(issue) = store.unfinished_issue().await? {
         if issue.status == "held" {
-            return Ok(Prepared::Held { number: issue.number });
+            return Ok(Prepared::Held {
+                number: issue.number,
+            });
         }
         if issue.status == "frozen" {
             if let Some(until) = issue.send_after.filter(|t| *t > now) {
-                return Ok(Prepared::Waiting { number: issue.number, until });
+                return Ok(Prepared::Waiting {
+                    number: issue.number,
+                    until,
+                });
             }
-            store.set_issue_status(issue.number, &["frozen"], "sending").await?;
+            store
+                .set_issue_status(issue.number, &["frozen"], "sending")
+                .await?;
         }
         let rendered = crate::render::RenderedIssue::from_frozen(
             issue.number,

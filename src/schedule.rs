@@ -83,7 +83,6 @@ pub fn decide(
     } else {
         SlotDecision::Missed(slot)
     }
-
 }
 
 /// Whether the review window of `next` has opened: `review_hours` before the slot.
@@ -112,7 +111,11 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap()
         );
         let first = Utc.with_ymd_and_hms(2026, 10, 12, 0, 0, 0).unwrap();
-        assert_eq!(latest_slot(&cron, tz, slots[0]), Some(slots[0]), "inclusive");
+        assert_eq!(
+            latest_slot(&cron, tz, slots[0]),
+            Some(slots[0]),
+            "inclusive"
+        );
         assert_eq!(slot_key(slots[0]), "2026-10-26T08:00:00Z");
         assert_eq!(
             next_slot(&cron, tz, first),
@@ -124,14 +127,22 @@ mod tests {
     fn catch_up_sends_recent_slots_and_skips_old_ones() {
         let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
         let h = |n| slot + chrono::Duration::hours(n);
-        assert_eq!(decide(Some(slot), false, h(23), 24), SlotDecision::Send(slot));
-        assert_eq!(decide(Some(slot), false, h(25), 24), SlotDecision::Missed(slot));
+        assert_eq!(
+            decide(Some(slot), false, h(23), 24),
+            SlotDecision::Send(slot)
+        );
+        assert_eq!(
+            decide(Some(slot), false, h(25), 24),
+            SlotDecision::Missed(slot)
+        );
         assert_eq!(decide(Some(slot), true, h(1), 24), SlotDecision::Nothing);
-        assert_eq!(decide(Some(slot), false, slot + chrono::Duration::minutes(2), 0), SlotDecision::Send(slot));
+        assert_eq!(
+            decide(Some(slot), false, slot + chrono::Duration::minutes(2), 0),
+            SlotDecision::Send(slot)
+        );
         assert_eq!(decide(None, false, h(1), 24), SlotDecision::Nothing);
         assert!(review_open(slot, 24, h(-23)));
         assert!(!review_open(slot, 24, h(-25)));
         assert!(!review_open(slot, 24, h(1)));
     }
-
 }

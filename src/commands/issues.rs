@@ -158,6 +158,24 @@ pub(super) async fn run(ctx: &Context, cmd: IssuesCommand) -> anyhow::Result<Exi
                 }
             }
         }
+        IssuesCommand::Hold { number } => {
+            if !store.set_issue_status(number, &["frozen"], "held").await? {
+                bail!(
+                    "issue #{number} is not waiting for its slot, so it cannot be held (see `herald issues list`)"
+                );
+            }
+            println!(
+                "issue #{number} is held: it will not go out until `herald issues release {number}`"
+            );
+        }
+        IssuesCommand::Release { number } => {
+            if !store.set_issue_status(number, &["held"], "frozen").await? {
+                bail!("issue #{number} is not held");
+            }
+            println!(
+                "issue #{number} is released: it goes out at its slot (or at the daemon's next tick if the slot has passed)"
+            );
+        }
     }
     store.close().await;
     Ok(Exit::Success)

@@ -7,6 +7,8 @@ mod glossary;
 mod issues;
 mod preview;
 mod queue;
+mod run;
+mod schedule;
 mod send;
 mod subscribers;
 
@@ -21,6 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Environment};
 use crate::store::Store;
 
+pub use send::{run_id, settings as delivery_settings, take_lease, transport};
 pub use subscribers::{FileImport, import_file};
 
 /// What every command gets: the validated configuration and the clock.
@@ -63,6 +66,8 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
         Command::Feeds(args) => feeds::run(&ctx, args).await,
         Command::Send(args) => send::run(&ctx, args).await,
         Command::Issues(cmd) => issues::run(&ctx, cmd).await,
+        Command::Run => run::run(ctx).await,
+        Command::Schedule => schedule::run(&ctx).await,
     }
 }
 

@@ -18,9 +18,7 @@ use crate::news::FeedFetcher;
 use crate::next_issue::{self, Prepared};
 use crate::render::Renderer;
 
-/// The lease that makes one sender at a time.
-pub const SENDER_LEASE: &str = "sender";
-const LEASE_TTL: Duration = Duration::from_secs(60);
+use crate::daemon::{LEASE_TTL, SENDER_LEASE};
 
 /// The transport the configuration asks for: SMTP when `HERALD_SMTP_URL` is set, else the
 /// outbox.
@@ -85,28 +83,26 @@ fn holder_is_dead(holder: &str) -> bool {
     }
 }
 
-/// Takes the sender lease for `run`, taking it over from a dead process on this host.
+/// Takes (or renews) the lease `name` for `run`, taking it over from a dead process on this
+/// host.
 ///
 /// # Errors
 /// A database error.
-pub async fn take_sender_lease(
+pub async fn take_lease(
     store: &crate::store::Store,
+    name: &str,
     run: &str,
     now: chrono::DateTime<Utc>,
+    ttl: Duration,
 ) -> anyhow::Result<bool> {
-    if store
-        .acquire_lease(SENDER_LEASE, run, now, now + LEASE_TTL)
-        .await?
-    {
+    if store.acquire_lease(name, run, now, now + ttl).await? {
         return Ok(true);
     }
-    if let Some((holder, _)) = store.lease_holder(SENDER_LEASE).await?
+    if let Some((holder, _)) = store.lease_holder(name).await?
         && holder_is_dead(&holder)
     {
         tracing::warn!(previous = %holder, "the previous sender on this host is gone: taking over its lease");
-        return Ok(store
-            .take_over_lease(SENDER_LEASE, &holder, run, now + LEASE_TTL)
-            .await?);
+        return Ok(store.take_over_lease(name, &holder, run, now + ttl).await?);
     }
     Ok(false)
 }
@@ -188,7 +184,7 @@ pub(super) async fn run(ctx: &Context, args: SendArgs) -> anyhow::Result<Exit> {
     }
 
     let run = run_id("send", now);
-    if !take_sender_lease(&store, &run, now).await? {
+    if !take_lease(&store, SENDER_LEASE, &run, now, LEASE_TTL).await? {
         bail!("another herald is sending (the sender lease is held); try again when it is done");
     }
     let heartbeat = {
@@ -232,8 +228,10 @@ async fn send(
         let n = store.retry_ambiguous(run, now).await?;
         println!("{n} ambiguous deliveries put back to pending");
     }
-    let prepared =
-        next_issue::prepare(config, glossary, renderer, store, fetcher, now, now, None, false).await?;
+    let prepared = next_issue::prepare(
+        config, glossary, renderer, store, fetcher, now, now, None, false,
+    )
+    .await?;
     let (issue, rendered, resumed) = match prepared {
         Prepared::Ready {
             issue,

@@ -35,7 +35,14 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn claim_slot(&self, key: &str, due: DateTime<Utc>, outcome: &str, detail: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn claim_slot(
+        &self,
+        key: &str,
+        due: DateTime<Utc>,
+        outcome: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let inserted = sqlx::query(
             "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
@@ -58,7 +65,14 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn finish_slot(&self, key: &str, outcome: &str, issue_number: Option<u32>, detail: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn finish_slot(
+        &self,
+        key: &str,
+        outcome: &str,
+        issue_number: Option<u32>,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
@@ -107,7 +121,9 @@ impl Store {
                     slot_key: r.try_get("slot_key")?,
                     due_at: r.try_get("due_at")?,
                     outcome: r.try_get("outcome")?,
-                    issue_number: r.try_get::<Option<i64>, _>("number")?.and_then(|n| u32::try_from(n).ok()),
+                    issue_number: r
+                        .try_get::<Option<i64>, _>("number")?
+                        .and_then(|n| u32::try_from(n).ok()),
                     detail: r.try_get("detail")?,
                     recorded_at: r.try_get("recorded_at")?,
                 })
@@ -120,7 +136,12 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn set_issue_status(&self, number: u32, from: &[&str], to: &str) -> Result<bool, StoreError> {
+    pub async fn set_issue_status(
+        &self,
+        number: u32,
+        from: &[&str],
+        to: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let mut moved = false;
         for f in from {
@@ -142,7 +163,12 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn request_subscription(&self, email: &EmailAddress, name: &SubscriberName, now: DateTime<Utc>) -> Result<SubscribeOutcome, StoreError> {
+    pub async fn request_subscription(
+        &self,
+        email: &EmailAddress,
+        name: &SubscriberName,
+        now: DateTime<Utc>,
+    ) -> Result<SubscribeOutcome, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query("SELECT id, status FROM subscribers WHERE email_key = ?")
             .bind(email.key())
@@ -156,12 +182,14 @@ impl Store {
                     SubscribeOutcome::AlreadyConfirmed
                 } else {
                     if !name.is_empty() {
-                        sqlx::query("UPDATE subscribers SET name = ?1, updated_at = ?2 WHERE id = ?3")
-                            .bind(name.as_str())
-                            .bind(now)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(
+                            "UPDATE subscribers SET name = ?1, updated_at = ?2 WHERE id = ?3",
+                        )
+                        .bind(name.as_str())
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     SubscribeOutcome::Confirm(id)
                 }
@@ -189,7 +217,11 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn confirm_subscriber(&self, id: i64, now: DateTime<Utc>) -> Result<Option<(String, String, bool)>, StoreError> {
+    pub async fn confirm_subscriber(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, String, bool)>, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query("SELECT email, name, status FROM subscribers WHERE id = ?")
             .bind(id)
@@ -217,11 +249,14 @@ impl Store {
     /// A database error.
     pub async fn unsubscribe_id(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(status) = exists else { return Ok(false) };
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = exists else {
+            return Ok(false);
+        };
         if status != "unsubscribed" {
             sqlx::query(
                 "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1 WHERE id = ?2",
@@ -252,9 +287,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn delivery_totals(&self) -> Result<(Vec<(String, i64)>, i64), StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status ORDER BY status")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let by_status = rows
             .iter()
             .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))

@@ -470,7 +470,9 @@ async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
     let renderer = herald::render::Renderer::load(&config.templates_dir).unwrap();
     let fetcher = herald::news::FeedFetcher::new(Default::default()).unwrap();
     let now = herald::clock::Clock::now(&SystemClock);
-    let prepared = herald::next_issue::prepare(&config, &glossary, &renderer, &store, &fetcher, now, now, None, false)
+    let prepared = herald::next_issue::prepare(
+        &config, &glossary, &renderer, &store, &fetcher, now, now, None, false,
+    )
     .await
     .unwrap();
     let herald::next_issue::Prepared::Ready {

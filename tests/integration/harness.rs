@@ -109,6 +109,15 @@ impl Sandbox {
             .expect("valid config")
     }
 
+    /// The sandbox configuration with these environment variables.
+    pub fn config_with_env(&self, env: &[(&str, &str)]) -> herald::config::Config {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        herald::config::Config::load(None, &env, self.dir.path()).expect("valid config")
+    }
+
     /// Opens the sandbox store.
     pub async fn store(&self) -> herald::store::Store {
         herald::store::Store::open(&self.db_url())

@@ -2,6 +2,7 @@
 //! temporary directory, configuration and SQLite database from [`harness::Sandbox`].
 
 mod config;
+mod daemon;
 mod delivery;
 mod dkim;
 mod feeds;
@@ -10,6 +11,7 @@ mod harness;
 mod preview;
 mod render;
 mod rotation;
+mod schedule;
 mod smtp;
 mod store;
 mod subscribers;

@@ -1,0 +1,651 @@
+//! The daemon: subscription pages over real HTTP with a real SMTP server, the schedule with a
+//! fixed clock (catch-up, one slot one issue, two daemons), SIGTERM in the middle of a send.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use herald::clock::Clock;
+use herald::daemon::{Daemon, TickOutcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{CONFIG, Sandbox};
+use crate::smtp;
+
+const SECRET: &str = "daemon-test-secret-0123456789abcdef";
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    fn at(t: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(t)))
+    }
+    fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn subscribers(s: &Sandbox, n: usize) {
+    let mut csv = String::from("email,name\n");
+    for i in 0..n {
+        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
+    }
+    s.write("subscribers/list.csv", csv);
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn header_value(raw: &str, name: &str) -> String {
+    let head = &raw[..raw.find("\r\n\r\n").unwrap_or(raw.len())];
+    let mut value = String::new();
+    for l in head.lines().skip_while(|l| {
+        !l.to_ascii_lowercase()
+            .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+    }) {
+        if !value.is_empty() && !l.starts_with([' ', '\t']) {
+            break;
+        }
+        value.push_str(l.trim_start());
+    }
+    value
+}
+
+fn decoded_text(raw: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse(raw).unwrap();
+    parsed.body_text(0).unwrap().into_owned()
+}
+
+async fn start(
+    s: &Sandbox,
+    env: &[(&str, &str)],
+    clock: Arc<dyn Clock>,
+) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    s.write(
+        "herald.toml",
+        CONFIG.replace("https://news.example.com/", &base)
+            + "\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n",
+    );
+    let config = s.config_with_env(env);
+    let daemon = Daemon::new(config, clock, "test-daemon@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let handle =
+        tokio::spawn(async move {
+            herald::daemon::run_with_listener(daemon, listener, async move {
+                stopped.cancelled().await
+            })
+            .await
+            .unwrap();
+        });
+    (base, stop, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribe_confirm_receive_and_leave_with_one_click() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+        ("HERALD_ADMIN_TOKEN", "adm1n".to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (base, stop, handle) = start(&s, &env_ref, Arc::new(herald::clock::SystemClock)).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The subscribe page, with security headers.
+    let page = http.get(&base).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\"") && !html.contains("<script"));
+
+    // An invalid address gets a 400 that says what is wrong.
+    let bad = http
+        .post(format!("{base}subscribe"))
+        .form(&[("email", "not an address")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("That email address is not valid")
+    );
+
+    // Subscribe: a confirmation email arrives; the page reveals nothing.
+    let ok = http
+        .post(format!("{base}subscribe"))
+        .form(&[("email", "Neo@Example.com"), ("name", "Neo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let first_answer = ok.text().await.unwrap();
+    let confirmation = wait_for("the confirmation email", || {
+        server
+            .mailbox
+            .messages()
+            .into_iter()
+            .find(|m| m.to[0].eq_ignore_ascii_case("neo@example.com"))
+    })
+    .await;
+    let text = decoded_text(&confirmation.data);
+    let start_at = text
+        .find(&format!("{base}confirm/"))
+        .expect("a confirmation link");
+    let link: String = text[start_at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // A tampered confirmation token is a 404; the real one confirms.
+    let mut tampered = link.clone();
+    tampered.replace_range(tampered.len() - 3.., "AAA");
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 404);
+    let confirmed = http.get(&link).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert!(
+        confirmed
+            .text()
+            .await
+            .unwrap()
+            .contains("You are subscribed")
+    );
+    let list = s.herald(&["subscribers", "list", "--status", "confirmed", "--json"]);
+    assert!(list.stdout.contains("Neo@example.com"), "{list:?}");
+
+    // The welcome email carries the latest term and the same unsubscribe headers as an issue.
+    let welcome = wait_for("the welcome email", || {
+        server
+            .mailbox
+            .messages()
+            .into_iter()
+            .find(|m| String::from_utf8_lossy(&m.data).contains("Subject: Welcome to"))
+    })
+    .await;
+    let raw = String::from_utf8_lossy(&welcome.data).into_owned();
+    assert!(
+        header_value(&raw, "List-Unsubscribe").contains(&format!("<{base}u/")),
+        "{raw}"
+    );
+    assert_eq!(
+        header_value(&raw, "List-Unsubscribe-Post"),
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    );
+
+    // Subscribing again answers the same and confirms nothing new.
+    let again = http
+        .post(format!("{base}subscribe"))
+        .form(&[("email", "neo@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.text().await.unwrap(), first_answer);
+
+    // Malformed and oversized bodies are refused without a 500.
+    let malformed = http
+        .post(format!("{base}subscribe"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=%zz&&&=")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        malformed.status().is_client_error(),
+        "{}",
+        malformed.status()
+    );
+    let oversized = http
+        .post(format!("{base}subscribe"))
+        .form(&[("email", "x".repeat(100_000))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+    let json = http
+        .post(format!("{base}subscribe"))
+        .json(&serde_json::json!({"email": "a@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(json.status().is_client_error());
+
+    // Health, metrics, glossary pages, and the preview behind the admin token.
+    assert_eq!(
+        http.get(format!("{base}healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = http
+        .get(format!("{base}metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_subscribers{status=\"confirmed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("herald_deliveries{status=\"sent\"}"));
+    assert_eq!(
+        http.get(format!("{base}glossary/transformer"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}glossary/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(format!("{base}preview"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let preview = http
+        .get(format!("{base}preview"))
+        .bearer_auth("adm1n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preview.status(), 200);
+    assert!(preview.text().await.unwrap().contains("<h1"));
+    let basic = http
+        .get(format!("{base}preview"))
+        .basic_auth("editor", Some("adm1n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+
+    // Stop the daemon (it holds the sender lease) and send an issue: Neo gets it.
+    stop.cancel();
+    handle.await.unwrap();
+    let send = s.herald_env(&["send"], &env_ref);
+    assert_eq!(send.code, 0, "{send:?}");
+    let issue = server
+        .mailbox
+        .messages()
+        .into_iter()
+        .find(|m| {
+            m.to[0].eq_ignore_ascii_case("neo@example.com")
+                && String::from_utf8_lossy(&m.data).contains("Message-ID: <issue-1.")
+        })
+        .expect("Neo received issue 1");
+    let unsubscribe = header_value(&String::from_utf8_lossy(&issue.data), "List-Unsubscribe");
+    let token: String = unsubscribe[unsubscribe.find("/u/").unwrap() + 3..]
+        .chars()
+        .take(44)
+        .collect();
+
+    // Back up: GET shows a button and changes nothing; POST one-click unsubscribes.
+    let (base, stop, handle) = start(&s, &env_ref, Arc::new(herald::clock::SystemClock)).await;
+    let get = http.get(format!("{base}u/{token}")).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert!(get.text().await.unwrap().contains("<button"));
+    let still = s.herald(&["subscribers", "list", "--status", "confirmed", "--json"]);
+    assert!(
+        still.stdout.contains("Neo@example.com"),
+        "a GET never unsubscribes"
+    );
+    for _ in 0..2 {
+        let post = http
+            .post(format!("{base}u/{token}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status(), 200, "one-click, and idempotent");
+    }
+    let gone = s.herald(&["subscribers", "list", "--status", "unsubscribed", "--json"]);
+    assert!(gone.stdout.contains("Neo@example.com"), "{gone:?}");
+    let mut forged = token.clone();
+    forged.replace_range(0..4, "AAAA");
+    assert_eq!(
+        http.post(format!("{base}u/{forged}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(format!("{base}u/{forged}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // The archive shows the issue, and its feed lists it.
+    let archive = http.get(format!("{base}archive/1")).send().await.unwrap();
+    assert_eq!(archive.status(), 200);
+    let web = archive.text().await.unwrap();
+    assert!(
+        !web.contains("Neo") && !web.contains("neo@example.com"),
+        "no personal data in the archive"
+    );
+    let feed = http
+        .get(format!("{base}archive/feed.xml"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        feed.contains("<entry>") && feed.contains("archive/1"),
+        "{feed}"
+    );
+
+    // Too many subscription requests from one address are slowed down.
+    let mut limited = false;
+    for i in 0..8 {
+        let r = http
+            .post(format!("{base}subscribe"))
+            .form(&[("email", format!("r{i}@example.com"))])
+            .send()
+            .await
+            .unwrap();
+        limited |= r.status() == 429;
+    }
+    assert!(limited, "POST /subscribe is rate-limited");
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+fn scheduled(s: &Sandbox, extra: &str) -> herald::config::Config {
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[schedule]\ncron = \"0 0 9 * * Mon\"\ntimezone = \"Europe/Berlin\"\ncatch_up_hours = 24\n{extra}"),
+    );
+    s.config()
+}
+
+#[tokio::test]
+async fn a_slot_is_sent_once_caught_up_inside_the_window_and_skipped_outside() {
+    let s = Sandbox::new();
+    subscribers(&s, 3);
+    let config = scheduled(&s, "");
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(); // Monday 09:00 in Berlin
+    let clock = TestClock::at(slot - chrono::Duration::hours(1));
+    let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+
+    // The first start finds last week's slot long past: recorded as missed, nothing sent.
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Missed {
+            slot: "2026-11-23T08:00:00Z".into()
+        }
+    );
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Idle,
+        "before the slot"
+    );
+    clock.set(slot + chrono::Duration::hours(5)); // down for five hours, then back
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }
+    );
+    clock.set(slot + chrono::Duration::hours(6));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Idle,
+        "one slot, one issue"
+    );
+    assert_eq!(std::fs::read_dir(s.path("outbox")).unwrap().count(), 3);
+
+    let next = slot + chrono::Duration::days(7);
+    clock.set(next + chrono::Duration::hours(30)); // down past the catch-up window
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Missed {
+            slot: "2026-12-07T08:00:00Z".into()
+        }
+    );
+    assert_eq!(
+        std::fs::read_dir(s.path("outbox")).unwrap().count(),
+        3,
+        "nothing sent days late"
+    );
+    let schedule = s.herald(&["schedule"]);
+    assert!(schedule.stdout.contains("missed"), "{schedule:?}");
+    assert!(
+        schedule.stdout.contains("sent      issue #1"),
+        "{schedule:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_database_send_one_issue_once_to_each_subscriber() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    subscribers(&s, 12);
+    s.write("herald.toml", String::new());
+    let _ = scheduled(&s, "");
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let clock = TestClock::at(slot + chrono::Duration::minutes(1));
+    let a = Daemon::new(
+        s.config_with_env(&env_ref),
+        clock.clone(),
+        "a@elsewhere:1:1".into(),
+    )
+    .await
+    .unwrap();
+    let b = Daemon::new(
+        s.config_with_env(&env_ref),
+        clock.clone(),
+        "b@elsewhere:2:2".into(),
+    )
+    .await
+    .unwrap();
+    let (ra, rb) = tokio::join!(a.tick(), b.tick());
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    assert!(
+        outcomes.contains(&TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains(&TickOutcome::Standby), "{outcomes:?}");
+    // The standby daemon takes over once the lease expires, and finds nothing left to do.
+    clock.set(slot + chrono::Duration::minutes(5));
+    let later = [a.tick().await.unwrap(), b.tick().await.unwrap()];
+    assert!(
+        later
+            .iter()
+            .all(|o| matches!(o, TickOutcome::Idle | TickOutcome::Standby)),
+        "{later:?}"
+    );
+    let per = server.mailbox.per_recipient();
+    assert_eq!(per.len(), 12);
+    assert!(per.values().all(|&n| n == 1), "{per:?}");
+    let list: serde_json::Value =
+        serde_json::from_str(&s.herald(&["issues", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_review_window_freezes_early_notifies_editors_and_a_held_issue_waits() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let _ = scheduled(
+        &s,
+        "review_hours = 24\neditors = [\"editor@example.com\"]\n",
+    );
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let clock = TestClock::at(slot - chrono::Duration::hours(20));
+    let daemon = Daemon::new(
+        s.config_with_env(&env_ref),
+        clock.clone(),
+        "a@elsewhere:1:1".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::FrozenForReview { number: 1 }
+    );
+    let review = server.mailbox.messages();
+    assert_eq!(review.len(), 1);
+    assert_eq!(review[0].to, vec!["editor@example.com".to_owned()]);
+    let note = decoded_text(&review[0].data);
+    assert!(note.contains("/hold/"), "{note}");
+
+    assert_eq!(s.herald(&["issues", "hold", "1"]).code, 0);
+    clock.set(slot + chrono::Duration::minutes(1));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Waiting { number: 1 },
+        "held at its slot"
+    );
+    assert_eq!(server.mailbox.messages().len(), 1);
+    assert_eq!(s.herald(&["issues", "release", "1"]).code, 0);
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }
+    );
+    assert_eq!(server.mailbox.per_recipient().len(), 3);
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_send_then_a_restart_gives_everyone_exactly_one_copy() {
+    let slow = smtp::start(None);
+    *slow.mailbox.faults.stall.lock().unwrap() = Some(Duration::from_millis(150));
+    let s = Sandbox::new();
+    subscribers(&s, 16);
+    // A daily slot two minutes ago (UTC), inside the catch-up window: due at start-up.
+    let due = herald::clock::Clock::now(&herald::clock::SystemClock) - chrono::Duration::minutes(2);
+    s.write(
+        "herald.toml",
+        format!(
+            "{CONFIG}\n[schedule]\ncron = \"0 {} {} * * *\"\ntimezone = \"UTC\"\npoll_seconds = 1\n\n[delivery]\nconcurrency = 2\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            chrono::Timelike::minute(&due),
+            chrono::Timelike::hour(&due)
+        ),
+    );
+    let spawn = |url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("run")
+            .current_dir(s.dir.path())
+            .env("HERALD_SMTP_URL", url)
+            .env("HERALD_SECRET", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn(&slow.url());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while slow.mailbox.messages().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never started sending"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+    let before = slow.mailbox.per_recipient();
+    assert!(before.len() < 16, "the send was interrupted");
+
+    let fast = smtp::start(None);
+    let mut second = spawn(&fast.url());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while before.len() + fast.mailbox.per_recipient().len() < 16 {
+        assert!(
+            Instant::now() < deadline,
+            "the restart did not resume the issue"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(second.wait().unwrap().code(), Some(0));
+    let after = fast.mailbox.per_recipient();
+    for i in 0..16 {
+        let email = format!("reader{i}@example.com");
+        let copies =
+            before.get(&email).copied().unwrap_or(0) + after.get(&email).copied().unwrap_or(0);
+        assert_eq!(copies, 1, "{email} got {copies} copies");
+    }
+}

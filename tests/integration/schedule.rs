@@ -1,0 +1,102 @@
+//! Schedule arithmetic with a fixed clock: the send time stays at the configured local time
+//! across daylight-saving changes, in zones north and south, and with a half-hour offset.
+
+use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use herald::config::parse_cron;
+use herald::schedule::{SlotDecision, decide, latest_slot, next_slots};
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn check(zone: &str, from: &str, expected: &[&str]) {
+    let tz: Tz = zone.parse().unwrap();
+    let cron = parse_cron("0 0 9 * * Mon").unwrap();
+    let slots = next_slots(&cron, tz, utc(from), expected.len());
+    let got: Vec<String> = slots.iter().map(|s| s.to_rfc3339()).collect();
+    let want: Vec<String> = expected.iter().map(|s| utc(s).to_rfc3339()).collect();
+    assert_eq!(got, want, "{zone}");
+    for s in &slots {
+        let local = s.with_timezone(&tz);
+        assert_eq!((local.hour(), local.minute()), (9, 0), "{zone}: {local}");
+    }
+}
+
+#[test]
+fn berlin_sends_at_nine_local_across_both_changes() {
+    check(
+        "Europe/Berlin",
+        "2026-03-20T00:00:00Z",
+        &["2026-03-23T08:00:00Z", "2026-03-30T07:00:00Z"],
+    );
+    check(
+        "Europe/Berlin",
+        "2026-10-20T00:00:00Z",
+        &["2026-10-26T08:00:00Z", "2026-11-02T08:00:00Z"],
+    );
+    check(
+        "Europe/Berlin",
+        "2026-10-13T00:00:00Z",
+        &["2026-10-19T07:00:00Z", "2026-10-26T08:00:00Z"],
+    );
+}
+
+#[test]
+fn new_york_sends_at_nine_local_across_both_changes() {
+    check(
+        "America/New_York",
+        "2026-03-01T00:00:00Z",
+        &["2026-03-02T14:00:00Z", "2026-03-09T13:00:00Z"],
+    );
+    check(
+        "America/New_York",
+        "2026-10-25T00:00:00Z",
+        &["2026-10-26T13:00:00Z", "2026-11-02T14:00:00Z"],
+    );
+}
+
+#[test]
+fn sydney_sends_at_nine_local_across_the_southern_changes() {
+    check(
+        "Australia/Sydney",
+        "2026-03-28T00:00:00Z",
+        &["2026-03-29T22:00:00Z", "2026-04-05T23:00:00Z"],
+    );
+    check(
+        "Australia/Sydney",
+        "2026-09-26T00:00:00Z",
+        &["2026-09-27T23:00:00Z", "2026-10-04T22:00:00Z"],
+    );
+}
+
+#[test]
+fn kolkata_half_hour_offset_is_kept() {
+    let tz: Tz = "Asia/Kolkata".parse().unwrap();
+    let cron = parse_cron("0 30 9 * * *").unwrap();
+    let slots = next_slots(&cron, tz, utc("2026-03-29T00:00:00Z"), 3);
+    assert_eq!(slots[0], utc("2026-03-29T04:00:00Z"));
+    for s in slots {
+        let local = s.with_timezone(&tz);
+        assert_eq!((local.hour(), local.minute()), (9, 30));
+        assert_eq!((s.hour(), s.minute()), (4, 0));
+    }
+}
+
+#[test]
+fn a_slot_missed_while_down_is_caught_up_inside_the_window_only() {
+    let tz: Tz = "Europe/Berlin".parse().unwrap();
+    let cron = parse_cron("0 0 9 * * Mon").unwrap();
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let back_soon = slot + chrono::Duration::hours(5);
+    assert_eq!(latest_slot(&cron, tz, back_soon), Some(slot));
+    assert_eq!(
+        decide(latest_slot(&cron, tz, back_soon), false, back_soon, 24),
+        SlotDecision::Send(slot)
+    );
+    let back_late = slot + chrono::Duration::hours(30);
+    assert_eq!(
+        decide(latest_slot(&cron, tz, back_late), false, back_late, 24),
+        SlotDecision::Missed(slot)
+    );
+}
