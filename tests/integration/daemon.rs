@@ -72,7 +72,7 @@ fn decoded_text(raw: &[u8]) -> String {
     parsed.body_text(0).unwrap().into_owned()
 }
 
-async fn start(
+pub async fn start(
     s: &Sandbox,
     env: &[(&str, &str)],
     clock: Arc<dyn Clock>,
