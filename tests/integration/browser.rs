@@ -1,7 +1,7 @@
 //! The subscribe page in a real headless browser (Debian's Chromium, driven over WebDriver by
 //! chromedriver): the form submits without JavaScript and shows its confirmation page.
 //!
-//! `.ci/run` installs chromium and chromium-driver and sets `HERALD_REQUIRE_BROWSER=1`, so in
+//! `.ci/run` installs chromium and chromium-driver and sets `REQUIRE_BROWSER_TESTS=1`, so in
 //! CI a missing browser fails the test; elsewhere it is skipped with a message.
 
 use std::sync::Arc;
@@ -63,8 +63,8 @@ async fn the_subscribe_form_submits_in_a_real_browser() {
         find_program(&["chromium", "chromium-browser", "google-chrome"]),
     ) else {
         assert!(
-            std::env::var_os("HERALD_REQUIRE_BROWSER").is_none(),
-            "HERALD_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+            std::env::var_os("REQUIRE_BROWSER_TESTS").is_none(),
+            "REQUIRE_BROWSER_TESTS is set but chromium or chromedriver is missing"
         );
         eprintln!(
             "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"

@@ -163,10 +163,9 @@ fn relative_paths_are_relative_to_the_configuration_file() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.path("elsewhere")).unwrap();
     let run = {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        let mut cmd = crate::harness::herald_command();
         cmd.args(["--config", s.path("herald.toml").to_str().unwrap(), "check"])
-            .current_dir(s.path("elsewhere"))
-            .env_remove("HERALD_CONFIG");
+            .current_dir(s.path("elsewhere"));
         crate::harness::Run::from(cmd.output().unwrap())
     };
     assert_eq!(run.code, 0, "{run:?}");

@@ -596,9 +596,7 @@ fn sigterm_in_the_middle_of_a_send_then_a_restart_gives_everyone_exactly_one_cop
         ),
     );
     let spawn = |url: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("run")
-            .current_dir(s.dir.path())
+        s.command(&["run"])
             .env("HERALD_SMTP_URL", url)
             .env("HERALD_SECRET", SECRET)
             .stdout(std::process::Stdio::null())

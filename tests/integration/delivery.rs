@@ -250,9 +250,8 @@ async fn a_killed_send_resumes_without_sending_anyone_twice() {
         "herald.toml",
         format!("{CONFIG}\n[delivery]\nconcurrency = 3\n"),
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("send")
-        .current_dir(s.dir.path())
+    let mut child = s
+        .command(&["send"])
         .env("HERALD_SMTP_URL", stalled.url())
         .env("HERALD_SECRET", SECRET)
         .stdout(std::process::Stdio::null())

@@ -21,6 +21,17 @@ base_url = "https://news.example.com/"
 url = "sqlite://herald.db"
 "#;
 
+/// The `herald` binary as a command, with no HERALD_ variables (nor RUST_LOG) inherited.
+pub fn herald_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HERALD_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// A temporary directory laid out like a Herald installation.
 pub struct Sandbox {
     pub dir: TempDir,
@@ -137,15 +148,17 @@ impl Sandbox {
 
     /// Runs `herald ARGS` in the sandbox with these extra environment variables.
     pub fn herald_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-        cmd.args(args).current_dir(self.dir.path());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("HERALD_") || key == "RUST_LOG" {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = self.command(args);
         cmd.envs(env.iter().copied());
         cmd.output().expect("running herald").into()
+    }
+
+    /// A `herald ARGS` command in the sandbox, with no HERALD_ variables (nor RUST_LOG) from
+    /// the outside, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = herald_command();
+        cmd.args(args).current_dir(self.dir.path());
+        cmd
     }
 }
 
