@@ -372,14 +372,16 @@ impl Daemon {
                 format!("{note}{}", personal.text),
                 html,
             )?;
-            let mut mailer = Mailer::new(app.transport.clone())?;
-            if let Err(e) = mailer
-                .send(&app.sender.from.email, editor, &message.formatted())
-                .await
+            if let Err(e) = Mailer::send_once(
+                &app.transport,
+                &app.sender.from.email,
+                editor,
+                &message.formatted(),
+            )
+            .await
             {
                 warn!(editor = %editor, error = %e, "could not send the review copy");
             }
-            mailer.close().await;
         }
         info!(issue = issue.number, slot = %key, "frozen for review; editors notified");
         Ok(TickOutcome::FrozenForReview {
@@ -453,12 +455,13 @@ pub async fn send_welcome(
         renderer.render_pair(&plan, &next_issue::newsletter_info(config), html, txt)?;
     rendered.subject = format!("Welcome to {}", config.newsletter.name);
     let message = crate::http::welcome_message(s, &rendered, id, email, name)?;
-    let mut mailer = Mailer::new(s.transport.clone())?;
-    let reply = mailer
-        .send(&s.sender.from.email, email, &message.formatted())
-        .await;
-    mailer.close().await;
-    reply?;
+    Mailer::send_once(
+        &s.transport,
+        &s.sender.from.email,
+        email,
+        &message.formatted(),
+    )
+    .await?;
     info!(subscriber = id, "sent the welcome email");
     Ok(())
 }

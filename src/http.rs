@@ -282,12 +282,13 @@ async fn send_confirmation(
         body_text,
         body_html,
     )?;
-    let mut mailer = Mailer::new(s.transport.clone())?;
-    let reply = mailer
-        .send(&s.sender.from.email, email, &message.formatted())
-        .await;
-    mailer.close().await;
-    reply?;
+    Mailer::send_once(
+        &s.transport,
+        &s.sender.from.email,
+        email,
+        &message.formatted(),
+    )
+    .await?;
     info!(subscriber = id, "sent a confirmation email");
     Ok(())
 }

@@ -396,6 +396,24 @@ impl Mailer {
         }
     }
 
+    /// Sends one message on a connection of its own, then closes it: for the occasional
+    /// service message (confirmation, welcome, review copy, test copy).
+    ///
+    /// # Errors
+    /// [`SendError`], or a transient error when the outbox cannot be created.
+    pub async fn send_once(
+        transport: &Transport,
+        from: &EmailAddress,
+        to: &EmailAddress,
+        message: &[u8],
+    ) -> Result<String, SendError> {
+        let mut mailer = Self::new(transport.clone())
+            .map_err(|e| SendError::Transient(format!("the outbox cannot be used: {e}")))?;
+        let reply = mailer.send(from, to, message).await;
+        mailer.close().await;
+        reply
+    }
+
     /// Closes the SMTP connection politely (QUIT).
     pub async fn close(&mut self) {
         if let Some(mut c) = self.connection.take() {

@@ -350,9 +350,7 @@ async fn preview_send(
             date,
         )?;
         let bytes = message.formatted();
-        let mut mailer = Mailer::new(transport)?;
-        let reply = mailer.send(&sender.from.email, &email, &bytes).await?;
-        mailer.close().await;
+        let reply = Mailer::send_once(&transport, &sender.from.email, &email, &bytes).await?;
         println!(
             "test copy of issue #{number} sent to {email} ({} bytes): {reply}",
             bytes.len()
