@@ -258,7 +258,10 @@ impl Daemon {
             }
         };
         let started = Instant::now();
-        let settings = crate::commands::delivery_settings(config, self.run_id.clone());
+        // Each delivery run has an id of its own, so rows this daemon deferred in an earlier
+        // run are retried in this one.
+        let run = format!("{}/{}", self.run_id, now.timestamp_millis());
+        let settings = crate::commands::delivery_settings(config, run);
         let cancel = self.cancel.clone();
         let summary = delivery::deliver(
             &app.store,

@@ -87,6 +87,8 @@ pub enum DeliveryError {
     Store(#[from] StoreError),
     #[error("the outbox cannot be used: {0}")]
     Outbox(std::io::Error),
+    #[error("every delivery worker stopped unexpectedly")]
+    WorkersGone,
 }
 
 type Outcome = (i64, Result<String, SendError>);
@@ -199,7 +201,12 @@ pub async fn deliver(
         // Wait for at least one outcome when messages are in flight.
         if in_flight > 0 && outcomes.is_empty() {
             tokio::select! {
-                got = out_rx.recv() => if let Some(o) = got { outcomes.push(o) },
+                got = out_rx.recv() => match got {
+                    Some(o) => outcomes.push(o),
+                    // Every worker is gone (only a panic does that): stop, leaving the rows
+                    // they held in `sending`, to be reported as ambiguous.
+                    None => return Err(DeliveryError::WorkersGone),
+                },
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
                     info!(in_flight, "stopping: finishing the messages in flight, claiming no more");

@@ -647,3 +647,55 @@ fn sigterm_in_the_middle_of_a_send_then_a_restart_gives_everyone_exactly_one_cop
         assert_eq!(copies, 1, "{email} got {copies} copies");
     }
 }
+
+#[tokio::test]
+async fn rows_a_tick_could_not_send_are_retried_at_the_next_tick() {
+    let server = smtp::start(None);
+    server
+        .mailbox
+        .faults
+        .transient_first
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let s = Sandbox::new();
+    subscribers(&s, 3);
+    let _ = scheduled(
+        &s,
+        "\n[delivery]\nconcurrency = 1\nmax_attempts = 1\nretry_base_ms = 1\nretry_max_ms = 1\n",
+    );
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let clock = TestClock::at(slot + chrono::Duration::minutes(1));
+    let daemon = Daemon::new(
+        s.config_with_env(&env_ref),
+        clock.clone(),
+        "a@elsewhere:1:1".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: false
+        }
+    );
+    assert!(
+        server.mailbox.messages().is_empty(),
+        "the server refused every message"
+    );
+    clock.set(slot + chrono::Duration::minutes(2));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }
+    );
+    let per = server.mailbox.per_recipient();
+    assert_eq!(per.len(), 3);
+    assert!(per.values().all(|&n| n == 1));
+}
