@@ -223,7 +223,19 @@ pub async fn deliver(
             .drain(..)
             .map(|(id, result)| {
                 let attempts = run_attempts.get(&id).copied().unwrap_or(1);
-                (id, mark(result, id, attempts, settings, now))
+                let m = mark(result, id, attempts, settings, now);
+                // Only rows that will be retried in this run are remembered, so memory
+                // stays flat however many subscribers there are.
+                if !matches!(
+                    m,
+                    Mark::Retry {
+                        give_up_this_run: false,
+                        ..
+                    }
+                ) {
+                    run_attempts.remove(&id);
+                }
+                (id, m)
             })
             .collect();
         let free = if stopping { 0 } else { workers - in_flight };
