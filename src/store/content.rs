@@ -121,20 +121,18 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue_add(&self, slug: &Slug, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "INSERT INTO term_queue (slug, position, added_at)
+        Ok(self
+            .write_one(
+                sqlx::query(
+                    "INSERT INTO term_queue (slug, position, added_at)
              VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM term_queue), ?2)
              ON CONFLICT (slug) DO NOTHING",
-        )
-        .bind(slug.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        tx.commit().await?;
-        Ok(done)
+                )
+                .bind(slug.as_str())
+                .bind(now),
+            )
+            .await?
+            == 1)
     }
 
     /// Removes a slug from the queue; `false` when it was not queued.
@@ -142,15 +140,10 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue_remove(&self, slug: &Slug) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM term_queue WHERE slug = ?")
-            .bind(slug.as_str())
-            .execute(&mut *tx)
+        Ok(self
+            .write_one(sqlx::query("DELETE FROM term_queue WHERE slug = ?").bind(slug.as_str()))
             .await?
-            .rows_affected()
-            == 1;
-        tx.commit().await?;
-        Ok(done)
+            == 1)
     }
 
     /// The state of every feed the store has seen, by URL.
@@ -202,8 +195,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let items_json = serde_json::to_string(success.items).unwrap_or_else(|_| "[]".into());
-        let mut tx = self.write().await?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO feed_state (url, name, etag, last_modified, permanent_url, last_success_at,
                                      consecutive_failures, items_seen, items_json, first_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?6)
@@ -220,10 +212,8 @@ impl Store {
         .bind(success.permanent_url)
         .bind(now)
         .bind(success.items.len() as i64)
-        .bind(items_json)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(items_json);
+        self.write_one(query).await?;
         Ok(())
     }
 
@@ -238,8 +228,7 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO feed_state (url, name, last_error, last_error_at, consecutive_failures, first_seen_at)
              VALUES (?1, ?2, ?3, ?4, 1, ?4)
              ON CONFLICT (url) DO UPDATE SET
@@ -250,10 +239,8 @@ impl Store {
         .bind(url)
         .bind(name)
         .bind(error)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(now);
+        self.write_one(query).await?;
         Ok(())
     }
 }

@@ -43,22 +43,20 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
+        Ok(self
+            .write_one(
+                sqlx::query(
+                    "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slot_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(due)
-        .bind(outcome)
-        .bind(detail)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        tx.commit().await?;
-        Ok(inserted)
+                )
+                .bind(key)
+                .bind(due)
+                .bind(outcome)
+                .bind(detail)
+                .bind(now),
+            )
+            .await?
+            == 1)
     }
 
     /// Updates a recorded slot's outcome.
@@ -73,20 +71,19 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
+        self.write_one(
+            sqlx::query(
+                "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
                     issue_id = COALESCE((SELECT id FROM issues WHERE number = ?4), issue_id)
              WHERE slot_key = ?5",
+            )
+            .bind(outcome)
+            .bind(detail)
+            .bind(now)
+            .bind(issue_number.map(i64::from))
+            .bind(key),
         )
-        .bind(outcome)
-        .bind(detail)
-        .bind(now)
-        .bind(issue_number.map(i64::from))
-        .bind(key)
-        .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -589,8 +589,7 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let taken = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
              WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
@@ -598,13 +597,8 @@ impl Store {
         .bind(name)
         .bind(holder)
         .bind(until)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        tx.commit().await?;
-        Ok(taken)
+        .bind(now);
+        Ok(self.write_one(query).await? == 1)
     }
 
     /// Who holds the lease `name`, and until when.
@@ -635,20 +629,14 @@ impl Store {
         holder: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let taken = sqlx::query(
+        let query = sqlx::query(
             "UPDATE leases SET holder = ?1, expires_at = ?2 WHERE name = ?3 AND holder = ?4",
         )
         .bind(holder)
         .bind(until)
         .bind(name)
-        .bind(previous)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        tx.commit().await?;
-        Ok(taken)
+        .bind(previous);
+        Ok(self.write_one(query).await? == 1)
     }
 
     /// Gives up a lease held by `holder`.
@@ -656,13 +644,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
-            .bind(name)
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.write_one(
+            sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+                .bind(name)
+                .bind(holder),
+        )
+        .await?;
         Ok(())
     }
 }

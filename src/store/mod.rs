@@ -85,6 +85,15 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Runs one write statement on its own (SQLite makes a single statement atomic) and
+    /// returns how many rows it changed.
+    async fn write_one(
+        &self,
+        query: sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments>,
+    ) -> Result<u64, StoreError> {
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
     /// Whether the database answers (for health checks).
     ///
     /// # Errors
