@@ -59,6 +59,9 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub admin_token: Option<Secret>,
     subscribe_limit: DefaultKeyedRateLimiter<IpAddr>,
+    /// At most 3 confirmation emails per address per hour, whatever the client address, so
+    /// the form cannot be used to flood someone's inbox.
+    confirmation_limit: DefaultKeyedRateLimiter<String>,
 }
 
 impl AppState {
@@ -84,6 +87,9 @@ impl AppState {
             admin_token,
             subscribe_limit: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(5).expect("non-zero"),
+            )),
+            confirmation_limit: RateLimiter::keyed(Quota::per_hour(
+                NonZeroU32::new(3).expect("non-zero"),
             )),
         }
     }
@@ -207,6 +213,12 @@ async fn subscribe(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(form): Form<SubscribeForm>,
 ) -> Response {
+    // Forget clients whose allowance has refilled, so the limiter's memory stays bounded
+    // over years of running.
+    if s.subscribe_limit.len() > 10_000 {
+        s.subscribe_limit.retain_recent();
+        s.confirmation_limit.retain_recent();
+    }
     if s.subscribe_limit.check_key(&peer.ip()).is_err() {
         return page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -225,6 +237,11 @@ async fn subscribe(
     let name = SubscriberName::clean(&form.name);
     let now = s.clock.now();
     match s.store.request_subscription(&email, &name, now).await {
+        Ok(SubscribeOutcome::Confirm(_))
+            if s.confirmation_limit.check_key(&email.key()).is_err() =>
+        {
+            info!("confirmation not resent: three were sent to this address in the last hour");
+        }
         Ok(SubscribeOutcome::Confirm(id)) => {
             if let Err(e) = send_confirmation(&s, id, &email, name.as_str()).await {
                 warn!(error = %e, "could not send a confirmation email");

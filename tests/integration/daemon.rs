@@ -699,3 +699,33 @@ async fn rows_a_tick_could_not_send_are_retried_at_the_next_tick() {
     assert_eq!(per.len(), 3);
     assert!(per.values().all(|&n| n == 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_cannot_flood_one_inbox_with_confirmations() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (base, stop, handle) = start(&s, &env_ref, Arc::new(herald::clock::SystemClock)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let r = http
+            .post(format!("{base}subscribe"))
+            .form(&[("email", "target@example.com")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the page answers the same every time");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.mailbox.per_recipient().get("target@example.com"),
+        Some(&3),
+        "at most three confirmations an hour"
+    );
+    stop.cancel();
+    handle.await.unwrap();
+}
