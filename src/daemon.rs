@@ -221,10 +221,10 @@ impl Daemon {
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
+                // Nothing was frozen: let the next tick try this slot again (within the
+                // catch-up window), so fixing the cause is enough.
                 if let Some((key, _)) = &slot {
-                    app.store
-                        .finish_slot(key, "failed", None, &e.to_string(), now)
-                        .await?;
+                    app.store.forget_slot(key).await?;
                 }
                 return Err(e.into());
             }

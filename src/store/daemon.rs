@@ -87,6 +87,19 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a slot claim, so that the next tick tries the slot again (after a failure that
+    /// an operator can fix, such as a broken template).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn forget_slot(&self, key: &str) -> Result<(), StoreError> {
+        let query =
+            sqlx::query("DELETE FROM schedule_slots WHERE slot_key = ? AND outcome = 'claimed'")
+                .bind(key);
+        self.write_one(query).await?;
+        Ok(())
+    }
+
     /// Whether a slot was recorded.
     ///
     /// # Errors

@@ -729,3 +729,31 @@ async fn the_form_cannot_flood_one_inbox_with_confirmations() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slot_that_failed_on_a_broken_template_is_retried_once_it_is_fixed() {
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let config = scheduled(&s, "");
+    let good = std::fs::read_to_string(s.path("templates/issue.txt")).unwrap();
+    s.write("templates/issue.txt", "{{ no_such_variable }}");
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let clock = TestClock::at(slot + chrono::Duration::minutes(1));
+    let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    let failed = daemon.tick().await.unwrap_err();
+    assert!(
+        format!("{failed:#}").contains("no_such_variable"),
+        "{failed:#}"
+    );
+    s.write("templates/issue.txt", good);
+    clock.set(slot + chrono::Duration::minutes(10));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }
+    );
+}
