@@ -113,13 +113,7 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/preview", get(preview))
-        .fallback(|| async {
-            page(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "<p>There is nothing here.</p>",
-            )
-        })
+        .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
@@ -145,60 +139,122 @@ async fn security_headers(request: axum::extract::Request, next: Next) -> Respon
     response
 }
 
-const STYLE: &str = "body{margin:0;background:#f3f4f6;color:#1f2937;font:17px/1.6 Georgia,serif}\
-main{max-width:640px;margin:0 auto;padding:32px 20px}\
-h1,h2,label,button,nav{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif}\
-h1{font-size:28px;line-height:1.2}a{color:#1d4ed8}\
-form{background:#fff;padding:20px;border-radius:6px}\
-label{display:block;margin:12px 0 4px;font-size:14px}\
-input{width:100%;box-sizing:border-box;padding:10px;font-size:16px;border:1px solid #9ca3af;border-radius:4px}\
-button{margin-top:16px;padding:10px 18px;font-size:16px;background:#6d28d9;color:#fff;border:0;border-radius:4px;cursor:pointer}\
-.error{color:#b91c1c}.muted{color:#6b7280;font-size:14px}\
-@media (prefers-color-scheme:dark){body{background:#0b0b0f;color:#e4e4e7}form{background:#18181b}a{color:#93c5fd}}";
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+/// The last-resort page, used only when the page templates themselves fail.
+fn plain_page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"color-scheme\" content=\"light dark\"><title>{}</title><style>{STYLE}</style></head>\
-         <body><main>{body}</main></body></html>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head><body><main>{body}</main></body></html>\n",
         text(title)
     );
     (status, Html(html)).into_response()
 }
 
-fn not_found() -> Response {
-    page(
+/// Renders `templates/web/NAME` inside `web/layout.html` with `context`, plus `title` and
+/// `newsletter.{name, base_url}`. Templates are read on each request, so an edit shows at once.
+fn render_page(
+    s: &AppState,
+    status: StatusCode,
+    name: &str,
+    title: &str,
+    mut context: tera::Context,
+) -> Response {
+    context.insert("title", title);
+    context.insert(
+        "newsletter",
+        &serde_json::json!({
+            "name": s.config.newsletter.name,
+            "base_url": s.config.newsletter.base_url.as_str(),
+        }),
+    );
+    let rendered = crate::render::Renderer::load(&s.config.templates_dir)
+        .and_then(|r| r.render_page(name, &context));
+    match rendered {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            warn!(template = name, error = %e, "a page template failed");
+            plain_page(status, title, &format!("<h1>{}</h1>", text(title)))
+        }
+    }
+}
+
+/// A page with a heading, paragraphs and an optional link (`web/message.html`).
+fn message(
+    s: &AppState,
+    status: StatusCode,
+    title: &str,
+    heading: &str,
+    paragraphs: &[&str],
+    link: Option<(&str, &str)>,
+) -> Response {
+    let mut context = tera::Context::new();
+    context.insert("heading", heading);
+    context.insert("paragraphs", paragraphs);
+    context.insert(
+        "link",
+        &link.map(|(href, label)| serde_json::json!({"href": href, "label": label})),
+    );
+    render_page(s, status, "web/message.html", title, context)
+}
+
+/// A page with one button that POSTs to `action` (`web/confirm-action.html`).
+fn action_page(
+    s: &AppState,
+    title: &str,
+    heading: &str,
+    explanation: &str,
+    action: &str,
+    button: &str,
+) -> Response {
+    let mut context = tera::Context::new();
+    context.insert("heading", heading);
+    context.insert("text", explanation);
+    context.insert("action", action);
+    context.insert("button", button);
+    render_page(s, StatusCode::OK, "web/confirm-action.html", title, context)
+}
+
+fn not_found(s: &AppState) -> Response {
+    message(
+        s,
         StatusCode::NOT_FOUND,
         "Not found",
-        "<h1>Not found</h1><p>This link is not valid.</p>",
+        "Not found",
+        &["This link is not valid."],
+        None,
     )
 }
 
-fn subscribe_form(s: &AppState, error: Option<&str>, email: &str, name: &str) -> String {
-    let n = &s.config.newsletter;
-    let error = error.map_or(String::new(), |e| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", text(e))
-    });
-    format!(
-        "<h1>{name_}</h1><p>One AI term explained every week, with a handful of fresh AI news links. Free, and you can leave with one click.</p>\
-         {error}<form method=\"post\" action=\"{base}subscribe\">\
-         <label for=\"email\">Email address</label><input id=\"email\" name=\"email\" type=\"email\" required maxlength=\"254\" value=\"{email}\" autocomplete=\"email\">\
-         <label for=\"name\">Name (optional)</label><input id=\"name\" name=\"name\" type=\"text\" maxlength=\"100\" value=\"{name}\" autocomplete=\"name\">\
-         <button type=\"submit\">Subscribe</button></form>\
-         <p class=\"muted\"><a href=\"{base}archive\">Past issues</a> &middot; <a href=\"{base}glossary\">The glossary</a></p>",
-        name_ = text(&n.name),
-        base = attr(n.base_url.as_str()),
-        email = attr(email),
-        name = attr(name),
+fn try_later(s: &AppState) -> Response {
+    message(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again later",
+        "Something went wrong",
+        &["Please try again later."],
+        None,
     )
+}
+
+fn subscribe_form(
+    s: &AppState,
+    status: StatusCode,
+    title: &str,
+    error: Option<&str>,
+    email: &str,
+    name: &str,
+) -> Response {
+    let mut context = tera::Context::new();
+    context.insert("error", &error);
+    context.insert("email", email);
+    context.insert("name", name);
+    render_page(s, status, "web/subscribe.html", title, context)
+}
+
+async fn fallback(State(s): State<Shared>) -> Response {
+    not_found(&s)
 }
 
 async fn subscribe_page(State(s): State<Shared>) -> Response {
-    page(
-        StatusCode::OK,
-        &s.config.newsletter.name,
-        &subscribe_form(&s, None, "", ""),
-    )
+    subscribe_form(&s, StatusCode::OK, &s.config.newsletter.name, None, "", "")
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,18 +276,27 @@ async fn subscribe(
         s.confirmation_limit.retain_recent();
     }
     if s.subscribe_limit.check_key(&peer.ip()).is_err() {
-        return page(
+        return message(
+            &s,
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
-            "<h1>Too many requests</h1><p>Please wait a minute and try again.</p>",
+            "Too many requests",
+            &["Please wait a minute and try again."],
+            None,
         );
     }
     let email = match EmailAddress::parse(&form.email) {
         Ok(e) => e,
         Err(e) => {
-            let message = format!("That email address is not valid: {e}.");
-            let body = subscribe_form(&s, Some(&message), &form.email, &form.name);
-            return page(StatusCode::BAD_REQUEST, "Invalid email address", &body);
+            let error = format!("That email address is not valid: {e}.");
+            return subscribe_form(
+                &s,
+                StatusCode::BAD_REQUEST,
+                "Invalid email address",
+                Some(&error),
+                &form.email,
+                &form.name,
+            );
         }
     };
     let name = SubscriberName::clean(&form.name);
@@ -250,19 +315,20 @@ async fn subscribe(
         Ok(SubscribeOutcome::AlreadyConfirmed) => {}
         Err(e) => {
             warn!(error = %e, "subscription failed");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again later",
-                "<h1>Something went wrong</h1><p>Please try again later.</p>",
-            );
+            return try_later(&s);
         }
     }
     // The same answer whatever the address's state: nothing is revealed.
-    page(
+    message(
+        &s,
         StatusCode::OK,
         "Check your inbox",
-        "<h1>Check your inbox</h1><p>If the address can receive our newsletter, a confirmation email is on its way. \
-         Follow the link in it within 7 days to start receiving issues.</p>",
+        "Check your inbox",
+        &[
+            "If the address can receive our newsletter, a confirmation email is on its way. \
+           Follow the link in it within 7 days to start receiving issues.",
+        ],
+        None,
     )
 }
 
@@ -313,15 +379,18 @@ async fn send_confirmation(
 async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     let now = s.clock.now();
     let Some(claims) = s.key.verify(Purpose::Confirm, &token) else {
-        return not_found();
+        return not_found(&s);
     };
     if now.timestamp() - claims.issued_at > CONFIRMATION_DAYS * 86_400
         || claims.issued_at > now.timestamp() + 300
     {
-        return page(
+        return message(
+            &s,
             StatusCode::NOT_FOUND,
             "Link expired",
-            "<h1>This link has expired</h1><p>Confirmation links work for 7 days. Please subscribe again.</p>",
+            "This link has expired",
+            &["Confirmation links work for 7 days. Please subscribe again."],
+            None,
         );
     }
     match s.store.confirm_subscriber(claims.subject, now).await {
@@ -338,25 +407,22 @@ async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response
                     Err(e) => warn!(error = %e, "stored address is invalid"),
                 }
             }
-            let base = s.config.newsletter.base_url.as_str();
-            page(
+            let archive = format!("{}archive", s.config.newsletter.base_url);
+            message(
+                &s,
                 StatusCode::OK,
                 "You are subscribed",
-                &format!(
-                    "<h1>You are subscribed</h1><p>Welcome! The latest issue is on its way to your inbox, and new issues arrive every week.</p>\
-                     <p><a href=\"{}archive\">Read past issues</a></p>",
-                    attr(base)
-                ),
+                "You are subscribed",
+                &[
+                    "Welcome! The latest issue is on its way to your inbox, and new issues arrive every week.",
+                ],
+                Some((&archive, "Read past issues")),
             )
         }
-        Ok(None) => not_found(),
+        Ok(None) => not_found(&s),
         Err(e) => {
             warn!(error = %e, "confirmation failed");
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again later",
-                "<h1>Something went wrong</h1><p>Please try again later.</p>",
-            )
+            try_later(&s)
         }
     }
 }
@@ -364,7 +430,7 @@ async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response
 async fn unsubscribe_page(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     // A GET never unsubscribes: mail scanners follow links.
     let Some(claims) = s.key.verify(Purpose::Unsubscribe, &token) else {
-        return not_found();
+        return not_found(&s);
     };
     if !s
         .store
@@ -372,18 +438,15 @@ async fn unsubscribe_page(State(s): State<Shared>, Path(token): Path<String>) ->
         .await
         .unwrap_or(false)
     {
-        return not_found();
+        return not_found(&s);
     }
-    page(
-        StatusCode::OK,
+    action_page(
+        &s,
         "Unsubscribe",
-        &format!(
-            "<h1>Unsubscribe from {}</h1><p>Press the button to stop receiving the newsletter.</p>\
-             <form method=\"post\" action=\"{}u/{}\"><button type=\"submit\">Unsubscribe</button></form>",
-            text(&s.config.newsletter.name),
-            attr(s.config.newsletter.base_url.as_str()),
-            attr(&token)
-        ),
+        &format!("Unsubscribe from {}", s.config.newsletter.name),
+        "Press the button to stop receiving the newsletter.",
+        &format!("{}u/{token}", s.config.newsletter.base_url),
+        "Unsubscribe",
     )
 }
 
@@ -391,73 +454,71 @@ async fn unsubscribe(State(s): State<Shared>, Path(token): Path<String>) -> Resp
     // RFC 8058 one-click: the body (`List-Unsubscribe=One-Click`) needs no parsing, no cookies,
     // no login; repeating the request is harmless.
     let Some(claims) = s.key.verify(Purpose::Unsubscribe, &token) else {
-        return not_found();
+        return not_found(&s);
     };
     match s.store.unsubscribe_id(claims.subject, s.clock.now()).await {
         Ok(true) => {
             info!(subscriber = claims.subject, "unsubscribed");
-            page(
+            message(
+                &s,
                 StatusCode::OK,
                 "Unsubscribed",
-                "<h1>You are unsubscribed</h1><p>You will not receive further issues. Sorry to see you go.</p>",
+                "You are unsubscribed",
+                &["You will not receive further issues. Sorry to see you go."],
+                None,
             )
         }
-        Ok(false) => not_found(),
+        Ok(false) => not_found(&s),
         Err(e) => {
             warn!(error = %e, "unsubscribe failed");
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again later",
-                "<h1>Something went wrong</h1><p>Please try again later.</p>",
-            )
+            try_later(&s)
         }
     }
 }
 
 async fn hold_page(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     let Some(claims) = s.key.verify(Purpose::Hold, &token) else {
-        return not_found();
+        return not_found(&s);
     };
-    page(
-        StatusCode::OK,
+    let n = claims.subject;
+    action_page(
+        &s,
         "Hold issue",
+        &format!("Hold issue #{n}?"),
         &format!(
-            "<h1>Hold issue #{n}?</h1><p>A held issue does not go out at its slot until it is released with <code>herald issues release {n}</code>.</p>\
-             <form method=\"post\" action=\"{}hold/{}\"><button type=\"submit\">Hold issue #{n}</button></form>",
-            attr(s.config.newsletter.base_url.as_str()),
-            attr(&token),
-            n = claims.subject
+            "A held issue does not go out at its slot until it is released with `herald issues release {n}`."
         ),
+        &format!("{}hold/{token}", s.config.newsletter.base_url),
+        &format!("Hold issue #{n}"),
     )
 }
 
 async fn hold(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     let Some(claims) = s.key.verify(Purpose::Hold, &token) else {
-        return not_found();
+        return not_found(&s);
     };
     let Ok(number) = u32::try_from(claims.subject) else {
-        return not_found();
+        return not_found(&s);
     };
+    let release = format!("Release it with `herald issues release {number}`.");
     match s.store.set_issue_status(number, &["frozen"], "held").await {
-        Ok(true) => page(
+        Ok(true) => message(
+            &s,
             StatusCode::OK,
             "Held",
-            &format!(
-                "<h1>Issue #{number} is held</h1><p>Release it with <code>herald issues release {number}</code>.</p>"
-            ),
+            &format!("Issue #{number} is held"),
+            &[&release],
+            None,
         ),
-        Ok(false) => page(
+        Ok(false) => message(
+            &s,
             StatusCode::CONFLICT,
             "Too late",
-            &format!(
-                "<h1>Issue #{number} cannot be held</h1><p>It is already held, or already going out.</p>"
-            ),
+            &format!("Issue #{number} cannot be held"),
+            &["It is already held, or already going out."],
+            None,
         ),
-        Err(_) => page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again later",
-            "<h1>Something went wrong</h1>",
-        ),
+        Err(_) => try_later(&s),
     }
 }
 
@@ -477,41 +538,25 @@ async fn published(s: &AppState) -> Vec<crate::store::StoredIssue> {
 
 async fn archive(State(s): State<Shared>) -> Response {
     let tz = s.config.schedule.timezone;
-    let base = s.config.newsletter.base_url.as_str();
-    let items: String = published(&s)
+    let issues: Vec<serde_json::Value> = published(&s)
         .await
         .iter()
         .map(|i| {
-            let date = i.send_after.unwrap_or(i.created_at).with_timezone(&tz).format("%-d %B %Y");
-            format!(
-                "<li><a href=\"{}archive/{}\">#{} &middot; {}</a> <span class=\"muted\">{}</span></li>",
-                attr(base),
-                i.number,
-                i.number,
-                text(&i.subject),
-                date
-            )
+            serde_json::json!({
+                "number": i.number,
+                "subject": i.subject,
+                "date": i.send_after.unwrap_or(i.created_at).with_timezone(&tz).format("%-d %B %Y").to_string(),
+            })
         })
         .collect();
-    let body = if items.is_empty() {
-        "<p>No issue has gone out yet.</p>".to_owned()
-    } else {
-        format!("<ul>{items}</ul>")
-    };
-    page(
-        StatusCode::OK,
-        "Archive",
-        &format!(
-            "<h1>{} archive</h1>{body}<p class=\"muted\"><a href=\"{b}archive/feed.xml\">Atom feed</a> &middot; <a href=\"{b}\">Subscribe</a></p>",
-            text(&s.config.newsletter.name),
-            b = attr(base)
-        ),
-    )
+    let mut context = tera::Context::new();
+    context.insert("issues", &issues);
+    render_page(&s, StatusCode::OK, "web/archive.html", "Archive", context)
 }
 
 async fn archive_issue(State(s): State<Shared>, Path(number): Path<String>) -> Response {
     let Ok(number) = number.parse::<u32>() else {
-        return not_found();
+        return not_found(&s);
     };
     match published(&s).await.into_iter().find(|i| i.number == number) {
         Some(issue) if !issue.web_html.is_empty() => {
@@ -523,7 +568,7 @@ async fn archive_issue(State(s): State<Shared>, Path(number): Path<String>) -> R
             );
             response
         }
-        _ => not_found(),
+        _ => not_found(&s),
     }
 }
 
@@ -571,25 +616,24 @@ fn load_glossary(s: &AppState) -> crate::glossary::Glossary {
 async fn glossary_index(State(s): State<Shared>) -> Response {
     let glossary = load_glossary(&s);
     let base = s.config.newsletter.base_url.as_str();
-    let mut by_category: BTreeMap<&str, Vec<&crate::domain::Term>> = BTreeMap::new();
+    let mut by_category: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     for t in glossary.terms() {
-        by_category.entry(&t.category).or_default().push(t);
+        by_category
+            .entry(&t.category)
+            .or_default()
+            .push(serde_json::json!({
+                "url": format!("{base}glossary/{}", t.slug),
+                "term": t.term,
+                "summary": t.summary,
+            }));
     }
-    let mut body = format!("<h1>{} glossary</h1>", text(&s.config.newsletter.name));
-    for (category, terms) in by_category {
-        body.push_str(&format!("<h2>{}</h2><ul>", text(category)));
-        for t in terms {
-            body.push_str(&format!(
-                "<li><a href=\"{}glossary/{}\">{}</a>: {}</li>",
-                attr(base),
-                attr(t.slug.as_str()),
-                text(&t.term),
-                text(&t.summary)
-            ));
-        }
-        body.push_str("</ul>");
-    }
-    page(StatusCode::OK, "Glossary", &body)
+    let categories: Vec<serde_json::Value> = by_category
+        .into_iter()
+        .map(|(name, terms)| serde_json::json!({"name": name, "terms": terms}))
+        .collect();
+    let mut context = tera::Context::new();
+    context.insert("categories", &categories);
+    render_page(&s, StatusCode::OK, "web/glossary.html", "Glossary", context)
 }
 
 async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
@@ -598,46 +642,31 @@ async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Res
         .ok()
         .and_then(|slug| glossary.get(&slug).cloned())
     else {
-        return not_found();
+        return not_found(&s);
     };
     let base = s.config.newsletter.base_url.as_str();
     let mut explanation = String::new();
     pulldown_cmark::html::push_html(&mut explanation, pulldown_cmark::Parser::new(&term.body));
-    let related: Vec<String> = term
+    let related: Vec<serde_json::Value> = term
         .related
         .iter()
         .filter_map(|r| glossary.get(r))
-        .map(|r| {
-            format!(
-                "<a href=\"{}glossary/{}\">{}</a>",
-                attr(base),
-                attr(r.slug.as_str()),
-                text(&r.term)
-            )
-        })
+        .map(|r| serde_json::json!({"url": format!("{base}glossary/{}", r.slug), "term": r.term}))
         .collect();
-    let aliases = if term.aliases.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"muted\">Also: {}</p>",
-            text(&term.aliases.join(", "))
-        )
-    };
-    page(
-        StatusCode::OK,
-        &term.term,
-        &format!(
-            "<p class=\"muted\">{}</p><h1>{}</h1>{aliases}<p><strong>{}</strong></p>{explanation}<blockquote>&ldquo;{}&rdquo;</blockquote>\
-             <p>Related: {}</p><p class=\"muted\"><a href=\"{b}glossary\">All terms</a> &middot; <a href=\"{b}\">Subscribe</a></p>",
-            text(&term.category),
-            text(&term.term),
-            text(&term.summary),
-            text(&term.example),
-            related.join(" &middot; "),
-            b = attr(base)
-        ),
-    )
+    let mut context = tera::Context::new();
+    context.insert(
+        "term",
+        &serde_json::json!({
+            "term": term.term,
+            "category": term.category,
+            "aliases": term.aliases,
+            "summary": term.summary,
+            "example": term.example,
+            "explanation_html": explanation,
+            "related": related,
+        }),
+    );
+    render_page(&s, StatusCode::OK, "web/term.html", &term.term, context)
 }
 
 async fn healthz(State(s): State<Shared>) -> Response {
@@ -748,7 +777,7 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
 
 async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
     let Some(token) = &s.admin_token else {
-        return not_found();
+        return not_found(&s);
     };
     if !authorized(&headers, token) {
         return (
@@ -763,7 +792,7 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
     }
     match crate::daemon::preview_html(&s).await {
         Ok(html) => Html(html).into_response(),
-        Err(e) => page(
+        Err(e) => plain_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Preview failed",
             &format!(
@@ -794,4 +823,56 @@ pub fn welcome_message(
         &s.key,
         s.clock.now(),
     )
+}
+
+/// The page templates and a sample context for each, so `herald check` can render them all
+/// and catch a broken page before a visitor does. Returns how many were rendered.
+///
+/// # Errors
+/// The first page that fails, by name.
+pub fn check_page_templates(
+    renderer: &crate::render::Renderer,
+    newsletter: &str,
+    base_url: &str,
+) -> Result<usize, crate::render::RenderError> {
+    use serde_json::json;
+    let pages: [(&str, serde_json::Value); 6] = [
+        (
+            "web/subscribe.html",
+            json!({"error": "That email address is not valid: sample.", "email": "a@example.com", "name": "A"}),
+        ),
+        (
+            "web/message.html",
+            json!({"heading": "Sample", "paragraphs": ["One", "Two"], "link": {"href": base_url, "label": "Home"}}),
+        ),
+        (
+            "web/confirm-action.html",
+            json!({"heading": "Sample", "text": "Press", "action": base_url, "button": "Go"}),
+        ),
+        (
+            "web/archive.html",
+            json!({"issues": [{"number": 1, "subject": "Sample <issue>", "date": "1 December 2026"}]}),
+        ),
+        (
+            "web/glossary.html",
+            json!({"categories": [{"name": "Fundamentals", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}]}),
+        ),
+        (
+            "web/term.html",
+            json!({"term": {"term": "Term", "category": "Fundamentals", "aliases": ["T"], "summary": "Summary", "example": "Example", "explanation_html": "<p>Text</p>", "related": [{"url": base_url, "term": "Other"}]}}),
+        ),
+    ];
+    for (name, sample) in &pages {
+        let mut context = tera::Context::from_serialize(sample)
+            .map_err(|e| crate::render::RenderError::Template(e.to_string()))?;
+        context.insert("title", "Sample");
+        context.insert(
+            "newsletter",
+            &json!({"name": newsletter, "base_url": base_url}),
+        );
+        renderer
+            .render_page(name, &context)
+            .map_err(|e| crate::render::RenderError::Template(format!("{name}: {e}")))?;
+    }
+    Ok(pages.len())
 }

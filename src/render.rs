@@ -403,6 +403,15 @@ impl Renderer {
         Ok(Self { tera })
     }
 
+    /// Renders a web page template (such as `web/subscribe.html`) with `context`.
+    ///
+    /// # Errors
+    /// [`RenderError::Template`] for a missing template, an undefined variable or a template
+    /// error.
+    pub fn render_page(&self, name: &str, context: &tera::Context) -> Result<String, RenderError> {
+        self.tera.render(name, context).map_err(template_error)
+    }
+
     /// Whether a template of this name was loaded.
     pub fn has(&self, name: &str) -> bool {
         self.tera.contains_template(name)

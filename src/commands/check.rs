@@ -67,6 +67,14 @@ fn check_templates(ctx: &Context, glossary: &crate::glossary::Glossary) -> anyho
             extra.push_str(&format!(", {html} and {text} ok"));
         }
     }
+    if renderer.has("web/layout.html") {
+        let pages = crate::http::check_page_templates(
+            &renderer,
+            &config.newsletter.name,
+            config.newsletter.base_url.as_str(),
+        )?;
+        extra.push_str(&format!(", {pages} web pages ok"));
+    }
     Ok(format!(
         "sample issue: html {} bytes, text {} bytes, message {} bytes{extra}",
         personal.html.len(),

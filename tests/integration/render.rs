@@ -272,3 +272,15 @@ fn herald_check_catches_a_broken_template() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("templates:"), "{run:?}");
 }
+
+#[test]
+fn herald_check_catches_a_broken_web_page_template() {
+    let s = crate::harness::Sandbox::new();
+    s.write(
+        "templates/web/message.html",
+        "{% extends \"web/layout.html\" %}{% block body %}{{ headline }}{% endblock body %}",
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("web/message.html"), "{run:?}");
+}
