@@ -333,6 +333,64 @@ pub enum PrepareError {
     Subscribers { file: String, message: String },
 }
 
+/// The outcome of importing one subscriber file.
+#[derive(Debug, Clone, Default)]
+pub struct FileImport {
+    pub counts: crate::store::ImportCounts,
+    /// Bad rows, with their line numbers and reasons.
+    pub rejected: Vec<crate::subscriber_file::RejectedRow>,
+}
+
+/// The CSV files of a subscribers directory, sorted.
+///
+/// # Errors
+/// [`PrepareError::Subscribers`] when the directory cannot be read.
+pub fn subscriber_csv_files(
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, PrepareError> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| PrepareError::Subscribers {
+            file: dir.display().to_string(),
+            message: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads, parses and imports one subscriber file (with the suppression rule): the good rows
+/// are imported, the bad ones returned with their line numbers and reasons.
+///
+/// # Errors
+/// When the file cannot be read, its header is unusable, or the store fails.
+pub async fn import_subscriber_file(
+    store: &Store,
+    file: &std::path::Path,
+    now: DateTime<Utc>,
+) -> Result<FileImport, PrepareError> {
+    let err = |message: String| PrepareError::Subscribers {
+        file: file.display().to_string(),
+        message,
+    };
+    let bytes = std::fs::read(file).map_err(|e| err(e.to_string()))?;
+    let parsed = crate::subscriber_file::parse(&bytes).map_err(|e| err(e.to_string()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut counts = store
+        .import_subscribers(&parsed.rows, &format!("import:{name}"), now)
+        .await?;
+    counts.rejected = parsed.rejected.len() as u64;
+    Ok(FileImport {
+        counts,
+        rejected: parsed.rejected,
+    })
+}
+
 /// Imports every CSV file of `[subscribers] dir` (with the suppression rule), logging each
 /// rejected row with its file and line. Returns the summed counts.
 ///
@@ -344,38 +402,17 @@ pub async fn import_subscriber_files(
     now: DateTime<Utc>,
 ) -> Result<crate::store::ImportCounts, PrepareError> {
     let mut total = crate::store::ImportCounts::default();
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&config.subscribers_dir)
-        .map_err(|e| PrepareError::Subscribers {
-            file: config.subscribers_dir.display().to_string(),
-            message: e.to_string(),
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
-        .collect();
-    files.sort();
-    for file in files {
-        let err = |message: String| PrepareError::Subscribers {
-            file: file.display().to_string(),
-            message,
-        };
-        let bytes = std::fs::read(&file).map_err(|e| err(e.to_string()))?;
-        let parsed = crate::subscriber_file::parse(&bytes).map_err(|e| err(e.to_string()))?;
-        for r in &parsed.rejected {
+    for file in subscriber_csv_files(&config.subscribers_dir)? {
+        let imported = import_subscriber_file(store, &file, now).await?;
+        for r in &imported.rejected {
             warn!(file = %file.display(), line = r.line, "subscriber row rejected: {}", r.reason);
         }
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let c = store
-            .import_subscribers(&parsed.rows, &format!("import:{name}"), now)
-            .await?;
+        let c = imported.counts;
         total.added += c.added;
         total.updated += c.updated;
         total.unchanged += c.unchanged;
         total.suppressed += c.suppressed;
-        total.rejected += parsed.rejected.len() as u64;
+        total.rejected += c.rejected;
     }
     Ok(total)
 }

@@ -1,7 +1,6 @@
 //! `herald check`: validate everything an issue depends on and print a short summary.
 
 use super::glossary::{ReportTo, load_and_report};
-use super::subscribers::csv_files;
 use super::{Context, shown};
 use crate::Exit;
 use crate::subscriber_file;
@@ -102,7 +101,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Exit> {
 
     let mut rows = 0;
     let mut rejected = 0;
-    let files = csv_files(&config.subscribers_dir)?;
+    let files = crate::next_issue::subscriber_csv_files(&config.subscribers_dir)?;
     for file in &files {
         let bytes = std::fs::read(file)?;
         match subscriber_file::parse(&bytes) {

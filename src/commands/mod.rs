@@ -24,7 +24,6 @@ use crate::config::{Config, Environment};
 use crate::store::Store;
 
 pub use send::{run_id, settings as delivery_settings, take_lease, transport};
-pub use subscribers::{FileImport, import_file};
 
 /// What every command gets: the validated configuration and the clock.
 #[derive(Debug, Clone)]

@@ -1,69 +1,12 @@
 //! `herald subscribers import | add | remove | list | export`.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, Utc};
 
 use super::{Context, shown};
 use crate::Exit;
 use crate::cli::SubscribersCommand;
 use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
-use crate::store::{AddOutcome, ImportCounts, Store};
-use crate::subscriber_file::{self, RejectedRow};
-
-/// The outcome of importing one file.
-#[derive(Debug, Clone, Default)]
-pub struct FileImport {
-    pub counts: ImportCounts,
-    pub rejected: Vec<RejectedRow>,
-}
-
-/// Reads, parses and imports one subscriber file (the good rows; bad rows are returned with
-/// their line numbers and reasons).
-///
-/// # Errors
-/// When the file cannot be read, its header is unusable, or the database fails.
-pub async fn import_file(
-    store: &Store,
-    path: &Path,
-    now: DateTime<Utc>,
-) -> anyhow::Result<FileImport> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading subscriber file {}", path.display()))?;
-    let parsed =
-        subscriber_file::parse(&bytes).with_context(|| format!("{}", shown(path).display()))?;
-    let source = format!(
-        "import:{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    );
-    let mut counts = store
-        .import_subscribers(&parsed.rows, &source, now)
-        .await
-        .with_context(|| format!("importing {}", path.display()))?;
-    counts.rejected = parsed.rejected.len() as u64;
-    Ok(FileImport {
-        counts,
-        rejected: parsed.rejected,
-    })
-}
-
-/// The CSV files of a subscribers directory, sorted.
-///
-/// # Errors
-/// When the directory cannot be read.
-pub fn csv_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading subscribers directory {}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
-        .collect();
-    files.sort();
-    Ok(files)
-}
+use crate::store::AddOutcome;
 
 fn parse_email(input: &str) -> anyhow::Result<EmailAddress> {
     EmailAddress::parse(input)
@@ -75,7 +18,7 @@ pub(super) async fn run(ctx: &Context, cmd: SubscribersCommand) -> anyhow::Resul
     let now = ctx.clock.now();
     match cmd {
         SubscribersCommand::Import { file } => {
-            let result = import_file(&store, &file, now).await?;
+            let result = crate::next_issue::import_subscriber_file(&store, &file, now).await?;
             for r in &result.rejected {
                 println!(
                     "{}:{}: rejected: {}",
