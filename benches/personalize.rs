@@ -8,11 +8,11 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald::compose::{Addressee, Sender, personal_message};
 use herald::domain::{EmailAddress, Mailbox, NewsLink, SigningKey};
-use herald::render::{IssuePlan, NewsletterInfo, Renderer};
+use herald::render::{IssuePlan, NewsletterInfo};
 
 fn rendered() -> herald::render::RenderedIssue {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (glossary, _) = herald::glossary::load_dir(&root.join("glossary"));
+    let (glossary, _) = herald::files::load_glossary(&root.join("glossary"));
     let term = glossary.find("transformer").expect("shipped term").clone();
     let links = (1..=5)
         .map(|n| NewsLink {
@@ -28,7 +28,7 @@ fn rendered() -> herald::render::RenderedIssue {
     let plan = IssuePlan {
         number: 12,
         date: Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(),
-        related: herald::next_issue::related_names(&glossary, &term),
+        related: glossary.related_names(&term),
         term,
         links,
     };
@@ -37,7 +37,7 @@ fn rendered() -> herald::render::RenderedIssue {
         base_url: "https://news.example.com/".into(),
         timezone: "Europe/Berlin".parse().unwrap(),
     };
-    Renderer::load(&root.join("templates"))
+    herald::files::load_templates(&root.join("templates"))
         .expect("templates load")
         .render_issue(&plan, &info)
         .expect("issue renders")
@@ -99,13 +99,13 @@ fn per_subscriber(c: &mut Criterion) {
     group.finish();
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let renderer = Renderer::load(&root.join("templates")).unwrap();
-    let (glossary, _) = herald::glossary::load_dir(&root.join("glossary"));
+    let renderer = herald::files::load_templates(&root.join("templates")).unwrap();
+    let (glossary, _) = herald::files::load_glossary(&root.join("glossary"));
     let term = glossary.find("transformer").unwrap().clone();
     let plan = IssuePlan {
         number: 12,
         date,
-        related: herald::next_issue::related_names(&glossary, &term),
+        related: glossary.related_names(&term),
         term,
         links: Vec::new(),
     };

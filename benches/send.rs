@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use herald::app::delivery::{DeliverySettings, Silent, deliver};
 use herald::clock::SystemClock;
 use herald::compose::Sender;
-use herald::config::Secret;
-use herald::delivery::{DeliverySettings, Silent, deliver};
+use herald::config::SmtpSettings;
+use herald::domain::Secret;
 use herald::domain::{Mailbox, NewsLink, SigningKey};
-use herald::mailer::{SmtpSettings, Transport};
-use herald::render::{IssuePlan, NewsletterInfo, Renderer};
+use herald::mailer::Transport;
+use herald::render::{IssuePlan, NewsletterInfo};
 use herald::store::{FrozenIssue, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -107,7 +108,7 @@ async fn seed(store_url: &str, n: u64) {
 
 fn rendered() -> herald::render::RenderedIssue {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (glossary, _) = herald::glossary::load_dir(&root.join("glossary"));
+    let (glossary, _) = herald::files::load_glossary(&root.join("glossary"));
     let term = glossary.find("transformer").unwrap().clone();
     let links = (1..=6)
         .map(|n| NewsLink {
@@ -126,7 +127,7 @@ fn rendered() -> herald::render::RenderedIssue {
     let plan = IssuePlan {
         number: 1,
         date: Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(),
-        related: herald::next_issue::related_names(&glossary, &term),
+        related: glossary.related_names(&term),
         term,
         links,
     };
@@ -135,7 +136,7 @@ fn rendered() -> herald::render::RenderedIssue {
         base_url: "https://news.example.com/".into(),
         timezone: "Europe/Berlin".parse().unwrap(),
     };
-    Renderer::load(&root.join("templates"))
+    herald::files::load_templates(&root.join("templates"))
         .unwrap()
         .render_issue(&plan, &info)
         .unwrap()
@@ -200,7 +201,7 @@ async fn run() {
         let frozen = FrozenIssue {
             number: 1,
             cycle: 1,
-            term_slug: "transformer",
+            term_slug: &herald::domain::Slug::parse("transformer").unwrap(),
             subject: &rendered.subject,
             preheader: &rendered.preheader,
             html: rendered.html_template(),
@@ -209,7 +210,7 @@ async fn run() {
             links: &[],
             slot_key: None,
             send_after: None,
-            status: "sending",
+            status: herald::domain::IssueStatus::Sending,
         };
         store
             .freeze_issue(&frozen, herald::clock::Clock::now(&SystemClock))

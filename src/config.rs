@@ -17,12 +17,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{EmailAddress, Mailbox, Slug};
+use crate::domain::{EmailAddress, Mailbox, Secret, Slug};
+use crate::schedule::parse_cron;
+use crate::selection::OnExhausted;
 use crate::toml_source::TomlSource;
 
 /// The file looked for in the working directory when neither `--config` nor `HERALD_CONFIG`
@@ -39,6 +42,9 @@ pub const ENV_SMTP_URL: &str = "HERALD_SMTP_URL";
 pub const ENV_SECRET: &str = "HERALD_SECRET";
 /// The bearer token for the editors' preview page: a secret.
 pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
+
+/// The shortest `HERALD_SECRET` accepted: 256 bits.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 const SHORT_FORMS: [&str; 5] = [
     ENV_CONFIG,
@@ -90,34 +96,6 @@ pub enum ConfigError {
     },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ConfigError>),
-}
-
-/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,6 +283,8 @@ pub struct Config {
     pub delivery: Delivery,
     pub schedule: Schedule,
     pub http: Http,
+    /// `HERALD_SMTP_URL`, parsed; `None` means the outbox.
+    pub smtp: Option<SmtpSettings>,
     pub secrets: Secrets,
 }
 
@@ -357,21 +337,14 @@ pub struct Delivery {
     pub dkim: Option<Dkim>,
 }
 
-/// `[delivery.dkim]`.
+/// `[delivery.dkim]`, with its key read and parsed when the configuration is loaded.
 #[derive(Debug, Clone)]
 pub struct Dkim {
     pub domain: String,
     pub selector: String,
     pub private_key_path: PathBuf,
-}
-
-/// What to do when every term of the glossary has been sent in the current cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnExhausted {
-    /// Start a new cycle: every term becomes eligible again.
-    Restart,
-    /// Make no issue and tell the operator.
-    Stop,
+    /// The signer built from the key file.
+    pub signer: std::sync::Arc<lettre::message::dkim::DkimConfig>,
 }
 
 /// `[schedule]`.
@@ -407,6 +380,131 @@ pub struct Secrets {
     pub signing_key: Option<Secret>,
     /// `HERALD_ADMIN_TOKEN`: enables `GET /preview`.
     pub admin_token: Option<Secret>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SMTP URL, parsed when the configuration is loaded.
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No TLS (a local relay): `smtp://host:port`.
+    None,
+    /// STARTTLS if the server offers it: `smtp://host:port?tls=opportunistic`.
+    Opportunistic,
+    /// STARTTLS, or fail: `smtp://host:587?tls=required`.
+    StartTls,
+    /// TLS from the first byte: `smtps://host:465`.
+    Implicit,
+}
+
+/// A parsed `HERALD_SMTP_URL`.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub(crate) credentials: Option<(String, Secret)>,
+    /// An extra trusted root certificate (PEM), for a relay with a private CA: `?tls_ca=PATH`.
+    pub tls_ca: Option<PathBuf>,
+    /// The EHLO name: `?hello=NAME`, else the From domain.
+    pub hello: String,
+    /// Limit for one whole SMTP transaction.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credentials.
+        write!(
+            f,
+            "SmtpSettings {{ host: {:?}, port: {}, security: {:?}, auth: {} }}",
+            self.host,
+            self.port,
+            self.security,
+            self.credentials.is_some()
+        )
+    }
+}
+
+/// A problem with `HERALD_SMTP_URL`. The message never contains the URL (it may hold a
+/// password).
+#[derive(Debug, thiserror::Error)]
+#[error("HERALD_SMTP_URL: {0}")]
+pub struct SmtpUrlError(pub String);
+
+impl SmtpSettings {
+    /// Parses `smtp://[user:pass@]host[:port][?tls=required|opportunistic][&tls_ca=PATH][&hello=NAME]`
+    /// or `smtps://[user:pass@]host[:port]`.
+    ///
+    /// # Errors
+    /// [`SmtpUrlError`] naming the part that is wrong.
+    pub fn from_url(
+        url: &Secret,
+        default_hello: &str,
+        timeout: Duration,
+    ) -> Result<Self, SmtpUrlError> {
+        let url = Url::parse(url.expose()).map_err(|e| SmtpUrlError(format!("not a URL ({e})")))?;
+        let mut security = match url.scheme() {
+            "smtp" => Security::None,
+            "smtps" => Security::Implicit,
+            other => {
+                return Err(SmtpUrlError(format!(
+                    "scheme `{other}` is not smtp or smtps"
+                )));
+            }
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| SmtpUrlError("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port().unwrap_or(if security == Security::Implicit {
+            465
+        } else {
+            25
+        });
+        let mut tls_ca = None;
+        let mut hello = default_hello.to_owned();
+        for (key, value) in url.query_pairs() {
+            match (key.as_ref(), value.as_ref()) {
+                ("tls", "required") if security == Security::None => security = Security::StartTls,
+                ("tls", "opportunistic") if security == Security::None => {
+                    security = Security::Opportunistic
+                }
+                ("tls", "none") if security == Security::None => {}
+                ("tls", other) => {
+                    return Err(SmtpUrlError(format!(
+                        "tls={other} is not one of required, opportunistic, none (smtps:// is implicit TLS)"
+                    )));
+                }
+                ("tls_ca", path) => tls_ca = Some(PathBuf::from(path)),
+                ("hello", name) => hello = name.to_owned(),
+                (other, _) => return Err(SmtpUrlError(format!("unknown parameter `{other}`"))),
+            }
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = (!url.username().is_empty()).then(|| {
+            (
+                decode(url.username()),
+                Secret::new(decode(url.password().unwrap_or(""))),
+            )
+        });
+        Ok(Self {
+            host,
+            port,
+            security,
+            credentials,
+            tls_ca,
+            hello,
+            timeout,
+        })
+    }
 }
 
 /// Environment variables as a map, so that loading is testable without touching the process.
@@ -687,18 +785,44 @@ impl Validator {
             signing_key: secret(ENV_SECRET),
             admin_token: secret(ENV_ADMIN_TOKEN),
         };
-        if let Some(smtp) = &secrets.smtp_url {
-            let ok = Url::parse(smtp.expose())
-                .map(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some())
-                .unwrap_or(false);
-            if !ok {
-                // The value may hold a password: never echo it.
-                self.errors.push(ConfigError::Invalid {
-                    key: None,
-                    origin: Origin::Env(ENV_SMTP_URL.into()),
-                    message: "not an smtp:// or smtps:// URL with a host".into(),
-                });
+        let env_error = |var: &str, message: String| ConfigError::Invalid {
+            key: None,
+            origin: Origin::Env(var.into()),
+            message,
+        };
+        let smtp = secrets.smtp_url.as_ref().and_then(|url| {
+            let hello = newsletter
+                .as_ref()
+                .map_or("localhost", |n| n.from.email.domain());
+            match SmtpSettings::from_url(url, hello, delivery.timeout) {
+                Ok(settings) => Some(settings),
+                Err(e) => {
+                    // The message never holds the URL: it may hold a password.
+                    self.errors.push(env_error(ENV_SMTP_URL, e.0));
+                    None
+                }
             }
+        });
+        if let Some(ca) = smtp.as_ref().and_then(|s| s.tls_ca.as_ref())
+            && !ca.is_file()
+        {
+            self.errors.push(env_error(
+                ENV_SMTP_URL,
+                format!("tls_ca file {} does not exist", ca.display()),
+            ));
+        }
+        match &secrets.signing_key {
+            Some(key) if key.expose().len() < MIN_SECRET_BYTES => self.errors.push(env_error(
+                ENV_SECRET,
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes (for example `openssl rand -hex 32`)"
+                ),
+            )),
+            None if secrets.smtp_url.is_some() => self.errors.push(env_error(
+                ENV_SECRET,
+                "HERALD_SECRET is not set: sending over SMTP needs a signing key for unsubscribe links (for example `openssl rand -hex 32`)".into(),
+            )),
+            _ => {}
         }
         Some(Config {
             file: self.file.clone(),
@@ -711,6 +835,7 @@ impl Validator {
             delivery,
             schedule: schedule?,
             http: Http { listen: listen? },
+            smtp,
             secrets,
         })
     }
@@ -855,6 +980,19 @@ impl Validator {
         } else {
             self.path(KEY, file)
         };
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+        {
+            self.fail(
+                KEY,
+                format!(
+                    "the directory {} of the database does not exist (create it, or point {ENV_DATABASE_URL} / store.url elsewhere)",
+                    parent.display()
+                ),
+            );
+            return None;
+        }
         Some(format!("sqlite://{}{query}", path.display()))
     }
 
@@ -877,18 +1015,30 @@ impl Validator {
         let retry_base =
             self.count("delivery.retry_base_ms", raw.retry_base_ms, 1, 3_600_000) as u64;
         let retry_max = self.count("delivery.retry_max_ms", raw.retry_max_ms, 1, 3_600_000) as u64;
-        let dkim = raw.dkim.map(|d| {
-            let private_key_path = self.path("delivery.dkim.private_key_path", &d.private_key_path);
-            if !private_key_path.is_file() {
-                self.fail(
-                    "delivery.dkim.private_key_path",
-                    format!("file {} does not exist", private_key_path.display()),
-                );
-            }
-            Dkim {
-                domain: d.domain,
-                selector: d.selector,
-                private_key_path,
+        let dkim = raw.dkim.and_then(|d| {
+            const KEY: &str = "delivery.dkim.private_key_path";
+            let private_key_path = self.path(KEY, &d.private_key_path);
+            let pem = match std::fs::read_to_string(&private_key_path) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    self.fail(
+                        KEY,
+                        format!("cannot read {}: {e}", private_key_path.display()),
+                    );
+                    return None;
+                }
+            };
+            match crate::compose::dkim_signer(&d.domain, &d.selector, &pem) {
+                Ok(signer) => Some(Dkim {
+                    domain: d.domain,
+                    selector: d.selector,
+                    private_key_path,
+                    signer: std::sync::Arc::new(signer),
+                }),
+                Err(e) => {
+                    self.fail(KEY, format!("{}: {e}", private_key_path.display()));
+                    None
+                }
             }
         });
         Delivery {
@@ -970,21 +1120,34 @@ impl Validator {
     }
 }
 
-/// Parses a six-field cron expression (seconds first), as `[schedule] cron` takes.
-///
-/// # Errors
-/// The parser's explanation when the expression is not valid.
-pub fn parse_cron(expression: &str) -> Result<croner::Cron, croner::errors::CronError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(expression)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn parse(url: &str) -> Result<SmtpSettings, SmtpUrlError> {
+        SmtpSettings::from_url(&Secret::new(url), "example.com", Duration::from_secs(30))
+    }
+
+    #[test]
+    fn smtp_urls_cover_the_three_modes_and_keep_passwords_out_of_debug() {
+        let plain = parse("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!((plain.port, plain.security), (2525, Security::None));
+        let starttls = parse("smtp://mail.example.com:587?tls=required").unwrap();
+        assert_eq!(starttls.security, Security::StartTls);
+        let implicit = parse("smtps://user%40x:p%40ss@mail.example.com").unwrap();
+        assert_eq!(
+            (implicit.port, implicit.security),
+            (465, Security::Implicit)
+        );
+        let (user, pass) = implicit.credentials.clone().unwrap();
+        assert_eq!((user.as_str(), pass.expose()), ("user@x", "p@ss"));
+        assert!(!format!("{implicit:?}").contains("p@ss"));
+        assert!(parse("http://x").is_err());
+        assert!(parse("smtp://x?tls=maybe").is_err());
+        let err = parse("smtp://u:hunter2@x?bogus=1").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn env_values_are_toml_when_they_parse_and_strings_otherwise() {

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, State};
@@ -22,83 +21,40 @@ use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::clock::Clock;
-use crate::compose::{Addressee, Sender, personal_message};
-use crate::config::{Config, Secret};
-use crate::domain::{EmailAddress, Purpose, SigningKey, SubscriberName};
-use crate::mailer::{Mailer, Transport};
-use crate::store::{Store, SubscribeOutcome};
-
-/// How long a confirmation link stays valid.
-pub const CONFIRMATION_DAYS: i64 = 7;
+use crate::app::App;
+use crate::app::subscription::{CONFIRMATION_DAYS, Confirmation};
+use crate::domain::{EmailAddress, Secret, SubscriberName};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// Daemon health, shared with the scheduler.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// Unix seconds of the scheduler's last tick (0 before the first).
-    pub last_tick: AtomicI64,
-    /// Unix seconds when the daemon started.
-    pub started: AtomicI64,
-    /// Duration of the most recent send run, in milliseconds.
-    pub last_send_ms: AtomicU64,
-}
-
-/// Everything the handlers share.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
-    pub key: SigningKey,
-    pub transport: Transport,
-    pub sender: Sender,
-    pub health: Arc<Health>,
-    pub admin_token: Option<Secret>,
+/// What the handlers share: the app, and the per-client rate limit of the subscribe form
+/// (a web concern: it is keyed by the client's address).
+struct Web {
+    app: Arc<App>,
+    /// `POST /subscribe`: 5 requests per minute per client address.
     subscribe_limit: DefaultKeyedRateLimiter<IpAddr>,
-    /// At most 3 confirmation emails per address per hour, whatever the client address, so
-    /// the form cannot be used to flood someone's inbox.
-    confirmation_limit: DefaultKeyedRateLimiter<String>,
 }
 
-impl AppState {
-    /// Builds the state; `POST /subscribe` allows 5 requests per minute per client address.
-    pub fn new(
-        config: Config,
-        store: Store,
-        clock: Arc<dyn Clock>,
-        key: SigningKey,
-        transport: Transport,
-        sender: Sender,
-        health: Arc<Health>,
-    ) -> Self {
-        let admin_token = config.secrets.admin_token.clone();
-        Self {
-            config,
-            store,
-            clock,
-            key,
-            transport,
-            sender,
-            health,
-            admin_token,
-            subscribe_limit: RateLimiter::keyed(Quota::per_minute(
-                NonZeroU32::new(5).expect("non-zero"),
-            )),
-            confirmation_limit: RateLimiter::keyed(Quota::per_hour(
-                NonZeroU32::new(3).expect("non-zero"),
-            )),
-        }
+impl std::ops::Deref for Web {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
-type Shared = Arc<AppState>;
+type Shared = Arc<Web>;
 
 /// The application's routes.
-pub fn router(state: Shared) -> Router {
+pub fn router(app: Arc<App>) -> Router {
+    let state = Arc::new(Web {
+        app,
+        subscribe_limit: RateLimiter::keyed(Quota::per_minute(
+            NonZeroU32::new(5).expect("non-zero"),
+        )),
+    });
     Router::new()
         .route("/", get(subscribe_page))
         .route("/subscribe", post(subscribe))
@@ -151,7 +107,7 @@ fn plain_page(status: StatusCode, title: &str, body: &str) -> Response {
 /// Renders `templates/web/NAME` inside `web/layout.html` with `context`, plus `title` and
 /// `newsletter.{name, base_url}`. Templates are read on each request, so an edit shows at once.
 fn render_page(
-    s: &AppState,
+    s: &Web,
     status: StatusCode,
     name: &str,
     title: &str,
@@ -165,8 +121,9 @@ fn render_page(
             "base_url": s.config.newsletter.base_url.as_str(),
         }),
     );
-    let rendered = crate::render::Renderer::load(&s.config.templates_dir)
-        .and_then(|r| r.render_page(name, &context));
+    let rendered = s
+        .renderer()
+        .and_then(|r| r.render_page(name, &context).map_err(Into::into));
     match rendered {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -178,7 +135,7 @@ fn render_page(
 
 /// A page with a heading, paragraphs and an optional link (`web/message.html`).
 fn message(
-    s: &AppState,
+    s: &Web,
     status: StatusCode,
     title: &str,
     heading: &str,
@@ -197,7 +154,7 @@ fn message(
 
 /// A page with one button that POSTs to `action` (`web/confirm-action.html`).
 fn action_page(
-    s: &AppState,
+    s: &Web,
     title: &str,
     heading: &str,
     explanation: &str,
@@ -212,7 +169,7 @@ fn action_page(
     render_page(s, StatusCode::OK, "web/confirm-action.html", title, context)
 }
 
-fn not_found(s: &AppState) -> Response {
+fn not_found(s: &Web) -> Response {
     message(
         s,
         StatusCode::NOT_FOUND,
@@ -223,7 +180,7 @@ fn not_found(s: &AppState) -> Response {
     )
 }
 
-fn try_later(s: &AppState) -> Response {
+fn try_later(s: &Web) -> Response {
     message(
         s,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -235,7 +192,7 @@ fn try_later(s: &AppState) -> Response {
 }
 
 fn subscribe_form(
-    s: &AppState,
+    s: &Web,
     status: StatusCode,
     title: &str,
     error: Option<&str>,
@@ -273,7 +230,6 @@ async fn subscribe(
     // over years of running.
     if s.subscribe_limit.len() > 10_000 {
         s.subscribe_limit.retain_recent();
-        s.confirmation_limit.retain_recent();
     }
     if s.subscribe_limit.check_key(&peer.ip()).is_err() {
         return message(
@@ -300,23 +256,9 @@ async fn subscribe(
         }
     };
     let name = SubscriberName::clean(&form.name);
-    let now = s.clock.now();
-    match s.store.request_subscription(&email, &name, now).await {
-        Ok(SubscribeOutcome::Confirm(_))
-            if s.confirmation_limit.check_key(&email.key()).is_err() =>
-        {
-            info!("confirmation not resent: three were sent to this address in the last hour");
-        }
-        Ok(SubscribeOutcome::Confirm(id)) => {
-            if let Err(e) = send_confirmation(&s, id, &email, name.as_str()).await {
-                warn!(error = %e, "could not send a confirmation email");
-            }
-        }
-        Ok(SubscribeOutcome::AlreadyConfirmed) => {}
-        Err(e) => {
-            warn!(error = %e, "subscription failed");
-            return try_later(&s);
-        }
+    if let Err(e) = s.subscribe(&email, &name).await {
+        warn!(error = %e, "subscription failed");
+        return try_later(&s);
     }
     // The same answer whatever the address's state: nothing is revealed.
     message(
@@ -332,81 +274,9 @@ async fn subscribe(
     )
 }
 
-async fn send_confirmation(
-    s: &AppState,
-    id: i64,
-    email: &EmailAddress,
-    name: &str,
-) -> anyhow::Result<()> {
-    let now = s.clock.now();
-    let token = s.key.sign(Purpose::Confirm, id, now.timestamp());
-    let link = format!("{}confirm/{token}", s.config.newsletter.base_url);
-    let n = &s.config.newsletter.name;
-    let body_text = format!(
-        "Hello,\n\nsomeone (hopefully you) asked to subscribe {email} to {n}.\n\nConfirm here (the link works for {CONFIRMATION_DAYS} days):\n{link}\n\nIf it was not you, ignore this email: nothing will be sent.\n"
-    );
-    let body_html = format!(
-        "<!DOCTYPE html><html><body style=\"font-family:Georgia,serif;font-size:17px;line-height:1.6\"><p>Hello,</p>\
-         <p>someone (hopefully you) asked to subscribe {e} to {n}.</p>\
-         <p><a href=\"{l}\">Confirm your subscription</a> (the link works for {CONFIRMATION_DAYS} days).</p>\
-         <p>If it was not you, ignore this email: nothing will be sent.</p></body></html>",
-        e = text(email.as_str()),
-        n = text(n),
-        l = attr(&link)
-    );
-    let message = crate::compose::simple_message(
-        &s.sender,
-        email,
-        name,
-        &format!("Confirm your subscription to {n}"),
-        &crate::compose::message_id("confirm", 0, id, s.sender.from.email.domain())
-            .replace('>', &format!(".{}>", now.timestamp())),
-        now,
-        body_text,
-        body_html,
-    )?;
-    Mailer::send_once(
-        &s.transport,
-        &s.sender.from.email,
-        email,
-        &message.formatted(),
-    )
-    .await?;
-    info!(subscriber = id, "sent a confirmation email");
-    Ok(())
-}
-
 async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response {
-    let now = s.clock.now();
-    let Some(claims) = s.key.verify(Purpose::Confirm, &token) else {
-        return not_found(&s);
-    };
-    if now.timestamp() - claims.issued_at > CONFIRMATION_DAYS * 86_400
-        || claims.issued_at > now.timestamp() + 300
-    {
-        return message(
-            &s,
-            StatusCode::NOT_FOUND,
-            "Link expired",
-            "This link has expired",
-            &["Confirmation links work for 7 days. Please subscribe again."],
-            None,
-        );
-    }
-    match s.store.confirm_subscriber(claims.subject, now).await {
-        Ok(Some((email, name, newly))) => {
-            if newly {
-                match EmailAddress::parse(&email) {
-                    Ok(address) => {
-                        if let Err(e) =
-                            crate::daemon::send_welcome(&s, claims.subject, &address, &name).await
-                        {
-                            warn!(error = %format!("{e:#}"), "could not send the welcome email");
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "stored address is invalid"),
-                }
-            }
+    match s.confirm(&token).await {
+        Ok(Confirmation::Confirmed) => {
             let archive = format!("{}archive", s.config.newsletter.base_url);
             message(
                 &s,
@@ -419,7 +289,17 @@ async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response
                 Some((&archive, "Read past issues")),
             )
         }
-        Ok(None) => not_found(&s),
+        Ok(Confirmation::Expired) => message(
+            &s,
+            StatusCode::NOT_FOUND,
+            "Link expired",
+            "This link has expired",
+            &[&format!(
+                "Confirmation links work for {CONFIRMATION_DAYS} days. Please subscribe again."
+            )],
+            None,
+        ),
+        Ok(Confirmation::Invalid) => not_found(&s),
         Err(e) => {
             warn!(error = %e, "confirmation failed");
             try_later(&s)
@@ -429,45 +309,35 @@ async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response
 
 async fn unsubscribe_page(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     // A GET never unsubscribes: mail scanners follow links.
-    let Some(claims) = s.key.verify(Purpose::Unsubscribe, &token) else {
-        return not_found(&s);
-    };
-    if !s
-        .store
-        .subscriber_exists(claims.subject)
-        .await
-        .unwrap_or(false)
-    {
-        return not_found(&s);
+    match s.unsubscribe_target(&token).await {
+        Ok(Some(_)) => action_page(
+            &s,
+            "Unsubscribe",
+            &format!("Unsubscribe from {}", s.config.newsletter.name),
+            "Press the button to stop receiving the newsletter.",
+            &format!("{}u/{token}", s.config.newsletter.base_url),
+            "Unsubscribe",
+        ),
+        Ok(None) => not_found(&s),
+        Err(e) => {
+            warn!(error = %e, "unsubscribe page failed");
+            try_later(&s)
+        }
     }
-    action_page(
-        &s,
-        "Unsubscribe",
-        &format!("Unsubscribe from {}", s.config.newsletter.name),
-        "Press the button to stop receiving the newsletter.",
-        &format!("{}u/{token}", s.config.newsletter.base_url),
-        "Unsubscribe",
-    )
 }
 
 async fn unsubscribe(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     // RFC 8058 one-click: the body (`List-Unsubscribe=One-Click`) needs no parsing, no cookies,
     // no login; repeating the request is harmless.
-    let Some(claims) = s.key.verify(Purpose::Unsubscribe, &token) else {
-        return not_found(&s);
-    };
-    match s.store.unsubscribe_id(claims.subject, s.clock.now()).await {
-        Ok(true) => {
-            info!(subscriber = claims.subject, "unsubscribed");
-            message(
-                &s,
-                StatusCode::OK,
-                "Unsubscribed",
-                "You are unsubscribed",
-                &["You will not receive further issues. Sorry to see you go."],
-                None,
-            )
-        }
+    match s.unsubscribe(&token).await {
+        Ok(true) => message(
+            &s,
+            StatusCode::OK,
+            "Unsubscribed",
+            "You are unsubscribed",
+            &["You will not receive further issues. Sorry to see you go."],
+            None,
+        ),
         Ok(false) => not_found(&s),
         Err(e) => {
             warn!(error = %e, "unsubscribe failed");
@@ -477,10 +347,9 @@ async fn unsubscribe(State(s): State<Shared>, Path(token): Path<String>) -> Resp
 }
 
 async fn hold_page(State(s): State<Shared>, Path(token): Path<String>) -> Response {
-    let Some(claims) = s.key.verify(Purpose::Hold, &token) else {
+    let Some(n) = s.hold_token_issue(&token) else {
         return not_found(&s);
     };
-    let n = claims.subject;
     action_page(
         &s,
         "Hold issue",
@@ -494,14 +363,11 @@ async fn hold_page(State(s): State<Shared>, Path(token): Path<String>) -> Respon
 }
 
 async fn hold(State(s): State<Shared>, Path(token): Path<String>) -> Response {
-    let Some(claims) = s.key.verify(Purpose::Hold, &token) else {
-        return not_found(&s);
-    };
-    let Ok(number) = u32::try_from(claims.subject) else {
+    let Some(number) = s.hold_token_issue(&token) else {
         return not_found(&s);
     };
     let release = format!("Release it with `herald issues release {number}`.");
-    match s.store.set_issue_status(number, &["frozen"], "held").await {
+    match s.hold_issue(number).await {
         Ok(true) => message(
             &s,
             StatusCode::OK,
@@ -518,28 +384,28 @@ async fn hold(State(s): State<Shared>, Path(token): Path<String>) -> Response {
             &["It is already held, or already going out."],
             None,
         ),
-        Err(_) => try_later(&s),
+        Err(e) => {
+            warn!(error = %e, "hold failed");
+            try_later(&s)
+        }
     }
 }
 
-/// Issues that went out, newest first.
-async fn published(s: &AppState) -> Vec<crate::store::StoredIssue> {
-    let now = s.clock.now();
-    s.store
-        .issues()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| {
-            matches!(i.status.as_str(), "sending" | "sent") && i.send_after.is_none_or(|t| t <= now)
-        })
-        .collect()
+/// Issues that went out, newest first; a store error is logged and answered with a 503.
+async fn published(s: &Web) -> Result<Vec<crate::store::StoredIssue>, Response> {
+    s.published_issues().await.map_err(|e| {
+        warn!(error = %e, "reading the archive failed");
+        try_later(s)
+    })
 }
 
 async fn archive(State(s): State<Shared>) -> Response {
     let tz = s.config.schedule.timezone;
-    let issues: Vec<serde_json::Value> = published(&s)
-        .await
+    let issues = match published(&s).await {
+        Ok(issues) => issues,
+        Err(response) => return response,
+    };
+    let issues: Vec<serde_json::Value> = issues
         .iter()
         .map(|i| {
             serde_json::json!({
@@ -558,8 +424,12 @@ async fn archive_issue(State(s): State<Shared>, Path(number): Path<String>) -> R
     let Ok(number) = number.parse::<u32>() else {
         return not_found(&s);
     };
-    match published(&s).await.into_iter().find(|i| i.number == number) {
-        Some(issue) if !issue.web_html.is_empty() => {
+    match s.published_issue(number).await {
+        Err(e) => {
+            warn!(error = %e, "reading the archive failed");
+            try_later(&s)
+        }
+        Ok(Some(issue)) if !issue.web_html.is_empty() => {
             let mut response = Html(issue.web_html).into_response();
             // The email HTML has inline styles and a style block, and no scripts.
             response.headers_mut().insert(
@@ -574,7 +444,10 @@ async fn archive_issue(State(s): State<Shared>, Path(number): Path<String>) -> R
 
 async fn archive_feed(State(s): State<Shared>) -> Response {
     let base = s.config.newsletter.base_url.as_str();
-    let issues = published(&s).await;
+    let issues = match published(&s).await {
+        Ok(issues) => issues,
+        Err(response) => return response,
+    };
     let updated = issues
         .first()
         .map(|i| i.send_after.unwrap_or(i.created_at))
@@ -609,12 +482,8 @@ async fn archive_feed(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
-fn load_glossary(s: &AppState) -> crate::glossary::Glossary {
-    crate::glossary::load_dir(&s.config.glossary_dir).0
-}
-
 async fn glossary_index(State(s): State<Shared>) -> Response {
-    let glossary = load_glossary(&s);
+    let glossary = s.glossary_for_pages();
     let base = s.config.newsletter.base_url.as_str();
     let mut by_category: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     for t in glossary.terms() {
@@ -637,7 +506,7 @@ async fn glossary_index(State(s): State<Shared>) -> Response {
 }
 
 async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
-    let glossary = load_glossary(&s);
+    let glossary = s.glossary_for_pages();
     let Some(term) = crate::domain::Slug::parse(&slug)
         .ok()
         .and_then(|slug| glossary.get(&slug).cloned())
@@ -670,26 +539,10 @@ async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Res
 }
 
 async fn healthz(State(s): State<Shared>) -> Response {
-    if let Err(e) = s.store.ping().await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unreachable: {e}\n"),
-        )
-            .into_response();
+    match s.health_check().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
-    let now = s.clock.now().timestamp();
-    let last = s.health.last_tick.load(Ordering::Relaxed);
-    let started = s.health.started.load(Ordering::Relaxed);
-    let limit = i64::from(s.config.schedule.poll_seconds) * 3 + 60;
-    let reference = if last == 0 { started } else { last };
-    if now - reference > limit {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("scheduler stalled: last tick {} s ago\n", now - reference),
-        )
-            .into_response();
-    }
-    (StatusCode::OK, "ok\n").into_response()
 }
 
 fn label(value: &str) -> String {
@@ -700,43 +553,40 @@ fn label(value: &str) -> String {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
+    let m = match s.metrics().await {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, "reading the metrics failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unreachable: {e}\n"),
+            )
+                .into_response();
+        }
+    };
     let mut out = String::new();
-    let (deliveries, sent_issues) = s.store.delivery_totals().await.unwrap_or_default();
     out.push_str("# HELP herald_issues_sent_total Issues whose delivery finished.\n# TYPE herald_issues_sent_total counter\n");
-    out.push_str(&format!("herald_issues_sent_total {sent_issues}\n"));
+    out.push_str(&format!("herald_issues_sent_total {}\n", m.issues_sent));
     out.push_str("# HELP herald_deliveries Delivery ledger rows by status, all issues.\n# TYPE herald_deliveries gauge\n");
-    let mut by_status: BTreeMap<String, i64> =
-        ["pending", "sending", "sent", "failed", "bounced", "skipped"]
-            .into_iter()
-            .map(|k| (k.to_owned(), 0))
-            .collect();
-    by_status.extend(deliveries);
-    for (status, n) in &by_status {
-        out.push_str(&format!(
-            "herald_deliveries{{status=\"{}\"}} {n}\n",
-            label(status)
-        ));
+    for (status, n) in &m.deliveries {
+        out.push_str(&format!("herald_deliveries{{status=\"{status}\"}} {n}\n"));
     }
     out.push_str("# HELP herald_send_duration_seconds Duration of the most recent send run.\n# TYPE herald_send_duration_seconds gauge\n");
     out.push_str(&format!(
         "herald_send_duration_seconds {:.3}\n",
-        s.health.last_send_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        m.last_send_seconds
     ));
     out.push_str("# HELP herald_feed_consecutive_failures Consecutive failed fetches per feed.\n# TYPE herald_feed_consecutive_failures gauge\n");
-    let states = s.store.feed_states().await.unwrap_or_default();
-    for feed in &s.config.news.feeds {
-        let n = states
-            .get(feed.url.as_str())
-            .map_or(0, |st| st.consecutive_failures);
+    for (name, n) in &m.feed_failures {
         out.push_str(&format!(
             "herald_feed_consecutive_failures{{feed=\"{}\"}} {n}\n",
-            label(&feed.name)
+            label(name)
         ));
     }
     out.push_str(
         "# HELP herald_subscribers Subscribers by status.\n# TYPE herald_subscribers gauge\n",
     );
-    for (status, n) in s.store.subscriber_counts().await.unwrap_or_default() {
+    for (status, n) in &m.subscribers {
         out.push_str(&format!("herald_subscribers{{status=\"{status}\"}} {n}\n"));
     }
     (
@@ -776,7 +626,7 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
 }
 
 async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    let Some(token) = &s.admin_token else {
+    let Some(token) = &s.config.secrets.admin_token else {
         return not_found(&s);
     };
     if !authorized(&headers, token) {
@@ -790,7 +640,7 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    match crate::daemon::preview_html(&s).await {
+    match s.preview_html().await {
         Ok(html) => Html(html).into_response(),
         Err(e) => plain_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -801,78 +651,4 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
             ),
         ),
     }
-}
-
-/// The welcome email for a new subscriber, built like an issue: same headers, same
-/// unsubscribe link.
-///
-/// # Errors
-/// When the message cannot be built.
-pub fn welcome_message(
-    s: &AppState,
-    rendered: &crate::render::RenderedIssue,
-    id: i64,
-    email: &EmailAddress,
-    name: &str,
-) -> Result<lettre::Message, crate::compose::ComposeError> {
-    personal_message(
-        "welcome",
-        rendered,
-        &s.sender,
-        Addressee { id, email, name },
-        &s.key,
-        s.clock.now(),
-    )
-}
-
-/// The page templates and a sample context for each, so `herald check` can render them all
-/// and catch a broken page before a visitor does. Returns how many were rendered.
-///
-/// # Errors
-/// The first page that fails, by name.
-pub fn check_page_templates(
-    renderer: &crate::render::Renderer,
-    newsletter: &str,
-    base_url: &str,
-) -> Result<usize, crate::render::RenderError> {
-    use serde_json::json;
-    let pages: [(&str, serde_json::Value); 6] = [
-        (
-            "web/subscribe.html",
-            json!({"error": "That email address is not valid: sample.", "email": "a@example.com", "name": "A"}),
-        ),
-        (
-            "web/message.html",
-            json!({"heading": "Sample", "paragraphs": ["One", "Two"], "link": {"href": base_url, "label": "Home"}}),
-        ),
-        (
-            "web/confirm-action.html",
-            json!({"heading": "Sample", "text": "Press", "action": base_url, "button": "Go"}),
-        ),
-        (
-            "web/archive.html",
-            json!({"issues": [{"number": 1, "subject": "Sample <issue>", "date": "1 December 2026"}]}),
-        ),
-        (
-            "web/glossary.html",
-            json!({"categories": [{"name": "Fundamentals", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}]}),
-        ),
-        (
-            "web/term.html",
-            json!({"term": {"term": "Term", "category": "Fundamentals", "aliases": ["T"], "summary": "Summary", "example": "Example", "explanation_html": "<p>Text</p>", "related": [{"url": base_url, "term": "Other"}]}}),
-        ),
-    ];
-    for (name, sample) in &pages {
-        let mut context = tera::Context::from_serialize(sample)
-            .map_err(|e| crate::render::RenderError::Template(e.to_string()))?;
-        context.insert("title", "Sample");
-        context.insert(
-            "newsletter",
-            &json!({"name": newsletter, "base_url": base_url}),
-        );
-        renderer
-            .render_page(name, &context)
-            .map_err(|e| crate::render::RenderError::Template(format!("{name}: {e}")))?;
-    }
-    Ok(pages.len())
 }

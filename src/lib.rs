@@ -1,43 +1,44 @@
 //! Herald: a newsletter and content pipeline for an AI glossary.
 //!
 //! Data flows one way: **files and feeds -> content -> issue plan -> rendered issue ->
-//! messages -> SMTP**, with the store recording each step.
+//! messages -> SMTP**, with the store recording each step. The crate is layered, and each
+//! layer uses only the layers below it:
 //!
-//! | module | role |
-//! |---|---|
-//! | [`domain`] | pure types parsed at the edge: [`domain::EmailAddress`], [`domain::Slug`], [`domain::Term`] ... |
-//! | [`glossary`] | pure: parse one term file, validate the whole set |
-//! | [`subscriber_file`] | pure: parse subscriber CSV files, decide what an import does |
-//! | [`toml_source`] | pure: locate keys and lines in TOML text for error messages |
-//! | [`config`] | `herald.toml` + environment -> validated [`config::Config`] |
-//! | [`store`] | adapter: the database (SQLite), behind one narrow type |
-//! | [`clock`] | the one place that reads the time |
-//! | [`commands`] | the CLI's use cases, on top of everything else |
-//! | [`cli`] | clap definitions only |
+//! | layer | modules | what it owns | may use |
+//! |---|---|---|---|
+//! | pure core (crate `herald-core`, re-exported here) | [`domain`], [`toml_source`], [`glossary`], [`subscriber_file`], [`news`], [`selection`], [`schedule`], [`render`], [`compose`] | values in, values out: parsing, choosing, rendering, composing | nothing else: no I/O, no clock, no configuration |
+//! | configuration and time | [`config`], [`clock`] | `herald.toml` + environment -> a validated [`config::Config`]; the one reader of the time | the core |
+//! | adapters | [`store`], [`mailer`], [`feeds`], [`files`] | the database, SMTP and the outbox, feeds over HTTP, content files (glossary, templates, curated links, subscriber files) | the core, `config` |
+//! | application | [`app`] | every use case, once, on one [`app::App`]: next issue, delivery, subscriber import, review and hold, the subscription flow, the sender lease, the daemon tick, checks | adapters, core, `config`, `clock` |
+//! | front ends | [`http`], [`daemon`], [`commands`] (+ [`cli`]) | parse input, call the app, render or print, exit codes | `app` and the layers below; only `daemon` uses `http` |
 //!
-//! Dependencies point one way: `cli/commands -> adapters -> pure core -> domain`.
+//! `tests/integration/layers.rs` fails the build's tests when an import breaks this order.
 
 #![forbid(unsafe_code)]
 
-pub mod cli;
+// The pure core.
+pub use herald_core::{
+    compose, domain, glossary, news, render, schedule, selection, subscriber_file, toml_source,
+};
+
+// Configuration and time.
 pub mod clock;
-pub mod commands;
-pub mod compose;
 pub mod config;
-pub mod daemon;
-pub mod delivery;
-pub mod domain;
-pub mod glossary;
-pub mod http;
+
+// Adapters.
+pub mod feeds;
+pub mod files;
 pub mod mailer;
-pub mod news;
-pub mod next_issue;
-pub mod render;
-pub mod schedule;
-pub mod selection;
 pub mod store;
-pub mod subscriber_file;
-pub mod toml_source;
+
+// The application layer.
+pub mod app;
+
+// Front ends.
+pub mod cli;
+pub mod commands;
+pub mod daemon;
+pub mod http;
 
 /// Herald's exit codes, chosen on purpose: scripts rely on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

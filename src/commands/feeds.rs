@@ -1,12 +1,10 @@
 //! `herald feeds [--fetch] [--json]`: each configured feed with its health.
 
-use anyhow::Context as _;
 use serde::Serialize;
 
-use super::Context;
 use crate::Exit;
+use crate::app::App;
 use crate::cli::FeedsArgs;
-use crate::news::FeedFetcher;
 
 #[derive(Serialize)]
 struct FeedRow {
@@ -20,15 +18,12 @@ struct FeedRow {
     permanent_url: Option<String>,
 }
 
-pub(super) async fn run(ctx: &Context, args: FeedsArgs) -> anyhow::Result<Exit> {
-    let config = &ctx.config;
-    let store = ctx.store().await?;
+pub(super) async fn run(app: &App, args: FeedsArgs) -> anyhow::Result<Exit> {
+    let config = &app.config;
     if args.fetch {
-        let fetcher = FeedFetcher::new(Default::default()).context("setting up the HTTP client")?;
-        crate::next_issue::fetch_feeds(config, &store, &fetcher, ctx.clock.now()).await?;
+        app.fetch_feeds(app.clock.now()).await?;
     }
-    let states = store.feed_states().await?;
-    store.close().await;
+    let states = app.store.feed_states().await?;
     let rows: Vec<FeedRow> = config
         .news
         .feeds

@@ -3,10 +3,10 @@
 use anyhow::bail;
 use serde::Serialize;
 
-use super::Context;
 use crate::Exit;
 use crate::cli::GlossaryCommand;
-use crate::glossary::{self, Glossary, Report};
+use crate::config::Config;
+use crate::glossary::{Glossary, Report};
 
 /// Where problems are printed: standard output when the report is what was asked for
 /// (`check`), standard error when it accompanies other output (`list`, `show`).
@@ -17,8 +17,8 @@ pub(super) enum ReportTo {
 }
 
 /// Loads the glossary and prints every error and warning.
-pub(super) fn load_and_report(ctx: &Context, to: ReportTo) -> (Glossary, Report) {
-    let (glossary, report) = glossary::load_dir(&ctx.config.glossary_dir);
+pub(super) fn load_and_report(config: &Config, to: ReportTo) -> (Glossary, Report) {
+    let (glossary, report) = crate::files::load_glossary(&config.glossary_dir);
     let lines = report
         .errors
         .iter()
@@ -58,12 +58,12 @@ struct ListedTerm<'a> {
     summary: &'a str,
 }
 
-pub(super) fn run(ctx: &Context, cmd: GlossaryCommand) -> anyhow::Result<Exit> {
+pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit> {
     let to = match cmd {
         GlossaryCommand::Check => ReportTo::Stdout,
         _ => ReportTo::Stderr,
     };
-    let (glossary, report) = load_and_report(ctx, to);
+    let (glossary, report) = load_and_report(config, to);
     match cmd {
         GlossaryCommand::Check => {
             println!(
@@ -116,7 +116,7 @@ pub(super) fn run(ctx: &Context, cmd: GlossaryCommand) -> anyhow::Result<Exit> {
             let Some(t) = glossary.find(&slug) else {
                 bail!(
                     "no term `{slug}` in {} (try `herald glossary list`)",
-                    ctx.config.glossary_dir.display()
+                    config.glossary_dir.display()
                 );
             };
             println!("{} ({})", t.term, t.slug);

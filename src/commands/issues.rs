@@ -3,9 +3,10 @@
 use anyhow::bail;
 use serde::Serialize;
 
-use super::Context;
 use crate::Exit;
+use crate::app::App;
 use crate::cli::IssuesCommand;
+use crate::domain::DeliveryStatus;
 use crate::store::{DeliveryRow, LedgerCounts};
 
 #[derive(Serialize)]
@@ -39,9 +40,9 @@ struct IssueDetail {
 fn line(issue: &crate::store::StoredIssue, c: LedgerCounts) -> IssueLine {
     IssueLine {
         number: issue.number,
-        term: issue.term.clone(),
+        term: issue.term.to_string(),
         subject: issue.subject.clone(),
-        status: issue.status.clone(),
+        status: issue.status.to_string(),
         created_at: issue.created_at.to_rfc3339(),
         finished_at: issue.finished_at.map(|t| t.to_rfc3339()),
         recipients: c.total(),
@@ -54,8 +55,8 @@ fn line(issue: &crate::store::StoredIssue, c: LedgerCounts) -> IssueLine {
     }
 }
 
-pub(super) async fn run(ctx: &Context, cmd: IssuesCommand) -> anyhow::Result<Exit> {
-    let store = ctx.store().await?;
+pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
+    let store = &app.store;
     match cmd {
         IssuesCommand::List(flag) => {
             let mut lines = Vec::new();
@@ -101,13 +102,17 @@ pub(super) async fn run(ctx: &Context, cmd: IssuesCommand) -> anyhow::Result<Exi
                     .map(|l| l.url)
                     .collect(),
                 failures: store
-                    .deliveries_with_status(issue.id, &["failed", "bounced"], 1000)
+                    .deliveries_with_status(
+                        issue.id,
+                        &[DeliveryStatus::Failed, DeliveryStatus::Bounced],
+                        1000,
+                    )
                     .await?,
                 ambiguous: store
-                    .deliveries_with_status(issue.id, &["sending"], 1000)
+                    .deliveries_with_status(issue.id, &[DeliveryStatus::Sending], 1000)
                     .await?,
                 pending_with_errors: store
-                    .deliveries_with_status(issue.id, &["pending"], 1000)
+                    .deliveries_with_status(issue.id, &[DeliveryStatus::Pending], 1000)
                     .await?
                     .into_iter()
                     .filter(|r| r.last_error.is_some())
@@ -159,7 +164,7 @@ pub(super) async fn run(ctx: &Context, cmd: IssuesCommand) -> anyhow::Result<Exi
             }
         }
         IssuesCommand::Hold { number } => {
-            if !store.set_issue_status(number, &["frozen"], "held").await? {
+            if !app.hold_issue(number).await? {
                 bail!(
                     "issue #{number} is not waiting for its slot, so it cannot be held (see `herald issues list`)"
                 );
@@ -169,7 +174,7 @@ pub(super) async fn run(ctx: &Context, cmd: IssuesCommand) -> anyhow::Result<Exi
             );
         }
         IssuesCommand::Release { number } => {
-            if !store.set_issue_status(number, &["held"], "frozen").await? {
+            if !app.release_issue(number).await? {
                 bail!("issue #{number} is not held");
             }
             println!(
@@ -177,6 +182,5 @@ pub(super) async fn run(ctx: &Context, cmd: IssuesCommand) -> anyhow::Result<Exi
             );
         }
     }
-    store.close().await;
     Ok(Exit::Success)
 }

@@ -4,38 +4,27 @@
 
 use anyhow::{Context as _, bail};
 
-use super::{Context, load_glossary, shown, signing_key};
+use super::shown;
 use crate::Exit;
+use crate::app::{App, Planned};
 use crate::cli::PreviewArgs;
-use crate::compose::{Addressee, Sender, personal_message};
+use crate::compose::{Addressee, personal_message};
 use crate::domain::EmailAddress;
-use crate::news::FeedFetcher;
-use crate::next_issue::{self, Planned, newsletter_info};
-use crate::render::Renderer;
 use crate::schedule::next_slot;
 
 /// Who a preview is addressed to when nobody is named and there is no confirmed subscriber.
 const SAMPLE_READER: &str = "reader@example.com";
 
-pub(super) async fn run(ctx: &Context, args: PreviewArgs) -> anyhow::Result<Exit> {
-    let config = &ctx.config;
-    let glossary = load_glossary(config)?;
-    let renderer = Renderer::load(&config.templates_dir)
-        .with_context(|| format!("loading templates from {}", config.templates_dir.display()))?;
-    let store = ctx.store().await?;
-    let fetcher = FeedFetcher::new(Default::default()).context("setting up the HTTP client")?;
-    let now = ctx.clock.now();
+pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
+    let config = &app.config;
+    app.warn_if_development_key();
+    let glossary = app.glossary()?;
+    let renderer = app.renderer()?;
+    let store = &app.store;
+    let now = app.clock.now();
     // The issue is dated at the next scheduled slot, so two previews agree byte for byte.
     let date = next_slot(&config.schedule.cron, config.schedule.timezone, now).unwrap_or(now);
-    let planned = next_issue::plan(
-        config,
-        &glossary,
-        &store,
-        &fetcher,
-        date,
-        args.term.as_deref(),
-    )
-    .await?;
+    let planned = app.plan(&glossary, date, args.term.as_deref()).await?;
     let (plan, cycle) = match planned {
         Planned::Ready { plan, cycle, .. } => (plan, cycle),
         Planned::Exhausted { cycle } => {
@@ -46,7 +35,7 @@ pub(super) async fn run(ctx: &Context, args: PreviewArgs) -> anyhow::Result<Exit
         Planned::NoTerms => bail!("the glossary has no terms"),
     };
     let rendered = renderer
-        .render_issue(&plan, &newsletter_info(config))
+        .render_issue(&plan, &app.newsletter_info())
         .context("rendering the issue")?;
 
     let (id, email, name) = match &args.subscriber {
@@ -63,23 +52,21 @@ pub(super) async fn run(ctx: &Context, args: PreviewArgs) -> anyhow::Result<Exit
             .await?
             .first()
         {
-            Some(s) => (s.id, EmailAddress::parse(&s.email)?, s.name.clone()),
+            Some(s) => (s.id, s.email.clone(), s.name.clone()),
             None => (0, EmailAddress::parse(SAMPLE_READER)?, String::new()),
         },
     };
-    let key = signing_key(config, true)?;
-    let mut sender = Sender::from_config(config);
-    sender.dkim = crate::compose::load_dkim(config)?;
+    let (key, sender) = (&app.key, &app.sender);
     let message = personal_message(
         "issue",
         &rendered,
-        &sender,
+        sender,
         Addressee {
             id,
             email: &email,
             name: &name,
         },
-        &key,
+        key,
         plan.date,
     )?;
     let token = key.sign(crate::domain::Purpose::Unsubscribe, id, 0);
@@ -100,8 +87,6 @@ pub(super) async fn run(ctx: &Context, args: PreviewArgs) -> anyhow::Result<Exit
         let path = args.out.join(file);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
-    store.close().await;
-
     let local = plan.date.with_timezone(&config.schedule.timezone);
     println!(
         "issue:    #{} (cycle {cycle}), dated {}",

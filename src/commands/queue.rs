@@ -3,8 +3,8 @@
 use anyhow::bail;
 use serde::Serialize;
 
-use super::{Context, load_glossary};
 use crate::Exit;
+use crate::app::App;
 use crate::cli::QueueCommand;
 
 #[derive(Serialize)]
@@ -15,17 +15,17 @@ struct Queued<'a> {
     source: &'static str,
 }
 
-pub(super) async fn run(ctx: &Context, cmd: QueueCommand) -> anyhow::Result<Exit> {
-    let glossary = load_glossary(&ctx.config)?;
-    let store = ctx.store().await?;
+pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
+    let glossary = app.glossary()?;
+    let store = &app.store;
     match cmd {
         QueueCommand::Add { slug } => {
             let Some(term) = glossary.find(&slug) else {
                 bail!("no term `{slug}` in the glossary (try `herald glossary list`)");
             };
-            if ctx.config.schedule.queue.contains(&term.slug) {
+            if app.config.schedule.queue.contains(&term.slug) {
                 println!("{} is already queued by [schedule] queue", term.slug);
-            } else if store.queue_add(&term.slug, ctx.clock.now()).await? {
+            } else if store.queue_add(&term.slug, app.clock.now()).await? {
                 println!("queued {} ({})", term.slug, term.term);
             } else {
                 println!("{} is already queued", term.slug);
@@ -47,7 +47,7 @@ pub(super) async fn run(ctx: &Context, cmd: QueueCommand) -> anyhow::Result<Exit
         }
         QueueCommand::List(flag) => {
             let added = store.queue().await?;
-            let config_queue = &ctx.config.schedule.queue;
+            let config_queue = &app.config.schedule.queue;
             let entries: Vec<Queued> = config_queue
                 .iter()
                 .map(|s| (s, "config"))
@@ -78,6 +78,5 @@ pub(super) async fn run(ctx: &Context, cmd: QueueCommand) -> anyhow::Result<Exit
             }
         }
     }
-    store.close().await;
     Ok(Exit::Success)
 }

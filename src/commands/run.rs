@@ -1,7 +1,10 @@
 //! `herald run`: the daemon, until SIGTERM or SIGINT.
 
-use super::Context;
+use std::sync::Arc;
+
 use crate::Exit;
+use crate::clock::Clock;
+use crate::config::Config;
 
 /// Completes on SIGTERM or SIGINT (ctrl-c).
 async fn termination() {
@@ -12,21 +15,29 @@ async fn termination() {
             Ok(mut term) => {
                 tokio::select! {
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    () = ctrl_c() => {}
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM: only ctrl-c stops the daemon");
+                ctrl_c().await;
             }
         }
     }
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    ctrl_c().await;
+}
+
+/// Completes on ctrl-c; if that signal cannot be watched, never (the process is then
+/// stopped by other means).
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "cannot listen for ctrl-c");
+        std::future::pending::<()>().await;
     }
 }
 
-pub(super) async fn run(ctx: Context) -> anyhow::Result<Exit> {
-    crate::daemon::run(ctx.config, ctx.clock, termination()).await?;
+pub(super) async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
+    crate::daemon::run(config, clock, termination()).await?;
     Ok(Exit::Success)
 }

@@ -1,12 +1,12 @@
 //! `herald schedule`: the next send times and the last slots.
 
-use super::Context;
 use crate::Exit;
+use crate::app::App;
 use crate::schedule::next_slots;
 
-pub(super) async fn run(ctx: &Context) -> anyhow::Result<Exit> {
-    let s = &ctx.config.schedule;
-    let now = ctx.clock.now();
+pub(super) async fn run(app: &App) -> anyhow::Result<Exit> {
+    let s = &app.config.schedule;
+    let now = app.clock.now();
     println!("schedule: `{}` in {}", s.cron_expression, s.timezone);
     println!(
         "catch-up window: {} h{}",
@@ -24,9 +24,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Exit> {
             slot.format("%Y-%m-%d %H:%M UTC")
         );
     }
-    let store = ctx.store().await?;
-    let slots = store.recent_slots(10).await?;
-    store.close().await;
+    let slots = app.store.recent_slots(10).await?;
     if slots.is_empty() {
         println!("no slot has been acted on yet");
     } else {

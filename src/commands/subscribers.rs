@@ -2,8 +2,9 @@
 
 use anyhow::{Context as _, bail};
 
-use super::{Context, shown};
+use super::shown;
 use crate::Exit;
+use crate::app::App;
 use crate::cli::SubscribersCommand;
 use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
 use crate::store::AddOutcome;
@@ -13,12 +14,12 @@ fn parse_email(input: &str) -> anyhow::Result<EmailAddress> {
         .with_context(|| format!("`{}` is not a valid address", input.escape_debug()))
 }
 
-pub(super) async fn run(ctx: &Context, cmd: SubscribersCommand) -> anyhow::Result<Exit> {
-    let store = ctx.store().await?;
-    let now = ctx.clock.now();
+pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Exit> {
+    let store = &app.store;
+    let now = app.clock.now();
     match cmd {
         SubscribersCommand::Import { file } => {
-            let result = crate::next_issue::import_subscriber_file(&store, &file, now).await?;
+            let result = app.import_subscriber_file(&file, now).await?;
             for r in &result.rejected {
                 println!(
                     "{}:{}: rejected: {}",
@@ -79,7 +80,12 @@ pub(super) async fn run(ctx: &Context, cmd: SubscribersCommand) -> anyhow::Resul
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                let width = list.iter().map(|s| s.email.len()).max().unwrap_or(5).max(5);
+                let width = list
+                    .iter()
+                    .map(|s| s.email.as_str().len())
+                    .max()
+                    .unwrap_or(5)
+                    .max(5);
                 println!("{:width$}  {:12}  NAME", "EMAIL", "STATUS");
                 for s in &list {
                     println!("{:width$}  {:12}  {}", s.email, s.status.as_str(), s.name);

@@ -5,15 +5,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::states::Text;
 use super::{Store, StoreError};
-use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
+use crate::domain::{
+    DeliveryStatus, EmailAddress, IssueStatus, SlotOutcome, SubscriberName, SubscriberStatus,
+};
 
 /// A schedule slot as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlotRecord {
     pub slot_key: String,
     pub due_at: DateTime<Utc>,
-    pub outcome: String,
+    pub outcome: SlotOutcome,
     pub issue_number: Option<u32>,
     pub detail: String,
     pub recorded_at: DateTime<Utc>,
@@ -39,7 +42,7 @@ impl Store {
         &self,
         key: &str,
         due: DateTime<Utc>,
-        outcome: &str,
+        outcome: SlotOutcome,
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -51,7 +54,7 @@ impl Store {
                 )
                 .bind(key)
                 .bind(due)
-                .bind(outcome)
+                .bind(Text(outcome))
                 .bind(detail)
                 .bind(now),
             )
@@ -66,7 +69,7 @@ impl Store {
     pub async fn finish_slot(
         &self,
         key: &str,
-        outcome: &str,
+        outcome: SlotOutcome,
         issue_number: Option<u32>,
         detail: &str,
         now: DateTime<Utc>,
@@ -77,7 +80,7 @@ impl Store {
                     issue_id = COALESCE((SELECT id FROM issues WHERE number = ?4), issue_id)
              WHERE slot_key = ?5",
             )
-            .bind(outcome)
+            .bind(Text(outcome))
             .bind(detail)
             .bind(now)
             .bind(issue_number.map(i64::from))
@@ -93,9 +96,9 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn forget_slot(&self, key: &str) -> Result<(), StoreError> {
-        let query =
-            sqlx::query("DELETE FROM schedule_slots WHERE slot_key = ? AND outcome = 'claimed'")
-                .bind(key);
+        let query = sqlx::query("DELETE FROM schedule_slots WHERE slot_key = ? AND outcome = ?")
+            .bind(key)
+            .bind(Text(SlotOutcome::Claimed));
         self.write_one(query).await?;
         Ok(())
     }
@@ -130,7 +133,7 @@ impl Store {
                 Ok(SlotRecord {
                     slot_key: r.try_get("slot_key")?,
                     due_at: r.try_get("due_at")?,
-                    outcome: r.try_get("outcome")?,
+                    outcome: r.try_get::<Text<SlotOutcome>, _>("outcome")?.0,
                     issue_number: r
                         .try_get::<Option<i64>, _>("number")?
                         .and_then(|n| u32::try_from(n).ok()),
@@ -149,16 +152,16 @@ impl Store {
     pub async fn set_issue_status(
         &self,
         number: u32,
-        from: &[&str],
-        to: &str,
+        from: &[IssueStatus],
+        to: IssueStatus,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let mut moved = false;
         for f in from {
             moved |= sqlx::query("UPDATE issues SET status = ?1 WHERE number = ?2 AND status = ?3")
-                .bind(to)
+                .bind(Text(to))
                 .bind(i64::from(number))
-                .bind(*f)
+                .bind(Text(*f))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -187,8 +190,8 @@ impl Store {
         let outcome = match row {
             Some(r) => {
                 let id: i64 = r.try_get("id")?;
-                let status: String = r.try_get("status")?;
-                if status == SubscriberStatus::Confirmed.as_str() {
+                let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
+                if status == SubscriberStatus::Confirmed {
                     SubscribeOutcome::AlreadyConfirmed
                 } else {
                     if !name.is_empty() {
@@ -231,15 +234,15 @@ impl Store {
         &self,
         id: i64,
         now: DateTime<Utc>,
-    ) -> Result<Option<(String, String, bool)>, StoreError> {
+    ) -> Result<Option<(EmailAddress, String, bool)>, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query("SELECT email, name, status FROM subscribers WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(r) = row else { return Ok(None) };
-        let status: String = r.try_get("status")?;
-        let newly = status != SubscriberStatus::Confirmed.as_str();
+        let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
+        let newly = status != SubscriberStatus::Confirmed;
         if newly {
             sqlx::query(
                 "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1 WHERE id = ?2",
@@ -250,7 +253,11 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(Some((r.try_get("email")?, r.try_get("name")?, newly)))
+        Ok(Some((
+            super::email_column(r.try_get("email")?)?,
+            r.try_get("name")?,
+            newly,
+        )))
     }
 
     /// Unsubscribes a subscriber by id (idempotent). Returns `false` for an unknown id.
@@ -259,7 +266,7 @@ impl Store {
     /// A database error.
     pub async fn unsubscribe_id(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let exists: Option<String> =
+        let exists: Option<Text<SubscriberStatus>> =
             sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -267,7 +274,7 @@ impl Store {
         let Some(status) = exists else {
             return Ok(false);
         };
-        if status != "unsubscribed" {
+        if status.0 != SubscriberStatus::Unsubscribed {
             sqlx::query(
                 "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1 WHERE id = ?2",
             )
@@ -296,7 +303,7 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn delivery_totals(&self) -> Result<(Vec<(String, i64)>, i64), StoreError> {
+    pub async fn delivery_totals(&self) -> Result<(Vec<(DeliveryStatus, i64)>, i64), StoreError> {
         let rows = sqlx::query(
             "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status ORDER BY status",
         )
@@ -304,9 +311,15 @@ impl Store {
         .await?;
         let by_status = rows
             .iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get::<Text<DeliveryStatus>, _>("status")?.0,
+                    r.try_get("n")?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE status = 'sent'")
+        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE status = ?")
+            .bind(Text(IssueStatus::Sent))
             .fetch_one(&self.pool)
             .await?;
         Ok((by_status, sent))

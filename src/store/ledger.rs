@@ -13,15 +13,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::states::Text;
 use super::{Store, StoreError};
-use crate::domain::NewsLink;
+use super::{email_column, slug_column};
+use crate::domain::{DeliveryStatus, EmailAddress, IssueStatus, NewsLink, Slug};
 
 /// What freezing records about an issue.
 #[derive(Debug, Clone)]
 pub struct FrozenIssue<'a> {
     pub number: u32,
     pub cycle: u32,
-    pub term_slug: &'a str,
+    pub term_slug: &'a Slug,
     pub subject: &'a str,
     pub preheader: &'a str,
     /// Rendered HTML with the personal placeholders.
@@ -35,8 +37,8 @@ pub struct FrozenIssue<'a> {
     pub slot_key: Option<&'a str>,
     /// Not sent before this time (review window).
     pub send_after: Option<DateTime<Utc>>,
-    /// `sending` for an issue that goes out at once, `frozen` for one waiting for its slot.
-    pub status: &'a str,
+    /// `Sending` for an issue that goes out at once, `Frozen` for one waiting for its slot.
+    pub status: IssueStatus,
 }
 
 /// An issue as stored.
@@ -45,7 +47,7 @@ pub struct StoredIssue {
     pub id: i64,
     pub number: u32,
     pub cycle: u32,
-    pub term: String,
+    pub term: Slug,
     pub subject: String,
     pub preheader: String,
     #[serde(skip)]
@@ -54,7 +56,7 @@ pub struct StoredIssue {
     pub text: String,
     #[serde(skip)]
     pub web_html: String,
-    pub status: String,
+    pub status: IssueStatus,
     pub slot_key: Option<String>,
     pub send_after: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -87,7 +89,7 @@ impl LedgerCounts {
 pub struct Claimed {
     pub delivery_id: i64,
     pub subscriber_id: i64,
-    pub email: String,
+    pub email: EmailAddress,
     pub name: String,
     /// Attempts so far, this one included.
     pub attempts: u32,
@@ -113,8 +115,8 @@ pub enum Mark {
 /// A row in `sending` with what is known about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeliveryRow {
-    pub email: String,
-    pub status: String,
+    pub email: EmailAddress,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub smtp_reply: Option<String>,
@@ -131,13 +133,13 @@ fn issue_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredIssue, StoreError> {
         id: row.try_get("id")?,
         number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
         cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
-        term: row.try_get("term_slug")?,
+        term: slug_column(row.try_get("term_slug")?)?,
         subject: row.try_get("subject")?,
         preheader: row.try_get("preheader")?,
         html: row.try_get("html")?,
         text: row.try_get("text")?,
         web_html: row.try_get("web_html")?,
-        status: row.try_get("status")?,
+        status: row.try_get::<Text<IssueStatus>, _>("status")?.0,
         slot_key: row.try_get("slot_key")?,
         send_after: row.try_get("send_after")?,
         created_at: row.try_get("created_at")?,
@@ -166,7 +168,7 @@ impl Store {
         )
         .bind(i64::from(issue.number))
         .bind(i64::from(issue.cycle))
-        .bind(issue.term_slug)
+        .bind(issue.term_slug.as_str())
         .bind(issue.subject)
         .bind(issue.preheader)
         .bind(issue.html)
@@ -175,7 +177,7 @@ impl Store {
         .bind(issue.slot_key)
         .bind(issue.send_after)
         .bind(now)
-        .bind(issue.status)
+        .bind(Text(issue.status))
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
@@ -183,7 +185,7 @@ impl Store {
         )
         .bind(id)
         .bind(i64::from(issue.cycle))
-        .bind(issue.term_slug)
+        .bind(issue.term_slug.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -203,7 +205,7 @@ impl Store {
             .await?;
         }
         sqlx::query("DELETE FROM term_queue WHERE slug = ?")
-            .bind(issue.term_slug)
+            .bind(issue.term_slug.as_str())
             .execute(&mut *tx)
             .await?;
         let rows = sqlx::query(
@@ -300,19 +302,13 @@ impl Store {
         let mut c = LedgerCounts::default();
         for row in rows {
             let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
-            match row.try_get::<String, _>("status")?.as_str() {
-                "pending" => c.pending = n,
-                "sending" => c.sending = n,
-                "sent" => c.sent = n,
-                "failed" => c.failed = n,
-                "bounced" => c.bounced = n,
-                "skipped" => c.skipped = n,
-                other => {
-                    return Err(StoreError::Corrupt {
-                        column: "deliveries.status",
-                        value: other.to_owned(),
-                    });
-                }
+            match row.try_get::<Text<DeliveryStatus>, _>("status")?.0 {
+                DeliveryStatus::Pending => c.pending = n,
+                DeliveryStatus::Sending => c.sending = n,
+                DeliveryStatus::Sent => c.sent = n,
+                DeliveryStatus::Failed => c.failed = n,
+                DeliveryStatus::Bounced => c.bounced = n,
+                DeliveryStatus::Skipped => c.skipped = n,
             }
         }
         Ok(c)
@@ -325,7 +321,7 @@ impl Store {
     pub async fn deliveries_with_status(
         &self,
         issue_id: i64,
-        statuses: &[&str],
+        statuses: &[DeliveryStatus],
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut out = Vec::new();
@@ -336,14 +332,14 @@ impl Store {
                  WHERE d.issue_id = ? AND d.status = ? ORDER BY d.id LIMIT ?",
             )
             .bind(issue_id)
-            .bind(*status)
+            .bind(Text(*status))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
             for r in rows {
                 out.push(DeliveryRow {
-                    email: r.try_get("email")?,
-                    status: r.try_get("status")?,
+                    email: email_column(r.try_get("email")?)?,
+                    status: r.try_get::<Text<DeliveryStatus>, _>("status")?.0,
                     attempts: r.try_get("attempts")?,
                     last_error: r.try_get("last_error")?,
                     smtp_reply: r.try_get("smtp_reply")?,
@@ -490,7 +486,7 @@ impl Store {
                 claimed.push(Claimed {
                     delivery_id: row.try_get("id")?,
                     subscriber_id,
-                    email: s.try_get("email")?,
+                    email: email_column(s.try_get("email")?)?,
                     name: s.try_get("name")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(1),
                 });

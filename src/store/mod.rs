@@ -9,6 +9,7 @@
 mod content;
 mod daemon;
 mod ledger;
+mod states;
 mod subscribers;
 
 use std::str::FromStr;
@@ -43,6 +44,22 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
+}
+
+/// A stored address, parsed again into its type (it was valid when it was stored).
+fn email_column(value: String) -> Result<crate::domain::EmailAddress, StoreError> {
+    crate::domain::EmailAddress::parse(&value).map_err(|_| StoreError::Corrupt {
+        column: "subscribers.email",
+        value,
+    })
+}
+
+/// A stored slug, parsed again into its type.
+fn slug_column(value: String) -> Result<crate::domain::Slug, StoreError> {
+    crate::domain::Slug::parse(&value).map_err(|_| StoreError::Corrupt {
+        column: "issues.term_slug",
+        value,
+    })
 }
 
 /// The database.

@@ -14,7 +14,7 @@ use crate::subscriber_file::{ImportAction, SubscriberRow, decide_import};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SubscriberRecord {
     pub id: i64,
-    pub email: String,
+    pub email: EmailAddress,
     pub name: String,
     pub status: SubscriberStatus,
     pub source: String,
@@ -56,7 +56,7 @@ fn status_column(value: String) -> Result<SubscriberStatus, StoreError> {
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SubscriberRecord, StoreError> {
     Ok(SubscriberRecord {
         id: row.try_get("id")?,
-        email: row.try_get("email")?,
+        email: super::email_column(row.try_get("email")?)?,
         name: row.try_get("name")?,
         status: status_column(row.try_get("status")?)?,
         source: row.try_get("source")?,

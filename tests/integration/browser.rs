@@ -75,7 +75,10 @@ async fn the_subscribe_form_submits_in_a_real_browser() {
     let s = Sandbox::new();
     let env = [
         ("HERALD_SMTP_URL", server.url()),
-        ("HERALD_SECRET", "browser-test-secret".to_owned()),
+        (
+            "HERALD_SECRET",
+            "browser-test-secret-0123456789abcdef".to_owned(),
+        ),
     ];
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (base, stop, handle) =

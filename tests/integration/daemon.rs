@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
+use herald::app::TickOutcome;
 use herald::clock::Clock;
-use herald::daemon::{Daemon, TickOutcome};
+use herald::daemon::Daemon;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{CONFIG, Sandbox};

@@ -314,7 +314,8 @@ async fn a_killed_send_resumes_without_sending_anyone_twice() {
 fn smtp_needs_a_signing_key_and_a_well_formed_url() {
     let s = sandbox(1, "");
     let run = s.herald_env(&["send"], &[("HERALD_SMTP_URL", "smtp://127.0.0.1:2525")]);
-    assert_eq!(run.code, 1, "{run:?}");
+    // A missing key is a configuration error: exit 2, before anything is opened or sent.
+    assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("HERALD_SECRET is not set"), "{run:?}");
     let run = s.herald_env(
         &["send"],
@@ -380,9 +381,10 @@ fn the_default_transport_writes_eml_files_and_a_second_send_makes_issue_2() {
 
 #[tokio::test]
 async fn starttls_and_implicit_tls_work_and_every_mode_sets_tcp_nodelay() {
-    use herald::config::Secret;
+    use herald::config::SmtpSettings;
     use herald::domain::EmailAddress;
-    use herald::mailer::{Mailer, SmtpSettings, Transport};
+    use herald::domain::Secret;
+    use herald::mailer::{Mailer, Transport};
 
     let cert = smtp::test_cert();
     let plain = smtp::start(None);
@@ -457,24 +459,24 @@ async fn starttls_and_implicit_tls_work_and_every_mode_sets_tcp_nodelay() {
 
 #[tokio::test]
 async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
+    use herald::app::delivery::{DeliverySettings, Silent, deliver};
     use herald::clock::SystemClock;
-    use herald::delivery::{DeliverySettings, Silent, deliver};
     use herald::domain::EmailAddress;
     use herald::mailer::Transport;
 
     let s = sandbox(4, "");
     let config = s.config();
     let store = s.store().await;
-    let (glossary, _) = herald::glossary::load_dir(&config.glossary_dir);
-    let renderer = herald::render::Renderer::load(&config.templates_dir).unwrap();
-    let fetcher = herald::news::FeedFetcher::new(Default::default()).unwrap();
+    let (glossary, _) = herald::files::load_glossary(&config.glossary_dir);
+    let renderer = herald::files::load_templates(&config.templates_dir).unwrap();
     let now = herald::clock::Clock::now(&SystemClock);
-    let prepared = herald::next_issue::prepare(
-        &config, &glossary, &renderer, &store, &fetcher, now, now, None, false,
-    )
-    .await
-    .unwrap();
-    let herald::next_issue::Prepared::Ready {
+    let app = herald::app::App::with_store(config, store.clone(), std::sync::Arc::new(SystemClock))
+        .unwrap();
+    let prepared = app
+        .prepare(&glossary, &renderer, now, now, None, false)
+        .await
+        .unwrap();
+    let herald::app::Prepared::Ready {
         issue, rendered, ..
     } = prepared
     else {
@@ -499,7 +501,7 @@ async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
         &SystemClock,
         &issue,
         rendered,
-        herald::compose::Sender::from_config(&config),
+        app.sender.clone(),
         SigningKey::new(SECRET),
         Transport::Outbox(s.path("outbox")),
         &settings,

@@ -47,13 +47,13 @@ async fn a_signed_issue_verifies_with_an_independent_verifier() {
     let pem = std::fs::read_to_string(fixtures.join("test-only-rsa.pem")).unwrap();
     let public = std::fs::read_to_string(fixtures.join("test-only-rsa.pub.b64")).unwrap();
 
-    let renderer = herald::render::Renderer::load(&repo().join("templates")).unwrap();
-    let (glossary, _) = herald::glossary::load_dir(&repo().join("glossary"));
+    let renderer = herald::files::load_templates(&repo().join("templates")).unwrap();
+    let (glossary, _) = herald::files::load_glossary(&repo().join("glossary"));
     let term = glossary.find("agi").unwrap().clone();
     let plan = herald::render::IssuePlan {
         number: 3,
         date: Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(),
-        related: herald::next_issue::related_names(&glossary, &term),
+        related: glossary.related_names(&term),
         term,
         links: Vec::new(),
     };

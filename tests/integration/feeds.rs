@@ -11,12 +11,28 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{TimeZone, Utc};
+use herald::app::{App, Planned};
 use herald::config::FeedSource;
-use herald::news::fetch::{FeedFetcher, FetchError, FetchOutcome, FetchSettings, Validators};
-use herald::next_issue::{self, Planned};
+use herald::feeds::{FeedFetcher, FetchError, FetchOutcome, FetchSettings, Validators};
 use url::Url;
 
 use crate::harness::{CONFIG, Sandbox, repo, serve};
+
+/// The app as a send builds it, with this store, fetcher and a fixed clock.
+fn app(
+    config: &herald::config::Config,
+    store: &herald::store::Store,
+    fetcher: &FeedFetcher,
+    now: chrono::DateTime<Utc>,
+) -> App {
+    App::with_store(
+        config.clone(),
+        store.clone(),
+        std::sync::Arc::new(herald::clock::FixedClock(now)),
+    )
+    .unwrap()
+    .with_fetcher(fetcher.clone())
+}
 
 fn fixtures() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo().join("tests/fixtures/feeds"))
@@ -74,7 +90,8 @@ async fn every_real_world_sample_yields_items_or_a_per_feed_error_and_the_issue_
     let store = s.store().await;
     let fetcher = FeedFetcher::new(FetchSettings::default()).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
-    let batches = next_issue::fetch_feeds(&config, &store, &fetcher, now)
+    let batches = app(&config, &store, &fetcher, now)
+        .fetch_feeds(now)
         .await
         .unwrap();
     let states = store.feed_states().await.unwrap();
@@ -107,8 +124,9 @@ async fn every_real_world_sample_yields_items_or_a_per_feed_error_and_the_issue_
         .map_or("", |f| f.url.as_str())];
     assert!(invalid.last_error.is_some() || invalid.items_seen > 0);
 
-    let (glossary, _) = herald::glossary::load_dir(&config.glossary_dir);
-    let planned = next_issue::plan(&config, &glossary, &store, &fetcher, now, None)
+    let (glossary, _) = herald::files::load_glossary(&config.glossary_dir);
+    let planned = app(&config, &store, &fetcher, now)
+        .plan(&glossary, now, None)
         .await
         .unwrap();
     let Planned::Ready { plan, .. } = planned else {
@@ -163,10 +181,12 @@ async fn a_304_reuses_the_stored_items() {
     let store = s.store().await;
     let fetcher = FeedFetcher::new(FetchSettings::default()).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
-    let first = next_issue::fetch_feeds(&config, &store, &fetcher, now)
+    let first = app(&config, &store, &fetcher, now)
+        .fetch_feeds(now)
         .await
         .unwrap();
-    let second = next_issue::fetch_feeds(&config, &store, &fetcher, now)
+    let second = app(&config, &store, &fetcher, now)
+        .fetch_feeds(now)
         .await
         .unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 2);
@@ -285,7 +305,8 @@ async fn redirects_are_followed_and_permanent_ones_remembered() {
     let store = s.store().await;
     let fetcher = FeedFetcher::new(FetchSettings::default()).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
-    let batches = next_issue::fetch_feeds(&config, &store, &fetcher, now)
+    let batches = app(&config, &store, &fetcher, now)
+        .fetch_feeds(now)
         .await
         .unwrap();
     assert_eq!(batches[0].links[0].title, "Moved story");
@@ -302,7 +323,8 @@ async fn redirects_are_followed_and_permanent_ones_remembered() {
         None,
         "a 302 is not remembered"
     );
-    next_issue::fetch_feeds(&config, &store, &fetcher, now)
+    app(&config, &store, &fetcher, now)
+        .fetch_feeds(now)
         .await
         .unwrap();
     assert_eq!(
@@ -411,12 +433,12 @@ async fn the_same_article_from_two_feeds_appears_once_and_a_sent_link_never_agai
     sqlx::query("INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source) VALUES (1, 0, 'https://news.example/sent', 'https://news.example/sent', 'Already sent story', 'A')")
         .execute(&pool).await.unwrap();
     let fetcher = FeedFetcher::new(FetchSettings::default()).unwrap();
-    let (glossary, _) = herald::glossary::load_dir(&config.glossary_dir);
+    let (glossary, _) = herald::files::load_glossary(&config.glossary_dir);
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
-    let Planned::Ready { plan, .. } =
-        next_issue::plan(&config, &glossary, &store, &fetcher, now, None)
-            .await
-            .unwrap()
+    let Planned::Ready { plan, .. } = app(&config, &store, &fetcher, now)
+        .plan(&glossary, now, None)
+        .await
+        .unwrap()
     else {
         panic!("an issue is planned")
     };

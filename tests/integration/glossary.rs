@@ -1,12 +1,10 @@
 //! The glossary format and its validation.
 
-use herald::glossary;
-
 use crate::harness::{Sandbox, repo};
 
 #[test]
 fn the_shipped_glossary_passes_without_warnings() {
-    let (glossary, report) = glossary::load_dir(&repo().join("glossary"));
+    let (glossary, report) = herald::files::load_glossary(&repo().join("glossary"));
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
     assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
     let generative = glossary
@@ -86,7 +84,7 @@ fn glossary_list_json_has_the_contract_fields_and_show_finds_aliases() {
     assert_eq!(run.code, 0, "{run:?}");
     let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let list = list.as_array().unwrap();
-    let (glossary, _) = glossary::load_dir(&repo().join("glossary"));
+    let (glossary, _) = herald::files::load_glossary(&repo().join("glossary"));
     assert_eq!(list.len(), glossary.len());
     for item in list {
         for field in ["slug", "term", "category", "related"] {
@@ -105,7 +103,7 @@ fn glossary_list_json_has_the_contract_fields_and_show_finds_aliases() {
 
 #[test]
 fn the_shipped_glossary_has_at_least_80_connected_terms_in_4_categories() {
-    let (glossary, report) = glossary::load_dir(&repo().join("glossary"));
+    let (glossary, report) = herald::files::load_glossary(&repo().join("glossary"));
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
     assert!(glossary.len() >= 80, "only {} terms", glossary.len());
     assert!(
@@ -151,7 +149,7 @@ fn the_shipped_glossary_has_at_least_80_connected_terms_in_4_categories() {
 
 #[test]
 fn generative_ai_relates_to_the_terms_the_newsletter_promises() {
-    let (glossary, _) = glossary::load_dir(&repo().join("glossary"));
+    let (glossary, _) = herald::files::load_glossary(&repo().join("glossary"));
     let term = glossary.find("Generative AI").unwrap();
     let related: Vec<&str> = term.related.iter().map(|s| s.as_str()).collect();
     assert_eq!(

@@ -9,6 +9,7 @@ mod dkim;
 mod feeds;
 mod glossary;
 mod harness;
+mod layers;
 mod preview;
 mod render;
 mod rotation;

@@ -3,13 +3,12 @@
 use chrono::{TimeZone, Utc};
 use herald::compose::{Addressee, Sender, personal_message};
 use herald::domain::{EmailAddress, Mailbox, NewsLink, SigningKey};
-use herald::glossary;
-use herald::render::{IssuePlan, MAX_HTML_BYTES, NewsletterInfo, Recipient, Renderer, TEXT_WIDTH};
+use herald::render::{IssuePlan, MAX_HTML_BYTES, NewsletterInfo, Recipient, TEXT_WIDTH};
 
 use crate::harness::repo;
 
 fn fixed_issue() -> (IssuePlan, NewsletterInfo) {
-    let (g, _) = glossary::load_dir(&repo().join("glossary"));
+    let (g, _) = herald::files::load_glossary(&repo().join("glossary"));
     let mut term = g.find("transformer").unwrap().clone();
     term.term = "Transformer <script>alert(1)</script> & friends".into();
     let link = |n: u32, title: &str, source: &str| {
@@ -26,7 +25,7 @@ fn fixed_issue() -> (IssuePlan, NewsletterInfo) {
     let plan = IssuePlan {
         number: 7,
         date: Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(),
-        related: herald::next_issue::related_names(&g, &term),
+        related: g.related_names(&term),
         term,
         links: vec![
             link(
@@ -46,7 +45,7 @@ fn fixed_issue() -> (IssuePlan, NewsletterInfo) {
 }
 
 fn render() -> (herald::render::RenderedIssue, herald::render::Personalized) {
-    let renderer = Renderer::load(&repo().join("templates")).unwrap();
+    let renderer = herald::files::load_templates(&repo().join("templates")).unwrap();
     let (plan, info) = fixed_issue();
     let rendered = renderer.render_issue(&plan, &info).unwrap();
     let personal = rendered.personalize(&Recipient {

@@ -2,15 +2,15 @@
 
 use std::collections::HashSet;
 
-use herald::config::OnExhausted;
 use herald::domain::Slug;
-use herald::glossary::{self, Glossary};
+use herald::glossary::Glossary;
+use herald::selection::OnExhausted;
 use herald::selection::{SentTerm, TermChoice, TermHistory, next_term};
 
 use crate::harness::{Sandbox, repo};
 
 fn shipped() -> Glossary {
-    let (g, report) = glossary::load_dir(&repo().join("glossary"));
+    let (g, report) = herald::files::load_glossary(&repo().join("glossary"));
     assert!(report.errors.is_empty());
     g
 }
@@ -134,7 +134,7 @@ fn stop_policy_makes_no_issue_once_every_term_was_sent() {
 fn terms_added_later_are_eligible_and_removed_terms_are_never_picked() {
     let s = Sandbox::new();
     std::fs::remove_file(s.path("glossary/quantization.md")).unwrap();
-    let (smaller, _) = glossary::load_dir(&s.path("glossary"));
+    let (smaller, _) = herald::files::load_glossary(&s.path("glossary"));
     let half = simulate(&smaller, TermHistory::default(), 40, &[], OnExhausted::Stop);
     assert!(half.sent.iter().all(|t| t.slug.as_str() != "quantization"));
 
@@ -154,7 +154,7 @@ fn terms_added_later_are_eligible_and_removed_terms_are_never_picked() {
     )
     .unwrap();
     std::fs::remove_file(s.path(&format!("glossary/{removed}.md"))).unwrap();
-    let (without, _) = glossary::load_dir(&s.path("glossary"));
+    let (without, _) = herald::files::load_glossary(&s.path("glossary"));
     let done = simulate(&without, history, 200, &[], OnExhausted::Stop);
     assert_eq!(done.sent.len(), full.len());
     assert_eq!(done.sent.iter().filter(|t| t.slug == removed).count(), 1);

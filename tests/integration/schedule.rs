@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use herald::config::parse_cron;
+use herald::schedule::parse_cron;
 use herald::schedule::{SlotDecision, decide, latest_slot, next_slots};
 
 fn utc(s: &str) -> DateTime<Utc> {

@@ -11,8 +11,6 @@
 //! `issue.html` (extending `base.html`), `issue.txt`, and partials. The context is described
 //! in the README.
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
@@ -374,24 +372,10 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Reads every `.html` and `.txt` file below `dir` (names are paths relative to `dir`,
-    /// with `/`), and checks that `issue.html` and `issue.txt` exist.
-    ///
-    /// # Errors
-    /// [`RenderError`] for an unreadable directory, a syntax error or a missing template.
-    pub fn load(dir: &Path) -> Result<Self, RenderError> {
-        let mut files = Vec::new();
-        collect_templates(dir, dir, &mut files).map_err(|e| RenderError::Read {
-            dir: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Self::from_sources(files)
-    }
-
     /// Builds a renderer from `(name, source)` pairs.
     ///
     /// # Errors
-    /// As [`Renderer::load`].
+    /// [`RenderError`] for a syntax error or a missing `issue.html` / `issue.txt`.
     pub fn from_sources(sources: Vec<(String, String)>) -> Result<Self, RenderError> {
         let mut tera = tera::Tera::new();
         tera.add_raw_templates(sources).map_err(template_error)?;
@@ -557,31 +541,6 @@ impl Renderer {
         c.insert("preheader", preheader);
         c
     }
-}
-
-fn collect_templates(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, String)>,
-) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(std::fs::DirEntry::path);
-    for entry in entries {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_templates(root, &path, out)?;
-        } else if path.extension().is_some_and(|e| e == "html" || e == "txt") {
-            let name = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push((name, std::fs::read_to_string(&path)?));
-        }
-    }
-    Ok(())
 }
 
 /// Markdown to readable plain text: paragraphs separated by blank lines, list items with

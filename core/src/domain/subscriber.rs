@@ -65,7 +65,7 @@ impl SubscriberStatus {
 
 impl fmt::Display for SubscriberStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -90,7 +90,7 @@ impl SubscriberName {
     /// collapse to one, and the result is trimmed and cut to [`Self::MAX_CHARS`].
     ///
     /// ```
-    /// use herald::domain::SubscriberName;
+    /// use herald_core::domain::SubscriberName;
     /// assert_eq!(SubscriberName::clean("Eve\r\nBcc: x@evil.test").as_str(), "Eve Bcc: x@evil.test");
     /// ```
     pub fn clean(input: &str) -> Self {

@@ -39,6 +39,12 @@ pub struct EmailAddress {
     at: usize,
 }
 
+impl serde::Serialize for EmailAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.address)
+    }
+}
+
 impl EmailAddress {
     /// Parses and normalises an address (surrounding white space is trimmed).
     ///
@@ -46,7 +52,7 @@ impl EmailAddress {
     /// Returns [`InvalidEmail`] naming the first rule the input breaks.
     ///
     /// ```
-    /// use herald::domain::EmailAddress;
+    /// use herald_core::domain::EmailAddress;
     /// let a = EmailAddress::parse(" Ada@Example.COM ").unwrap();
     /// assert_eq!(a.as_str(), "Ada@example.com");
     /// assert_eq!(a.key(), "ada@example.com");
@@ -168,7 +174,7 @@ impl Mailbox {
     /// [`InvalidEmail`] when the address part is not valid or the angle brackets do not match.
     ///
     /// ```
-    /// use herald::domain::Mailbox;
+    /// use herald_core::domain::Mailbox;
     /// let m = Mailbox::parse("AI Weekly <weekly@example.com>").unwrap();
     /// assert_eq!(m.name, "AI Weekly");
     /// assert_eq!(m.email.as_str(), "weekly@example.com");

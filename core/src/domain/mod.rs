@@ -5,14 +5,18 @@
 
 mod email;
 mod news;
+mod secret;
 mod slug;
+mod status;
 mod subscriber;
 mod term;
 mod token;
 
 pub use email::{EmailAddress, InvalidEmail, Mailbox};
 pub use news::NewsLink;
+pub use secret::Secret;
 pub use slug::{InvalidSlug, Slug};
+pub use status::{DeliveryStatus, IssueStatus, SlotOutcome, UnknownState};
 pub use subscriber::{SubscriberName, SubscriberStatus, UnknownStatus};
 pub use term::Term;
 pub use token::{Claims, Purpose, SigningKey};

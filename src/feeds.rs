@@ -16,9 +16,9 @@ use reqwest::header::{
 };
 use url::Url;
 
-use super::parse::{FeedParseError, parse_feed};
 use crate::config::FeedSource;
 use crate::domain::NewsLink;
+use crate::news::{FeedParseError, parse_feed};
 
 /// Limits for fetching.
 #[derive(Debug, Clone)]
@@ -114,7 +114,13 @@ impl FeedFetcher {
     /// When the TLS or HTTP client cannot be set up.
     pub fn new(settings: FetchSettings) -> Result<Self, reqwest::Error> {
         // reqwest is built without a default crypto provider; use ring, as lettre does.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // `Err` means a provider is installed already (by an earlier call): that is fine.
+        if rustls::crypto::ring::default_provider()
+            .install_default()
+            .is_err()
+        {
+            tracing::trace!("a rustls crypto provider was already installed");
+        }
         let client = reqwest::Client::builder()
             .user_agent(&settings.user_agent)
             .connect_timeout(settings.connect_timeout)

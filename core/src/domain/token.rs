@@ -72,7 +72,7 @@ impl SigningKey {
     /// Signs a token.
     ///
     /// ```
-    /// use herald::domain::{Purpose, SigningKey};
+    /// use herald_core::domain::{Purpose, SigningKey};
     /// let key = SigningKey::new("k");
     /// let token = key.sign(Purpose::Unsubscribe, 42, 0);
     /// assert_eq!(token.len(), 44);

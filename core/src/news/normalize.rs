@@ -16,7 +16,7 @@ const TRACKING_PARAMS: [&str; 14] = [
 /// host normalised.
 ///
 /// ```
-/// use herald::news::canonical_url;
+/// use herald_core::news::canonical_url;
 /// use url::Url;
 /// let a = Url::parse("HTTPS://Example.COM:443/a?utm_source=x&id=7&fbclid=y#top").unwrap();
 /// assert_eq!(canonical_url(&a), "https://example.com/a?id=7");
@@ -49,7 +49,7 @@ pub fn canonical_url(url: &Url) -> String {
 /// `style` dropped), entities decoded, white space collapsed.
 ///
 /// ```
-/// use herald::news::clean_text;
+/// use herald_core::news::clean_text;
 /// assert_eq!(clean_text("<p>Fish &amp; <b>chips</b>\n now</p><script>x()</script>"), "Fish & chips now");
 /// ```
 pub fn clean_text(input: &str) -> String {
@@ -97,7 +97,7 @@ pub fn clean_text(input: &str) -> String {
 /// Cuts `text` to at most `max` characters at a word boundary, adding an ellipsis when cut.
 ///
 /// ```
-/// use herald::news::cut_at_word;
+/// use herald_core::news::cut_at_word;
 /// assert_eq!(cut_at_word("one two three", 9), "one two…");
 /// assert_eq!(cut_at_word("short", 9), "short");
 /// ```

@@ -52,7 +52,7 @@ pub struct Envelope<'a> {
 /// the machine's host name). `kind` tells issues from other mail (`issue`, `welcome` ...).
 ///
 /// ```
-/// use herald::compose::message_id;
+/// use herald_core::compose::message_id;
 /// assert_eq!(message_id("issue", 12, 345, "example.com"), "<issue-12.345@example.com>");
 /// ```
 pub fn message_id(kind: &str, number: u32, subscriber: i64, domain: &str) -> String {
@@ -194,7 +194,7 @@ pub struct Sender {
     pub list_name: String,
     /// Public address of Herald's pages, ending in `/`.
     pub base_url: String,
-    /// DKIM signing, when `[delivery.dkim]` is configured (see [`load_dkim`]).
+    /// DKIM signing, when `[delivery.dkim]` is configured (built once from the configuration).
     pub dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
 }
 
@@ -244,36 +244,7 @@ pub fn dkim_signer(
     ))
 }
 
-/// Loads the DKIM signer described by `[delivery.dkim]`, if any.
-///
-/// # Errors
-/// [`ComposeError::Dkim`] naming the key file when it cannot be read or parsed.
-pub fn load_dkim(
-    config: &crate::config::Config,
-) -> Result<Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>, ComposeError> {
-    let Some(d) = &config.delivery.dkim else {
-        return Ok(None);
-    };
-    let pem = std::fs::read_to_string(&d.private_key_path).map_err(|e| {
-        ComposeError::Dkim(format!("reading {}: {e}", d.private_key_path.display()))
-    })?;
-    dkim_signer(&d.domain, &d.selector, &pem)
-        .map(|c| Some(std::sync::Arc::new(c)))
-        .map_err(|e| ComposeError::Dkim(format!("{}: {e}", d.private_key_path.display())))
-}
-
 impl Sender {
-    /// The sender described by a configuration.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self {
-            from: config.newsletter.from.clone(),
-            reply_to: config.newsletter.reply_to.clone(),
-            list_name: config.newsletter.name.clone(),
-            base_url: config.newsletter.base_url.to_string(),
-            dkim: None,
-        }
-    }
-
     /// The one-click unsubscribe link for a token.
     pub fn unsubscribe_url(&self, token: &str) -> String {
         format!("{}u/{token}", self.base_url)

@@ -20,10 +20,18 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::OnExhausted;
 use crate::domain::{NewsLink, Slug, Term};
 use crate::glossary::Glossary;
 use crate::news::normalize::{same_story, title_key};
+
+/// What to do when every term of the glossary has been sent in the current cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    /// Start a new cycle: every term becomes eligible again.
+    Restart,
+    /// Make no issue and tell the operator.
+    Stop,
+}
 
 /// A term an earlier issue featured.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -127,6 +127,14 @@ impl Glossary {
         })
     }
 
+    /// The related terms of `term` that exist, as (slug, display name).
+    pub fn related_names(&self, term: &Term) -> Vec<(String, String)> {
+        term.related
+            .iter()
+            .filter_map(|s| self.get(s).map(|r| (s.to_string(), r.term.clone())))
+            .collect()
+    }
+
     /// The distinct categories, sorted.
     pub fn categories(&self) -> Vec<&str> {
         let mut c: Vec<&str> = self.terms.iter().map(|t| t.category.as_str()).collect();
@@ -160,36 +168,25 @@ struct RawTerm {
     summary: Option<String>,
 }
 
-/// Reads every `*.md` file of `dir` (not recursing), parses and validates them together.
+/// One term file as read by the caller: its path and its text, or why it could not be read.
+pub type SourceFile = (PathBuf, Result<String, String>);
+
+/// Parses and validates a whole glossary from its files (read by the caller, in any order).
 ///
 /// Returns the glossary of the files that parsed, and the report of every problem. Callers
 /// must treat a report with errors as a failure.
-pub fn load_dir(dir: &Path) -> (Glossary, Report) {
+pub fn from_files(files: Vec<SourceFile>) -> (Glossary, Report) {
     let mut report = Report::default();
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "md") && p.is_file())
-            .collect(),
-        Err(e) => {
-            report.errors.push(GlossaryError {
-                path: dir.to_path_buf(),
-                line: 0,
-                kind: ErrorKind::Read(e.to_string()),
-            });
-            return (Glossary::default(), report);
-        }
-    };
-    paths.sort();
+    let mut files = files;
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut terms = Vec::new();
-    for path in paths {
-        let parsed = match std::fs::read_to_string(&path) {
+    for (path, text) in files {
+        let parsed = match text {
             Ok(text) => parse_term(&path, &text),
             Err(e) => Err(vec![GlossaryError {
                 path: path.clone(),
                 line: 0,
-                kind: ErrorKind::Read(e.to_string()),
+                kind: ErrorKind::Read(e),
             }]),
         };
         match parsed {
@@ -204,6 +201,18 @@ pub fn load_dir(dir: &Path) -> (Glossary, Report) {
         .errors
         .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     (checked.0, report)
+}
+
+/// A report holding one error: the glossary directory itself could not be read.
+pub fn unreadable_dir(dir: &Path, error: String) -> Report {
+    Report {
+        errors: vec![GlossaryError {
+            path: dir.to_path_buf(),
+            line: 0,
+            kind: ErrorKind::Read(error),
+        }],
+        warnings: Vec::new(),
+    }
 }
 
 /// A parsed term together with the line of each front-matter field, for later checks.

@@ -90,6 +90,18 @@ pub fn review_open(next: DateTime<Utc>, review_hours: u32, now: DateTime<Utc>) -
     now < next && now >= next - chrono::Duration::hours(i64::from(review_hours))
 }
 
+/// Parses a six-field cron expression (seconds first), as `[schedule] cron` takes.
+///
+/// # Errors
+/// The parser's explanation when the expression is not valid.
+pub fn parse_cron(expression: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(expression)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +109,7 @@ mod tests {
 
     #[test]
     fn monday_nine_in_berlin_stays_nine_across_dst() {
-        let cron = crate::config::parse_cron("0 0 9 * * Mon").unwrap();
+        let cron = parse_cron("0 0 9 * * Mon").unwrap();
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         // 2026-10-25 is the last Sunday of October: CEST ends.
         let before = Utc.with_ymd_and_hms(2026, 10, 20, 0, 0, 0).unwrap();

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::compose::{Addressee, Sender, personal_message};
-use crate::domain::{EmailAddress, SigningKey};
+use crate::domain::SigningKey;
 use crate::mailer::{Mailer, SendError, Transport};
 use crate::render::RenderedIssue;
 use crate::store::{Claimed, LedgerCounts, Mark, Store, StoreError, StoredIssue};
@@ -282,7 +282,9 @@ pub async fn deliver(
     }
     drop(job_tx);
     for h in handles {
-        let _ = h.await;
+        if let Err(e) = h.await {
+            warn!(error = %e, "a delivery worker ended abnormally");
+        }
     }
     progress.finish();
     let finished = store.finish_issue_if_done(issue.id, clock.now()).await?;
@@ -326,17 +328,14 @@ async fn send_one(
     shared: &Shared,
     job: &Claimed,
 ) -> Result<String, SendError> {
-    let email = EmailAddress::parse(&job.email).map_err(|e| SendError::Permanent {
-        message: format!("stored address `{}` is invalid: {e}", job.email),
-        bounce: false,
-    })?;
+    let email = &job.email;
     let message = personal_message(
         "issue",
         &shared.rendered,
         &shared.sender,
         Addressee {
             id: job.subscriber_id,
-            email: &email,
+            email,
             name: &job.name,
         },
         &shared.key,
@@ -350,8 +349,53 @@ async fn send_one(
         limiter.until_ready().await;
     }
     mailer
-        .send(&shared.sender.from.email, &email, &message.formatted())
+        .send(&shared.sender.from.email, email, &message.formatted())
         .await
+}
+
+impl DeliverySettings {
+    /// The settings `[delivery]` asks for, for a run called `run_id`.
+    pub fn from_config(config: &crate::config::Config, run_id: String) -> Self {
+        Self {
+            concurrency: config.delivery.concurrency,
+            rate_per_second: config.delivery.rate_per_second,
+            max_per_hour: config.delivery.max_per_hour,
+            max_attempts: config.delivery.max_attempts,
+            retry_base: config.delivery.retry_base,
+            retry_max: config.delivery.retry_max,
+            run_id,
+        }
+    }
+}
+
+impl super::App {
+    /// Delivers a prepared issue with the configured settings, as run `run_id`, until no
+    /// row is left for this run or `shutdown` completes.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] when the store fails.
+    pub async fn deliver(
+        &self,
+        issue: &StoredIssue,
+        rendered: RenderedIssue,
+        run_id: String,
+        progress: &dyn Progress,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<SendSummary, DeliveryError> {
+        deliver(
+            &self.store,
+            self.clock.as_ref(),
+            issue,
+            rendered,
+            self.sender.clone(),
+            self.key.clone(),
+            self.transport.clone(),
+            &DeliverySettings::from_config(&self.config, run_id),
+            progress,
+            shutdown,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

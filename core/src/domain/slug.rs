@@ -26,7 +26,7 @@ impl Slug {
     /// [`InvalidSlug`] when the rules above are broken.
     ///
     /// ```
-    /// use herald::domain::Slug;
+    /// use herald_core::domain::Slug;
     /// assert!(Slug::parse("generative-ai").is_ok());
     /// assert!(Slug::parse("Generative AI").is_err());
     /// ```

@@ -1,0 +1,115 @@
+//! Use case: the editors' loop around an issue: hold and release, and the review copy that
+//! goes to the editors when an issue is frozen ahead of its slot.
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::{App, AppError};
+use crate::domain::{IssueStatus, Purpose};
+use crate::mailer::Mailer;
+use crate::render::{Recipient, RenderedIssue};
+use crate::store::{StoreError, StoredIssue};
+
+impl App {
+    /// Holds a frozen issue so that it does not go out at its slot. Returns `false` when the
+    /// issue is not waiting for its slot (already held, or going out).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn hold_issue(&self, number: u32) -> Result<bool, StoreError> {
+        self.store
+            .set_issue_status(number, &[IssueStatus::Frozen], IssueStatus::Held)
+            .await
+    }
+
+    /// Releases a held issue: it goes out at its slot (or at the daemon's next tick if the
+    /// slot has passed). Returns `false` when the issue is not held.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn release_issue(&self, number: u32) -> Result<bool, StoreError> {
+        self.store
+            .set_issue_status(number, &[IssueStatus::Held], IssueStatus::Frozen)
+            .await
+    }
+
+    /// The issue a hold link names, if its token is genuine.
+    pub fn hold_token_issue(&self, token: &str) -> Option<u32> {
+        let claims = self.key.verify(Purpose::Hold, token)?;
+        u32::try_from(claims.subject).ok()
+    }
+
+    /// The hold link of an issue, as the review copy carries it.
+    pub fn hold_url(&self, number: u32, now: DateTime<Utc>) -> String {
+        let token = self
+            .key
+            .sign(Purpose::Hold, i64::from(number), now.timestamp());
+        format!("{}hold/{token}", self.config.newsletter.base_url)
+    }
+
+    /// Sends the review copy of a frozen issue to every editor: the issue as subscribers will
+    /// see it, with a note saying when it goes out and how to hold it. A copy that cannot be
+    /// sent is logged with the editor's address and the reason.
+    ///
+    /// # Errors
+    /// When a review message cannot be built.
+    pub async fn send_review_copies(
+        &self,
+        issue: &StoredIssue,
+        rendered: &RenderedIssue,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        let config = &self.config;
+        let hold_url = self.hold_url(issue.number, now);
+        let local = slot
+            .with_timezone(&config.schedule.timezone)
+            .format("%A %-d %B %Y, %H:%M %Z");
+        for editor in &config.schedule.editors {
+            let personal = rendered.personalize(&Recipient {
+                name: "",
+                email: editor.as_str(),
+                unsubscribe_url: &format!("{}u/review-copy", config.newsletter.base_url),
+            });
+            let note = format!(
+                "Review copy of issue #{} ({}). It goes out {local}.\nTo stop it, open {hold_url} or run `herald issues hold {}`.\n\n",
+                issue.number, issue.subject, issue.number
+            );
+            let banner = format!(
+                "<div style=\"font-family:sans-serif;background:#fef3c7;padding:12px;border:1px solid #f59e0b\">Review copy of issue #{}: it goes out {local}. <a href=\"{}\">Hold this issue</a></div>",
+                issue.number,
+                html_escape::encode_double_quoted_attribute(&hold_url)
+            );
+            let html = personal
+                .html
+                .replacen("<body>", &format!("<body>{banner}"), 1);
+            let message = crate::compose::simple_message(
+                &self.sender,
+                editor,
+                "",
+                &format!("[Review] {}", issue.subject),
+                &crate::compose::message_id(
+                    "review",
+                    issue.number,
+                    0,
+                    self.sender.from.email.domain(),
+                ),
+                now,
+                format!("{note}{}", personal.text),
+                html,
+            )?;
+            if let Err(e) = Mailer::send_once(
+                &self.transport,
+                &self.sender.from.email,
+                editor,
+                &message.formatted(),
+            )
+            .await
+            {
+                warn!(editor = %editor, error = %e, "could not send the review copy");
+            }
+        }
+        info!(issue = issue.number, "editors sent the review copy");
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The application layer: every use case of Herald, written once, on one [`App`].
+//!
+//! The CLI commands, the daemon and the HTTP routes are thin callers of this layer: they
+//! parse input, call a method here, and print or render the answer. This layer uses the
+//! adapters (store, mailer, feeds, files) and the pure core; it never imports `commands`,
+//! `daemon` or `http`.
+//!
+//! | module | use case |
+//! |---|---|
+//! | [`issue`] | plan the next issue; prepare the issue to send (the frozen one, or a new one frozen now); the next issue as it would be sent (previews, test copies) |
+//! | [`delivery`] | deliver a frozen issue to its ledger, exactly once |
+//! | [`subscribers`] | import subscriber files |
+//! | [`editorial`] | hold and release, the editors' review copy |
+//! | [`subscription`] | subscribe, confirm (and welcome), unsubscribe |
+//! | [`lease`] | the sender lease and its one heartbeat |
+//! | [`tick`] | one step of the daemon's schedule |
+//! | [`site`] | what the web pages show: archive, glossary, health, metrics |
+//! | [`check`] | `herald check`'s template and page rendering |
+
+pub mod check;
+pub mod delivery;
+pub mod editorial;
+pub mod issue;
+pub mod lease;
+pub mod site;
+pub mod subscribers;
+pub mod subscription;
+pub mod tick;
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::clock::Clock;
+use crate::compose::{ComposeError, Sender};
+use crate::config::Config;
+use crate::domain::SigningKey;
+use crate::feeds::FeedFetcher;
+use crate::files::FileError;
+use crate::glossary::{Glossary, GlossaryError};
+use crate::mailer::{SendError, Transport};
+use crate::render::{NewsletterInfo, RenderError, Renderer};
+use crate::store::{Store, StoreError};
+
+pub use delivery::{DeliveryError, DeliverySettings, Progress, SendSummary, Silent};
+pub use issue::{Planned, Prepared};
+pub use site::Health;
+pub use tick::TickOutcome;
+
+/// The development signing key: public, so only fit for previews and local files.
+pub const DEVELOPMENT_KEY: &str = "herald-development-key-not-secret";
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rendering: {0}")]
+    Render(#[from] RenderError),
+    #[error("composing a message: {0}")]
+    Compose(#[from] ComposeError),
+    #[error("sending: {0}")]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Files(#[from] FileError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(
+        "{}\nthe glossary has {} errors; run `herald glossary check`",
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        .0.len()
+    )]
+    Glossary(Vec<GlossaryError>),
+    #[error("no term `{0}` in the glossary")]
+    UnknownTerm(String),
+    #[error("setting up the HTTP client for feeds: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error("reading subscriber file {}: {source}", file.display())]
+    SubscriberFile {
+        file: std::path::PathBuf,
+        source: crate::subscriber_file::SubscriberFileError,
+    },
+    #[error("another herald is sending (the sender lease is held); try again when it is done")]
+    LeaseHeld,
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a use case needs, built once: the configuration, the store, the clock, the signing
+/// key, the mail transport and the sender, and the feed fetcher.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    /// Signs unsubscribe, confirmation and hold links.
+    pub key: SigningKey,
+    pub transport: Transport,
+    /// From, Reply-To, list name and DKIM signer, as every message carries them.
+    pub sender: Sender,
+    pub fetcher: FeedFetcher,
+    /// What the daemon reports at `/healthz` and `/metrics`.
+    pub health: Health,
+    /// The per-address limit on confirmation emails.
+    pub(crate) confirmations: subscription::ConfirmationLimit,
+}
+
+impl App {
+    /// Opens the store named by the configuration (applying migrations) and prepares the
+    /// transport, the signing key and the sender.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or the HTTP client cannot be built.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let store = Store::open(&config.store_url).await?;
+        Self::with_store(config, store, clock)
+    }
+
+    /// Builds the app around an open store.
+    ///
+    /// # Errors
+    /// When the HTTP client for feeds cannot be built.
+    pub fn with_store(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
+        let transport = match &config.smtp {
+            Some(smtp) => Transport::Smtp(smtp.clone()),
+            None => Transport::Outbox(config.delivery.outbox.clone()),
+        };
+        // The configuration refuses SMTP without HERALD_SECRET, so the development key
+        // only ever signs links in files on this machine (the outbox, previews).
+        let key = match config.signing_key() {
+            Some(secret) => SigningKey::new(secret.expose()),
+            None => SigningKey::new(DEVELOPMENT_KEY),
+        };
+        let sender = Sender {
+            from: config.newsletter.from.clone(),
+            reply_to: config.newsletter.reply_to.clone(),
+            list_name: config.newsletter.name.clone(),
+            base_url: config.newsletter.base_url.to_string(),
+            dkim: config.delivery.dkim.as_ref().map(|d| d.signer.clone()),
+        };
+        let health = Health::default();
+        health.started(clock.now());
+        Ok(Self {
+            fetcher: FeedFetcher::new(Default::default())?,
+            config,
+            store,
+            clock,
+            key,
+            transport,
+            sender,
+            health,
+            confirmations: subscription::ConfirmationLimit::default(),
+        })
+    }
+
+    /// Replaces the feed fetcher (tests use short timeouts).
+    pub fn with_fetcher(mut self, fetcher: FeedFetcher) -> Self {
+        self.fetcher = fetcher;
+        self
+    }
+
+    /// Says so when links are signed with the public development key (no `HERALD_SECRET`).
+    pub fn warn_if_development_key(&self) {
+        if self.config.signing_key().is_none() {
+            warn!(
+                "HERALD_SECRET is not set: signing links with the development key; set it before sending real mail"
+            );
+        }
+    }
+
+    /// Whether mail goes over SMTP (rather than to the outbox).
+    pub fn sends_over_smtp(&self) -> bool {
+        matches!(self.transport, Transport::Smtp(_))
+    }
+
+    /// The glossary, failing when any term file has an error.
+    ///
+    /// # Errors
+    /// [`AppError::Glossary`] with every problem.
+    pub fn glossary(&self) -> Result<Glossary, AppError> {
+        let (glossary, report) = crate::files::load_glossary(&self.config.glossary_dir);
+        if report.errors.is_empty() {
+            Ok(glossary)
+        } else {
+            Err(AppError::Glossary(report.errors))
+        }
+    }
+
+    /// The templates.
+    ///
+    /// # Errors
+    /// [`AppError::Render`] when a template is missing or broken.
+    pub fn renderer(&self) -> Result<Renderer, AppError> {
+        Ok(crate::files::load_templates(&self.config.templates_dir)?)
+    }
+
+    /// The newsletter facts templates need.
+    pub fn newsletter_info(&self) -> NewsletterInfo {
+        newsletter_info(&self.config)
+    }
+
+    /// Closes the store's connections.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
+/// The newsletter facts templates need, from a configuration.
+pub fn newsletter_info(config: &Config) -> NewsletterInfo {
+    NewsletterInfo {
+        name: config.newsletter.name.clone(),
+        base_url: config.newsletter.base_url.to_string(),
+        timezone: config.schedule.timezone,
+    }
+}

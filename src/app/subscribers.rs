@@ -1,0 +1,77 @@
+//! Use case: import subscriber files (the `subscribers` directory before each send, or one
+//! file from `herald subscribers import`), with the suppression rule.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use super::{App, AppError};
+use crate::store::ImportCounts;
+use crate::subscriber_file::RejectedRow;
+
+/// The outcome of importing one subscriber file.
+#[derive(Debug, Clone, Default)]
+pub struct FileImport {
+    pub counts: ImportCounts,
+    /// Bad rows, with their line numbers and reasons.
+    pub rejected: Vec<RejectedRow>,
+}
+
+impl App {
+    /// Reads, parses and imports one subscriber file (with the suppression rule): the good
+    /// rows are imported, the bad ones returned with their line numbers and reasons.
+    ///
+    /// # Errors
+    /// When the file cannot be read, its header is unusable, or the store fails.
+    pub async fn import_subscriber_file(
+        &self,
+        file: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<FileImport, AppError> {
+        let bytes = crate::files::read(file)?;
+        let parsed =
+            crate::subscriber_file::parse(&bytes).map_err(|source| AppError::SubscriberFile {
+                file: file.to_path_buf(),
+                source,
+            })?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut counts = self
+            .store
+            .import_subscribers(&parsed.rows, &format!("import:{name}"), now)
+            .await?;
+        counts.rejected = parsed.rejected.len() as u64;
+        Ok(FileImport {
+            counts,
+            rejected: parsed.rejected,
+        })
+    }
+
+    /// Imports every CSV file of `[subscribers] dir`, logging each rejected row with its file
+    /// and line. Returns the summed counts.
+    ///
+    /// # Errors
+    /// When a file cannot be read or its header is unusable, or the store fails.
+    pub async fn import_subscriber_files(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, AppError> {
+        let mut total = ImportCounts::default();
+        for file in crate::files::subscriber_csv_files(&self.config.subscribers_dir)? {
+            let imported = self.import_subscriber_file(&file, now).await?;
+            for r in &imported.rejected {
+                warn!(file = %file.display(), line = r.line, "subscriber row rejected: {}", r.reason);
+            }
+            let c = imported.counts;
+            total.added += c.added;
+            total.updated += c.updated;
+            total.unchanged += c.unchanged;
+            total.suppressed += c.suppressed;
+            total.rejected += c.rejected;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,262 @@
+//! Use case: the subscription flow. Subscribe (double opt-in: a pending subscriber and a
+//! confirmation email), confirm (and the welcome email with the latest issue), unsubscribe
+//! (RFC 8058 one-click). Every link carries a signed token; a forged, tampered or expired
+//! one is refused without detail.
+
+use std::num::NonZeroU32;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
+use tracing::{info, warn};
+
+use super::{App, AppError};
+use crate::compose::{Addressee, personal_message};
+use crate::domain::{EmailAddress, Purpose, SubscriberName};
+use crate::mailer::Mailer;
+use crate::render::IssuePlan;
+use crate::store::{StoreError, SubscribeOutcome};
+
+/// How long a confirmation link stays valid.
+pub const CONFIRMATION_DAYS: i64 = 7;
+
+/// At most 3 confirmation emails per address per hour, whatever the client address, so
+/// the form cannot be used to flood someone's inbox.
+pub(crate) struct ConfirmationLimit(DefaultKeyedRateLimiter<String>);
+
+impl Default for ConfirmationLimit {
+    fn default() -> Self {
+        Self(RateLimiter::keyed(Quota::per_hour(
+            NonZeroU32::new(3).expect("non-zero"),
+        )))
+    }
+}
+
+/// What a confirmation link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The subscriber is confirmed (now, or already before).
+    Confirmed,
+    /// The link is older than [`CONFIRMATION_DAYS`].
+    Expired,
+    /// The token is forged or tampered with, or names nobody.
+    Invalid,
+}
+
+impl App {
+    /// A subscription request from the web form: records a pending subscriber and sends a
+    /// confirmation email (at most three per address per hour). The caller answers the same
+    /// whatever happened, so that nothing is revealed about the address.
+    ///
+    /// # Errors
+    /// A database error; a confirmation that cannot be sent is logged, not returned.
+    pub async fn subscribe(
+        &self,
+        email: &EmailAddress,
+        name: &SubscriberName,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match self.store.request_subscription(email, name, now).await? {
+            SubscribeOutcome::Confirm(_)
+                if self.confirmations.0.check_key(&email.key()).is_err() =>
+            {
+                info!("confirmation not resent: three were sent to this address in the last hour");
+            }
+            SubscribeOutcome::Confirm(id) => {
+                if let Err(e) = self.send_confirmation(id, email, name.as_str()).await {
+                    warn!(error = %e, "could not send a confirmation email");
+                }
+            }
+            SubscribeOutcome::AlreadyConfirmed => {}
+        }
+        // Forget addresses whose allowance has refilled, so memory stays bounded.
+        if self.confirmations.0.len() > 10_000 {
+            self.confirmations.0.retain_recent();
+        }
+        Ok(())
+    }
+
+    async fn send_confirmation(
+        &self,
+        id: i64,
+        email: &EmailAddress,
+        name: &str,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let token = self.key.sign(Purpose::Confirm, id, now.timestamp());
+        let link = format!("{}confirm/{token}", self.config.newsletter.base_url);
+        let n = &self.config.newsletter.name;
+        let body_text = format!(
+            "Hello,\n\nsomeone (hopefully you) asked to subscribe {email} to {n}.\n\nConfirm here (the link works for {CONFIRMATION_DAYS} days):\n{link}\n\nIf it was not you, ignore this email: nothing will be sent.\n"
+        );
+        let body_html = format!(
+            "<!DOCTYPE html><html><body style=\"font-family:Georgia,serif;font-size:17px;line-height:1.6\"><p>Hello,</p>\
+             <p>someone (hopefully you) asked to subscribe {e} to {n}.</p>\
+             <p><a href=\"{l}\">Confirm your subscription</a> (the link works for {CONFIRMATION_DAYS} days).</p>\
+             <p>If it was not you, ignore this email: nothing will be sent.</p></body></html>",
+            e = text(email.as_str()),
+            n = text(n),
+            l = attr(&link)
+        );
+        let message = crate::compose::simple_message(
+            &self.sender,
+            email,
+            name,
+            &format!("Confirm your subscription to {n}"),
+            &crate::compose::message_id("confirm", 0, id, self.sender.from.email.domain())
+                .replace('>', &format!(".{}>", now.timestamp())),
+            now,
+            body_text,
+            body_html,
+        )?;
+        Mailer::send_once(
+            &self.transport,
+            &self.sender.from.email,
+            email,
+            &message.formatted(),
+        )
+        .await?;
+        info!(subscriber = id, "sent a confirmation email");
+        Ok(())
+    }
+
+    /// Follows a confirmation link: confirms the subscriber it names and, the first time,
+    /// sends the welcome email (a welcome that cannot be sent is logged).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn confirm(&self, token: &str) -> Result<Confirmation, StoreError> {
+        let now = self.clock.now();
+        let Some(claims) = self.key.verify(Purpose::Confirm, token) else {
+            return Ok(Confirmation::Invalid);
+        };
+        if now.timestamp() - claims.issued_at > CONFIRMATION_DAYS * 86_400
+            || claims.issued_at > now.timestamp() + 300
+        {
+            return Ok(Confirmation::Expired);
+        }
+        match self.store.confirm_subscriber(claims.subject, now).await? {
+            Some((email, name, newly)) => {
+                if newly && let Err(e) = self.send_welcome(claims.subject, &email, &name).await {
+                    warn!(error = %e, "could not send the welcome email");
+                }
+                Ok(Confirmation::Confirmed)
+            }
+            None => Ok(Confirmation::Invalid),
+        }
+    }
+
+    /// The subscriber an unsubscribe link names, if the token is genuine and they exist.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn unsubscribe_target(&self, token: &str) -> Result<Option<i64>, StoreError> {
+        let Some(claims) = self.key.verify(Purpose::Unsubscribe, token) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .subscriber_exists(claims.subject)
+            .await?
+            .then_some(claims.subject))
+    }
+
+    /// Unsubscribes the subscriber an unsubscribe link names (idempotent). Returns `false`
+    /// for a forged token or an unknown subscriber.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn unsubscribe(&self, token: &str) -> Result<bool, StoreError> {
+        let Some(claims) = self.key.verify(Purpose::Unsubscribe, token) else {
+            return Ok(false);
+        };
+        let done = self
+            .store
+            .unsubscribe_id(claims.subject, self.clock.now())
+            .await?;
+        if done {
+            info!(subscriber = claims.subject, "unsubscribed a subscriber");
+        }
+        Ok(done)
+    }
+
+    /// Sends the welcome email with the latest issue (or, before the first issue, the term
+    /// the next issue will feature) to a newly confirmed subscriber.
+    ///
+    /// # Errors
+    /// When the glossary or templates fail, or the message cannot be sent.
+    pub async fn send_welcome(
+        &self,
+        id: i64,
+        email: &EmailAddress,
+        name: &str,
+    ) -> Result<(), AppError> {
+        let config = &self.config;
+        let glossary = self.glossary()?;
+        let renderer = self.renderer()?;
+        let latest = self
+            .store
+            .issues()
+            .await?
+            .into_iter()
+            .find(|i| i.status.is_published());
+        let (number, term, links, date) = match &latest {
+            Some(issue) => (
+                issue.number,
+                glossary.get(&issue.term).cloned(),
+                self.store.issue_links(issue.id).await?,
+                issue.send_after.unwrap_or(issue.created_at),
+            ),
+            None => (0, None, Vec::new(), self.clock.now()),
+        };
+        let term = match term {
+            Some(t) => t,
+            None => {
+                let history = self.store.term_history().await?;
+                match crate::selection::next_term(
+                    &glossary,
+                    &history,
+                    &[],
+                    config.schedule.on_exhausted,
+                ) {
+                    crate::selection::TermChoice::Next { term, .. } => term.clone(),
+                    _ => {
+                        return Err(AppError::Refused(
+                            "no glossary term for the welcome email".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        let plan = IssuePlan {
+            number,
+            date,
+            related: glossary.related_names(&term),
+            term,
+            links,
+        };
+        let (html, txt) = if renderer.has("welcome.html") {
+            ("welcome.html", "welcome.txt")
+        } else {
+            ("issue.html", "issue.txt")
+        };
+        let mut rendered = renderer.render_pair(&plan, &self.newsletter_info(), html, txt)?;
+        rendered.subject = format!("Welcome to {}", config.newsletter.name);
+        let message = personal_message(
+            "welcome",
+            &rendered,
+            &self.sender,
+            Addressee { id, email, name },
+            &self.key,
+            self.clock.now(),
+        )?;
+        Mailer::send_once(
+            &self.transport,
+            &self.sender.from.email,
+            email,
+            &message.formatted(),
+        )
+        .await?;
+        info!(subscriber = id, "sent the welcome email");
+        Ok(())
+    }
+}

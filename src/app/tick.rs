@@ -1,0 +1,246 @@
+//! Use case: one step of the daemon's schedule. Send what is due, freeze for review what is
+//! about to be, or nothing. The daemon calls it on every wake-up; tests call it directly.
+//!
+//! Each slot is recorded in the store under a unique key, and an issue made for a slot
+//! carries that key (also unique), so one slot yields at most one issue whatever restarts or
+//! extra daemons happen. Only the holder of the sender lease acts.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::delivery::Silent;
+use super::issue::Prepared;
+use super::{App, AppError};
+use crate::domain::{IssueStatus, SlotOutcome};
+use crate::schedule::{self, SlotDecision};
+
+/// What one tick did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// Another daemon holds the sender lease.
+    Standby,
+    /// Nothing was due.
+    Idle,
+    /// An issue was delivered (or resumed); `finished` when no row is left pending.
+    Delivered { number: u32, finished: bool },
+    /// An issue was frozen for review and the editors were sent a copy.
+    FrozenForReview { number: u32 },
+    /// The latest slot was too old to send.
+    Missed { slot: String },
+    /// The glossary is exhausted (`on_exhausted = "stop"`) or empty.
+    NoIssue { reason: String },
+    /// The unfinished issue is held or waiting for its slot.
+    Waiting { number: u32 },
+}
+
+impl App {
+    /// One step of the schedule for the daemon `run_id`. `stop` ends a delivery early
+    /// (messages in flight are finished, nothing new is claimed).
+    ///
+    /// # Errors
+    /// A store, template or glossary failure.
+    pub async fn tick(
+        &self,
+        run_id: &str,
+        stop: &CancellationToken,
+    ) -> Result<TickOutcome, AppError> {
+        let now = self.clock.now();
+        self.health.ticked(now);
+        if !self.take_sender_lease(run_id).await? {
+            return Ok(TickOutcome::Standby);
+        }
+        let (config, store) = (&self.config, &self.store);
+
+        // An unfinished issue comes first: resume it, or wait for its slot.
+        if let Some(issue) = store.unfinished_issue().await? {
+            if issue.status == IssueStatus::Held || issue.send_after.is_some_and(|t| t > now) {
+                return Ok(TickOutcome::Waiting {
+                    number: issue.number,
+                });
+            }
+            return self.prepare_and_deliver(run_id, None, now, stop).await;
+        }
+
+        let latest = schedule::latest_slot(&config.schedule.cron, config.schedule.timezone, now);
+        let key = latest.map(schedule::slot_key);
+        let handled = match &key {
+            Some(k) => store.slot_recorded(k).await?,
+            None => true,
+        };
+        let mut missed = None;
+        match schedule::decide(latest, handled, now, config.schedule.catch_up_hours) {
+            SlotDecision::Send(slot) => {
+                let key = schedule::slot_key(slot);
+                if !store
+                    .claim_slot(&key, slot, SlotOutcome::Claimed, "", now)
+                    .await?
+                {
+                    return Ok(TickOutcome::Idle);
+                }
+                info!(slot = %key, "slot due: sending");
+                return self
+                    .prepare_and_deliver(run_id, Some((key, slot)), now, stop)
+                    .await;
+            }
+            SlotDecision::Missed(slot) => {
+                let key = schedule::slot_key(slot);
+                let detail = format!(
+                    "noticed {} h late, beyond catch_up_hours",
+                    (now - slot).num_hours()
+                );
+                if store
+                    .claim_slot(&key, slot, SlotOutcome::Missed, &detail, now)
+                    .await?
+                {
+                    warn!(slot = %key, "a slot passed while the daemon was down, longer ago than catch_up_hours: skipped");
+                    missed = Some(key);
+                }
+            }
+            SlotDecision::Nothing => {}
+        }
+
+        if let Some(hours) = config.schedule.review_hours
+            && let Some(next) =
+                schedule::next_slot(&config.schedule.cron, config.schedule.timezone, now)
+            && schedule::review_open(next, hours, now)
+        {
+            let key = schedule::slot_key(next);
+            if !store.slot_recorded(&key).await?
+                && store
+                    .claim_slot(&key, next, SlotOutcome::Claimed, "frozen for review", now)
+                    .await?
+            {
+                return self.freeze_for_review(&key, next, now).await;
+            }
+        }
+        Ok(missed.map_or(TickOutcome::Idle, |slot| TickOutcome::Missed { slot }))
+    }
+
+    async fn prepare_and_deliver(
+        &self,
+        run_id: &str,
+        slot: Option<(String, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+        stop: &CancellationToken,
+    ) -> Result<TickOutcome, AppError> {
+        let store = &self.store;
+        let issue_time = slot.as_ref().map_or(now, |(_, t)| *t);
+        let slot_key = slot.as_ref().map(|(k, _)| k.as_str());
+        let prepared = async {
+            let glossary = self.glossary()?;
+            let renderer = self.renderer()?;
+            self.prepare(&glossary, &renderer, now, issue_time, slot_key, false)
+                .await
+        }
+        .await;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing was frozen: let the next tick try this slot again (within the
+                // catch-up window), so fixing the cause is enough.
+                if let Some(key) = slot_key {
+                    store.forget_slot(key).await?;
+                }
+                return Err(e);
+            }
+        };
+        let (issue, rendered) = match prepared {
+            Prepared::Ready {
+                issue, rendered, ..
+            } => (issue, rendered),
+            Prepared::Exhausted { cycle } => {
+                let reason =
+                    format!("every term was sent in cycle {cycle} and on_exhausted is \"stop\"");
+                warn!("no issue: {reason}");
+                if let Some(key) = slot_key {
+                    store
+                        .finish_slot(key, SlotOutcome::Exhausted, None, &reason, now)
+                        .await?;
+                }
+                return Ok(TickOutcome::NoIssue { reason });
+            }
+            Prepared::NoTerms => {
+                let reason = "the glossary has no terms".to_owned();
+                if let Some(key) = slot_key {
+                    store
+                        .finish_slot(key, SlotOutcome::Failed, None, &reason, now)
+                        .await?;
+                }
+                return Ok(TickOutcome::NoIssue { reason });
+            }
+            Prepared::Held { number } | Prepared::Waiting { number, .. } => {
+                return Ok(TickOutcome::Waiting { number });
+            }
+        };
+        let started = Instant::now();
+        // Each delivery run has an id of its own, so rows this daemon deferred in an earlier
+        // run are retried in this one.
+        let run = format!("{run_id}/{}", now.timestamp_millis());
+        let cancel = stop.clone();
+        let summary = self
+            .deliver(&issue, rendered, run, &Silent, async move {
+                cancel.cancelled().await
+            })
+            .await?;
+        self.health.sent(started.elapsed());
+        let c = summary.counts;
+        info!(
+            issue = issue.number,
+            sent = c.sent,
+            failed = c.failed,
+            bounced = c.bounced,
+            pending = c.pending,
+            ambiguous = summary.ambiguous,
+            "delivery run finished"
+        );
+        let slot_key = slot.map(|(k, _)| k).or(issue.slot_key.clone());
+        if let Some(key) = slot_key {
+            let outcome = if summary.finished {
+                SlotOutcome::Sent
+            } else {
+                SlotOutcome::Claimed
+            };
+            store
+                .finish_slot(
+                    &key,
+                    outcome,
+                    Some(issue.number),
+                    &format!("sent {}, pending {}", c.sent, c.pending),
+                    self.clock.now(),
+                )
+                .await?;
+        }
+        Ok(TickOutcome::Delivered {
+            number: issue.number,
+            finished: summary.finished,
+        })
+    }
+
+    async fn freeze_for_review(
+        &self,
+        key: &str,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<TickOutcome, AppError> {
+        let glossary = self.glossary()?;
+        let renderer = self.renderer()?;
+        let prepared = self
+            .prepare(&glossary, &renderer, now, slot, Some(key), true)
+            .await?;
+        let Prepared::Ready {
+            issue, rendered, ..
+        } = prepared
+        else {
+            return Ok(TickOutcome::Idle);
+        };
+        self.send_review_copies(&issue, &rendered, slot, now)
+            .await?;
+        info!(issue = issue.number, slot = %key, "frozen for review; editors notified");
+        Ok(TickOutcome::FrozenForReview {
+            number: issue.number,
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! Content files: the glossary directory, the templates directory, the curated links file,
+//! the DKIM key and the subscriber CSV files.
+//!
+//! Adapter. Reads files and hands their text to the pure parsers of the core; never decides
+//! anything itself.
+
+use std::path::{Path, PathBuf};
+
+use crate::domain::NewsLink;
+use crate::glossary::{self, Glossary, Report};
+use crate::news::{CuratedError, parse_curated};
+use crate::render::{RenderError, Renderer};
+
+/// A file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Curated { path: PathBuf, source: CuratedError },
+}
+
+/// Reads every `*.md` file of `dir` (not recursing), parses and validates them together.
+///
+/// Returns the glossary of the files that parsed, and the report of every problem. Callers
+/// must treat a report with errors as a failure.
+pub fn load_glossary(dir: &Path) -> (Glossary, Report) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return (
+                Glossary::default(),
+                glossary::unreadable_dir(dir, e.to_string()),
+            );
+        }
+    };
+    let files = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md") && p.is_file())
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+            (path, text)
+        })
+        .collect();
+    glossary::from_files(files)
+}
+
+/// Reads every `.html` and `.txt` file below `dir` (names are paths relative to `dir`, with
+/// `/`) and builds the renderer, which checks that `issue.html` and `issue.txt` exist.
+///
+/// # Errors
+/// [`RenderError`] for an unreadable directory, a syntax error or a missing template.
+pub fn load_templates(dir: &Path) -> Result<Renderer, RenderError> {
+    let mut files = Vec::new();
+    collect_templates(dir, dir, &mut files).map_err(|e| RenderError::Read {
+        dir: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Renderer::from_sources(files)
+}
+
+fn collect_templates(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, String)>,
+) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::path);
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_templates(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "html" || e == "txt") {
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((name, std::fs::read_to_string(&path)?));
+        }
+    }
+    Ok(())
+}
+
+/// The curated links of `path`, with the entries that were skipped and why.
+///
+/// # Errors
+/// [`FileError`] when the file cannot be read or is not valid TOML of the curated shape.
+pub fn load_curated(path: &Path) -> Result<(Vec<NewsLink>, Vec<CuratedError>), FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_curated(&text).map_err(|source| FileError::Curated {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The CSV files of a subscribers directory, sorted.
+///
+/// # Errors
+/// [`FileError::Read`] when the directory cannot be read.
+pub fn subscriber_csv_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| FileError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The bytes of a file, with its path in the error.
+///
+/// # Errors
+/// [`FileError::Read`].
+pub fn read(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
