@@ -223,3 +223,61 @@ fn usage_errors_exit_2_and_help_lists_every_command() {
         assert!(help.stdout.contains(command), "{help:?}");
     }
 }
+
+#[test]
+fn operator_settings_are_checked_at_start_up_and_exit_2_naming_the_variable() {
+    let s = Sandbox::new();
+    // A signing key too short to be safe.
+    let run = s.herald_env(&["check"], &[("HERALD_SECRET", "short-key")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("HERALD_SECRET"), "{run:?}");
+    assert!(run.stderr.contains("at least 32 bytes"), "{run:?}");
+    assert!(!run.all().contains("short-key"), "the key is never printed");
+
+    // SMTP without a signing key.
+    let run = s.herald_env(&["check"], &[("HERALD_SMTP_URL", "smtp://127.0.0.1:2525")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("HERALD_SECRET is not set"), "{run:?}");
+
+    // A TLS mode that does not exist.
+    let run = s.herald_env(
+        &["check"],
+        &[
+            ("HERALD_SMTP_URL", "smtp://127.0.0.1:2525?tls=sometimes"),
+            ("HERALD_SECRET", "0123456789abcdef0123456789abcdef"),
+        ],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("tls=sometimes"), "{run:?}");
+
+    // A database in a directory that does not exist.
+    let run = s.herald_env(
+        &["check"],
+        &[("HERALD_DATABASE_URL", "sqlite://no-such-dir/herald.db")],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("HERALD_DATABASE_URL"), "{run:?}");
+    assert!(run.stderr.contains("no-such-dir"), "{run:?}");
+}
+
+#[test]
+fn a_dkim_key_that_is_not_an_rsa_key_is_a_configuration_error() {
+    let s = Sandbox::new();
+    s.write(
+        "dkim.pem",
+        "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n",
+    );
+    s.write(
+        "herald.toml",
+        format!(
+            "{CONFIG}\n[delivery.dkim]\ndomain = \"example.com\"\nselector = \"s1\"\nprivate_key_path = \"dkim.pem\"\n"
+        ),
+    );
+    let run = s.herald(&["check"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("delivery.dkim.private_key_path"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("dkim.pem"), "{run:?}");
+}

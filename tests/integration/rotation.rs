@@ -42,10 +42,18 @@ fn simulate(
 }
 
 #[test]
-fn two_years_of_weekly_issues_never_repeat_a_term_within_a_cycle() {
+fn a_cycle_and_a_half_of_weekly_issues_never_repeat_a_term_within_a_cycle() {
     let g = shipped();
-    let history = simulate(&g, TermHistory::default(), 104, &[], OnExhausted::Restart);
-    assert_eq!(history.sent.len(), 104);
+    // More issues than terms, so the rotation crosses into a second cycle.
+    let issues = g.len() + g.len() / 2;
+    let history = simulate(
+        &g,
+        TermHistory::default(),
+        issues as u32,
+        &[],
+        OnExhausted::Restart,
+    );
+    assert_eq!(history.sent.len(), issues);
     let mut per_cycle: std::collections::HashMap<u32, HashSet<&Slug>> = Default::default();
     for s in &history.sent {
         assert!(
@@ -57,14 +65,14 @@ fn two_years_of_weekly_issues_never_repeat_a_term_within_a_cycle() {
     }
     // The first cycle covers the whole glossary before the second begins.
     assert_eq!(per_cycle[&1].len(), g.len());
-    assert_eq!(per_cycle[&2].len(), 104 - g.len());
+    assert_eq!(per_cycle[&2].len(), issues - g.len());
     // No term is sent twice in a row across the cycle boundary.
     for pair in history.sent.windows(2) {
         assert_ne!(pair[0].slug, pair[1].slug);
     }
-    // Consecutive issues vary the category whenever another is available.
-    let same_category = history
-        .sent
+    // Consecutive issues vary the category whenever another is available: over two years
+    // of weekly issues, at most a handful share one with the issue before.
+    let same_category = history.sent[..104]
         .windows(2)
         .filter(|p| g.get(&p[0].slug).unwrap().category == g.get(&p[1].slug).unwrap().category)
         .count();
