@@ -6,7 +6,6 @@ use tracing::{info, warn};
 
 use super::{App, AppError};
 use crate::domain::{IssueStatus, Purpose};
-use crate::mailer::Mailer;
 use crate::render::{Recipient, RenderedIssue};
 use crate::store::{StoreError, StoredIssue};
 
@@ -98,14 +97,7 @@ impl App {
                 format!("{note}{}", personal.text),
                 html,
             )?;
-            if let Err(e) = Mailer::send_once(
-                &self.transport,
-                &self.sender.from.email,
-                editor,
-                &message.formatted(),
-            )
-            .await
-            {
+            if let Err(e) = self.send_service_message(editor, &message).await {
                 warn!(editor = %editor, error = %e, "could not send the review copy");
             }
         }

@@ -71,17 +71,6 @@ pub struct NextIssue {
     pub date: DateTime<Utc>,
 }
 
-/// Why there is no next issue.
-fn no_issue(planned: &Planned) -> AppError {
-    match planned {
-        Planned::Exhausted { cycle } => AppError::Refused(format!(
-            "no issue: every term was sent in cycle {cycle} and [schedule] on_exhausted is \"stop\"; \
-             add terms to the glossary or set on_exhausted = \"restart\""
-        )),
-        _ => AppError::Refused("no issue: the glossary has no terms".into()),
-    }
-}
-
 impl App {
     /// The queue in force: `[schedule] queue` first, then `herald queue add` entries.
     ///
@@ -193,7 +182,8 @@ impl App {
                 rendered: renderer.render_issue(&plan, &self.newsletter_info())?,
                 date,
             }),
-            other => Err(no_issue(&other)),
+            Planned::Exhausted { cycle } => Err(AppError::Exhausted { cycle }),
+            Planned::NoTerms => Err(AppError::NoTerms),
         }
     }
 

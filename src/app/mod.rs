@@ -71,6 +71,13 @@ pub enum AppError {
         .0.len()
     )]
     Glossary(Vec<GlossaryError>),
+    #[error(
+        "no issue: every term was sent in cycle {cycle} and [schedule] on_exhausted is \"stop\"; \
+         add terms to the glossary or set on_exhausted = \"restart\""
+    )]
+    Exhausted { cycle: u32 },
+    #[error("no issue: the glossary has no terms")]
+    NoTerms,
     #[error("no term `{0}` in the glossary")]
     UnknownTerm(String),
     #[error("setting up the HTTP client for feeds: {0}")]
@@ -169,6 +176,25 @@ impl App {
                 "HERALD_SECRET is not set: signing links with the development key; set it before sending real mail"
             );
         }
+    }
+
+    /// Sends one service message (confirmation, welcome, review or test copy) on a
+    /// connection of its own, from the newsletter's address. Returns the server's reply.
+    ///
+    /// # Errors
+    /// [`SendError`] when the message is not accepted.
+    pub async fn send_service_message(
+        &self,
+        to: &crate::domain::EmailAddress,
+        message: &lettre::Message,
+    ) -> Result<String, SendError> {
+        crate::mailer::Mailer::send_once(
+            &self.transport,
+            &self.sender.from.email,
+            to,
+            &message.formatted(),
+        )
+        .await
     }
 
     /// Whether mail goes over SMTP (rather than to the outbox).

@@ -12,7 +12,6 @@ use tracing::{info, warn};
 use super::{App, AppError};
 use crate::compose::{Addressee, personal_message};
 use crate::domain::{EmailAddress, Purpose, SubscriberName};
-use crate::mailer::Mailer;
 use crate::render::IssuePlan;
 use crate::store::{StoreError, SubscribeOutcome};
 
@@ -108,13 +107,7 @@ impl App {
             body_text,
             body_html,
         )?;
-        Mailer::send_once(
-            &self.transport,
-            &self.sender.from.email,
-            email,
-            &message.formatted(),
-        )
-        .await?;
+        self.send_service_message(email, &message).await?;
         info!(subscriber = id, "sent a confirmation email");
         Ok(())
     }
@@ -249,13 +242,7 @@ impl App {
             &self.key,
             self.clock.now(),
         )?;
-        Mailer::send_once(
-            &self.transport,
-            &self.sender.from.email,
-            email,
-            &message.formatted(),
-        )
-        .await?;
+        self.send_service_message(email, &message).await?;
         info!(subscriber = id, "sent the welcome email");
         Ok(())
     }

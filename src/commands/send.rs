@@ -13,7 +13,7 @@ use crate::cli::SendArgs;
 use crate::compose::{Addressee, personal_message};
 use crate::domain::{EmailAddress, SubscriberStatus};
 use crate::glossary::Glossary;
-use crate::mailer::{Mailer, Transport};
+use crate::mailer::Transport;
 use crate::render::Renderer;
 
 /// A progress bar on a terminal, a log line every few seconds otherwise.
@@ -109,11 +109,8 @@ async fn send(
             rendered,
             resumed,
         } => (issue, rendered, resumed),
-        Prepared::Exhausted { cycle } => bail!(
-            "no issue: every term was sent in cycle {cycle} and [schedule] on_exhausted is \"stop\"; \
-             add terms to the glossary or set on_exhausted = \"restart\""
-        ),
-        Prepared::NoTerms => bail!("no issue: the glossary has no terms"),
+        Prepared::Exhausted { cycle } => return Err(AppError::Exhausted { cycle }.into()),
+        Prepared::NoTerms => return Err(AppError::NoTerms.into()),
         Prepared::Held { number } => bail!(
             "issue #{number} is held by an editor: `herald issues release {number}` lets it go out"
         ),
@@ -184,12 +181,10 @@ async fn preview_send(
             &app.key,
             date,
         )?;
-        let bytes = message.formatted();
-        let reply =
-            Mailer::send_once(&app.transport, &app.sender.from.email, &email, &bytes).await?;
+        let reply = app.send_service_message(&email, &message).await?;
         println!(
             "test copy of issue #{number} sent to {email} ({} bytes): {reply}",
-            bytes.len()
+            message.formatted().len()
         );
         return Ok(Exit::Success);
     }
