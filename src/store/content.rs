@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::states::Text;
 use super::{Store, StoreError};
 use crate::domain::{NewsLink, Slug};
 use crate::selection::{SentTerm, TermHistory};
@@ -46,13 +47,6 @@ pub struct LastIssue {
     pub created_at: DateTime<Utc>,
 }
 
-fn slug_column(value: String) -> Result<Slug, StoreError> {
-    Slug::parse(&value).map_err(|_| StoreError::Corrupt {
-        column: "slug",
-        value,
-    })
-}
-
 impl Store {
     /// Every term sent so far, in issue order.
     ///
@@ -70,7 +64,7 @@ impl Store {
             sent.push(SentTerm {
                 issue_number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
                 cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
-                slug: slug_column(row.try_get("slug")?)?,
+                slug: row.try_get::<Text<Slug>, _>("slug")?.0,
             });
         }
         Ok(TermHistory { sent })
@@ -109,11 +103,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue(&self) -> Result<Vec<Slug>, StoreError> {
-        let slugs: Vec<String> =
+        let slugs: Vec<Text<Slug>> =
             sqlx::query_scalar("SELECT slug FROM term_queue ORDER BY position")
                 .fetch_all(&self.pool)
                 .await?;
-        slugs.into_iter().map(slug_column).collect()
+        Ok(slugs.into_iter().map(|s| s.0).collect())
     }
 
     /// Appends a slug to the queue; `false` when it was already queued.

@@ -22,6 +22,21 @@ pub struct SlotRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for SlotRecord {
+    fn from_row(r: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            slot_key: r.try_get("slot_key")?,
+            due_at: r.try_get("due_at")?,
+            outcome: r.try_get::<Text<SlotOutcome>, _>("outcome")?.0,
+            issue_number: r
+                .try_get::<Option<i64>, _>("number")?
+                .and_then(|n| u32::try_from(n).ok()),
+            detail: r.try_get("detail")?,
+            recorded_at: r.try_get("recorded_at")?,
+        })
+    }
+}
+
 /// What a subscription request did. The web page says the same thing in every case, so the
 /// response never reveals whether an address was already subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,28 +135,14 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRecord>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT s.slot_key, s.due_at, s.outcome, i.number, s.detail, s.recorded_at
              FROM schedule_slots s LEFT JOIN issues i ON i.id = s.issue_id
              ORDER BY s.due_at DESC LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SlotRecord {
-                    slot_key: r.try_get("slot_key")?,
-                    due_at: r.try_get("due_at")?,
-                    outcome: r.try_get::<Text<SlotOutcome>, _>("outcome")?.0,
-                    issue_number: r
-                        .try_get::<Option<i64>, _>("number")?
-                        .and_then(|n| u32::try_from(n).ok()),
-                    detail: r.try_get("detail")?,
-                    recorded_at: r.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Moves an issue from one of `from` to `to` (hold, release, start sending). Returns
@@ -254,7 +255,7 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Some((
-            super::email_column(r.try_get("email")?)?,
+            r.try_get::<Text<EmailAddress>, _>("email")?.0,
             r.try_get("name")?,
             newly,
         )))

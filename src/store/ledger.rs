@@ -15,7 +15,8 @@ use sqlx::Row;
 
 use super::states::Text;
 use super::{Store, StoreError};
-use super::{email_column, slug_column};
+use sqlx::sqlite::SqliteRow;
+
 use crate::domain::{DeliveryStatus, EmailAddress, IssueStatus, NewsLink, Slug};
 
 /// What freezing records about an issue.
@@ -128,23 +129,39 @@ const ISSUE_COLUMNS: &str =
     "id, number, cycle, term_slug, subject, preheader, html, text, web_html, status,
      slot_key, send_after, created_at, finished_at";
 
-fn issue_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredIssue, StoreError> {
-    Ok(StoredIssue {
-        id: row.try_get("id")?,
-        number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
-        cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
-        term: slug_column(row.try_get("term_slug")?)?,
-        subject: row.try_get("subject")?,
-        preheader: row.try_get("preheader")?,
-        html: row.try_get("html")?,
-        text: row.try_get("text")?,
-        web_html: row.try_get("web_html")?,
-        status: row.try_get::<Text<IssueStatus>, _>("status")?.0,
-        slot_key: row.try_get("slot_key")?,
-        send_after: row.try_get("send_after")?,
-        created_at: row.try_get("created_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
+impl<'r> sqlx::FromRow<'r, SqliteRow> for StoredIssue {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
+            cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
+            term: row.try_get::<Text<Slug>, _>("term_slug")?.0,
+            subject: row.try_get("subject")?,
+            preheader: row.try_get("preheader")?,
+            html: row.try_get("html")?,
+            text: row.try_get("text")?,
+            web_html: row.try_get("web_html")?,
+            status: row.try_get::<Text<IssueStatus>, _>("status")?.0,
+            slot_key: row.try_get("slot_key")?,
+            send_after: row.try_get("send_after")?,
+            created_at: row.try_get("created_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, SqliteRow> for DeliveryRow {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
+            status: row.try_get::<Text<DeliveryStatus>, _>("status")?.0,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            smtp_reply: row.try_get("smtp_reply")?,
+            claimed_at: row.try_get("claimed_at")?,
+            claimed_by: row.try_get("claimed_by")?,
+        })
+    }
 }
 
 impl Store {
@@ -226,13 +243,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn unfinished_issue(&self) -> Result<Option<StoredIssue>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ISSUE_COLUMNS} FROM issues WHERE status IN ('frozen', 'held', 'sending')
              ORDER BY number LIMIT 1"
         )))
         .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(issue_row).transpose()
+        .await?)
     }
 
     /// The issue with this number.
@@ -240,13 +256,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issue(&self, number: u32) -> Result<Option<StoredIssue>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ISSUE_COLUMNS} FROM issues WHERE number = ?"
         )))
         .bind(i64::from(number))
         .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(issue_row).transpose()
+        .await?)
     }
 
     /// Every issue, newest first.
@@ -254,12 +269,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issues(&self) -> Result<Vec<StoredIssue>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ISSUE_COLUMNS} FROM issues ORDER BY number DESC"
         )))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(issue_row).collect()
+        .await?)
     }
 
     /// The links an issue carried, in order.
@@ -326,7 +340,7 @@ impl Store {
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut out = Vec::new();
         for status in statuses {
-            let rows = sqlx::query(
+            let rows: Vec<DeliveryRow> = sqlx::query_as(
                 "SELECT s.email, d.status, d.attempts, d.last_error, d.smtp_reply, d.claimed_at, d.claimed_by
                  FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
                  WHERE d.issue_id = ? AND d.status = ? ORDER BY d.id LIMIT ?",
@@ -336,17 +350,7 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            for r in rows {
-                out.push(DeliveryRow {
-                    email: email_column(r.try_get("email")?)?,
-                    status: r.try_get::<Text<DeliveryStatus>, _>("status")?.0,
-                    attempts: r.try_get("attempts")?,
-                    last_error: r.try_get("last_error")?,
-                    smtp_reply: r.try_get("smtp_reply")?,
-                    claimed_at: r.try_get("claimed_at")?,
-                    claimed_by: r.try_get("claimed_by")?,
-                });
-            }
+            out.extend(rows);
         }
         Ok(out)
     }
@@ -486,7 +490,7 @@ impl Store {
                 claimed.push(Claimed {
                     delivery_id: row.try_get("id")?,
                     subscriber_id,
-                    email: email_column(s.try_get("email")?)?,
+                    email: s.try_get::<Text<EmailAddress>, _>("email")?.0,
                     name: s.try_get("name")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(1),
                 });

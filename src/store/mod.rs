@@ -46,22 +46,6 @@ impl StoreError {
     }
 }
 
-/// A stored address, parsed again into its type (it was valid when it was stored).
-fn email_column(value: String) -> Result<crate::domain::EmailAddress, StoreError> {
-    crate::domain::EmailAddress::parse(&value).map_err(|_| StoreError::Corrupt {
-        column: "subscribers.email",
-        value,
-    })
-}
-
-/// A stored slug, parsed again into its type.
-fn slug_column(value: String) -> Result<crate::domain::Slug, StoreError> {
-    crate::domain::Slug::parse(&value).map_err(|_| StoreError::Corrupt {
-        column: "issues.term_slug",
-        value,
-    })
-}
-
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {

@@ -1,39 +1,49 @@
-//! How the domain's state enums are stored: as their names, in TEXT columns whose CHECK
-//! constraints list the same names. This is the one place where Rust and SQL meet on them:
-//! bind `Text(state)`, read `Text<State>`.
+//! How the domain's parsed values are stored: as their text, in TEXT columns. States (issue,
+//! delivery, slot, subscriber) whose CHECK constraints list the same names, email addresses
+//! and slugs. This is the one place where Rust and SQL meet on them: bind `Text(value)`,
+//! read `Text<T>`; a stored value that no longer parses is a decode error naming its column.
 
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type, encode::IsNull};
 
-use crate::domain::{DeliveryStatus, IssueStatus, SlotOutcome, SubscriberStatus};
+use crate::domain::{
+    DeliveryStatus, EmailAddress, IssueStatus, SlotOutcome, Slug, SubscriberStatus,
+};
 
-/// A state enum with a stored name.
-pub(crate) trait Named: Sized + Copy {
-    fn name(self) -> &'static str;
-    fn from_name(name: &str) -> Result<Self, BoxDynError>;
+/// A domain value with a stored text form.
+pub(crate) trait StoredText: Sized {
+    fn text(&self) -> &str;
+    fn from_text(text: &str) -> Result<Self, BoxDynError>;
 }
 
-macro_rules! named {
-    ($($state:ty),+) => {$(
-        impl Named for $state {
-            fn name(self) -> &'static str {
+macro_rules! stored_text {
+    ($($value:ty),+) => {$(
+        impl StoredText for $value {
+            fn text(&self) -> &str {
                 self.as_str()
             }
-            fn from_name(name: &str) -> Result<Self, BoxDynError> {
-                Ok(<$state>::parse(name)?)
+            fn from_text(text: &str) -> Result<Self, BoxDynError> {
+                Ok(<$value>::parse(text)?)
             }
         }
     )+};
 }
 
-named!(IssueStatus, DeliveryStatus, SlotOutcome, SubscriberStatus);
+stored_text!(
+    IssueStatus,
+    DeliveryStatus,
+    SlotOutcome,
+    SubscriberStatus,
+    EmailAddress,
+    Slug
+);
 
-/// A state as the database sees it: its name as TEXT.
+/// A value as the database sees it: its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Text<T>(pub T);
 
-impl<T: Named> Type<Sqlite> for Text<T> {
+impl<T: StoredText> Type<Sqlite> for Text<T> {
     fn type_info() -> SqliteTypeInfo {
         <&str as Type<Sqlite>>::type_info()
     }
@@ -42,15 +52,15 @@ impl<T: Named> Type<Sqlite> for Text<T> {
     }
 }
 
-impl<T: Named> Encode<'_, Sqlite> for Text<T> {
+impl<T: StoredText> Encode<'_, Sqlite> for Text<T> {
     fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<Sqlite>>::encode(self.0.name(), buf)
+        <&str as Encode<Sqlite>>::encode(self.0.text(), buf)
     }
 }
 
-impl<'r, T: Named> Decode<'r, Sqlite> for Text<T> {
+impl<'r, T: StoredText> Decode<'r, Sqlite> for Text<T> {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        let name = <&str as Decode<Sqlite>>::decode(value)?;
-        Ok(Text(T::from_name(name)?))
+        let text = <&str as Decode<Sqlite>>::decode(value)?;
+        Ok(Text(T::from_text(text)?))
     }
 }

@@ -6,6 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use sqlx::sqlite::SqliteRow;
+
+use super::states::Text;
 use super::{Store, StoreError};
 use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
 use crate::subscriber_file::{ImportAction, SubscriberRow, decide_import};
@@ -46,23 +49,18 @@ pub enum AddOutcome {
     Reactivated,
 }
 
-fn status_column(value: String) -> Result<SubscriberStatus, StoreError> {
-    SubscriberStatus::parse(&value).map_err(|_| StoreError::Corrupt {
-        column: "subscribers.status",
-        value,
-    })
-}
-
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SubscriberRecord, StoreError> {
-    Ok(SubscriberRecord {
-        id: row.try_get("id")?,
-        email: super::email_column(row.try_get("email")?)?,
-        name: row.try_get("name")?,
-        status: status_column(row.try_get("status")?)?,
-        source: row.try_get("source")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+impl<'r> sqlx::FromRow<'r, SqliteRow> for SubscriberRecord {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
+            name: row.try_get("name")?,
+            status: row.try_get::<Text<SubscriberStatus>, _>("status")?.0,
+            source: row.try_get("source")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 /// The SQL that moves a subscriber to `status`, stamping the matching timestamp column.
@@ -100,7 +98,7 @@ impl Store {
                 Some(r) => Some((
                     r.try_get::<i64, _>("id")?,
                     r.try_get::<String, _>("name")?,
-                    status_column(r.try_get("status")?)?,
+                    r.try_get::<Text<SubscriberStatus>, _>("status")?.0,
                 )),
                 None => None,
             };
@@ -176,7 +174,7 @@ impl Store {
             Some(row) => {
                 let id: i64 = row.try_get("id")?;
                 let old_name: String = row.try_get("name")?;
-                let status = status_column(row.try_get("status")?)?;
+                let status = row.try_get::<Text<SubscriberStatus>, _>("status")?.0;
                 let new_name = if name.is_empty() {
                     old_name
                 } else {
@@ -222,7 +220,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        let previous = status_column(row.try_get("status")?)?;
+        let previous = row.try_get::<Text<SubscriberStatus>, _>("status")?.0;
         if previous != SubscriberStatus::Unsubscribed {
             sqlx::query(SET_STATUS)
                 .bind(SubscriberStatus::Unsubscribed.as_str())
@@ -244,14 +242,13 @@ impl Store {
         &self,
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<SubscriberRecord>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, email, name, status, source, created_at, updated_at FROM subscribers
              WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
         )
-        .bind(status.map(SubscriberStatus::as_str))
+        .bind(status.map(Text))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(record).collect()
+        .await?)
     }
 
     /// The subscriber with this address, if any.
@@ -262,14 +259,13 @@ impl Store {
         &self,
         email: &EmailAddress,
     ) -> Result<Option<SubscriberRecord>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, email, name, status, source, created_at, updated_at FROM subscribers
              WHERE email_key = ?",
         )
         .bind(email.key())
         .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(record).transpose()
+        .await?)
     }
 
     /// How many subscribers have each status (every status present, zero included).
@@ -283,7 +279,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for row in rows {
-            let status = status_column(row.try_get("status")?)?;
+            let status = row.try_get::<Text<SubscriberStatus>, _>("status")?.0;
             counts.insert(status, row.try_get::<i64, _>("n")?.try_into().unwrap_or(0));
         }
         Ok(counts)
