@@ -1,7 +1,9 @@
 //! The application layer: every use case of Herald, written once, on one [`App`].
 //!
 //! The CLI commands, the daemon and the HTTP routes are thin callers of this layer: they
-//! parse input, call a method here, and print or render the answer. This layer uses the
+//! parse input, call a method here, and print or render the answer. Anything that decides
+//! (what to send, to whom, when, whether a request is allowed) is a method here; a command
+//! may still list plain store rows through [`App::store`] to print them. This layer uses the
 //! adapters (store, mailer, feeds, files) and the pure core; it never imports `commands`,
 //! `daemon` or `http`.
 //!
@@ -13,6 +15,7 @@
 //! | [`editorial`] | hold and release, the editors' review copy |
 //! | [`subscription`] | subscribe, confirm (and welcome), unsubscribe |
 //! | [`lease`] | the sender lease and its one heartbeat |
+//! | [`report`] | the issues so far and their ledgers |
 //! | [`tick`] | one step of the daemon's schedule |
 //! | [`site`] | what the web pages show: archive, glossary, health, metrics |
 //! | [`check`] | `herald check`'s template and page rendering |
@@ -22,6 +25,7 @@ pub mod delivery;
 pub mod editorial;
 pub mod issue;
 pub mod lease;
+pub mod report;
 pub mod site;
 pub mod subscribers;
 pub mod subscription;

@@ -5,9 +5,9 @@ use serde::Serialize;
 
 use crate::Exit;
 use crate::app::App;
+use crate::app::report::IssueSummary;
 use crate::cli::IssuesCommand;
-use crate::domain::DeliveryStatus;
-use crate::store::{DeliveryRow, LedgerCounts};
+use crate::store::DeliveryRow;
 
 #[derive(Serialize)]
 struct IssueLine {
@@ -37,7 +37,8 @@ struct IssueDetail {
     pending_with_errors: Vec<DeliveryRow>,
 }
 
-fn line(issue: &crate::store::StoredIssue, c: LedgerCounts) -> IssueLine {
+fn line(summary: &IssueSummary) -> IssueLine {
+    let (issue, c) = (&summary.issue, summary.counts);
     IssueLine {
         number: issue.number,
         term: issue.term.to_string(),
@@ -56,14 +57,9 @@ fn line(issue: &crate::store::StoredIssue, c: LedgerCounts) -> IssueLine {
 }
 
 pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
-    let store = &app.store;
     match cmd {
         IssuesCommand::List(flag) => {
-            let mut lines = Vec::new();
-            for issue in store.issues().await? {
-                let counts = store.ledger_counts(issue.id).await?;
-                lines.push(line(&issue, counts));
-            }
+            let lines: Vec<IssueLine> = app.issue_summaries().await?.iter().map(line).collect();
             if flag.json {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
             } else if lines.is_empty() {
@@ -89,34 +85,15 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
             }
         }
         IssuesCommand::Show { number, json } => {
-            let Some(issue) = store.issue(number).await? else {
+            let Some(report) = app.issue_report(number).await? else {
                 bail!("no issue #{number} (see `herald issues list`)");
             };
-            let counts = store.ledger_counts(issue.id).await?;
             let detail = IssueDetail {
-                line: line(&issue, counts),
-                links: store
-                    .issue_links(issue.id)
-                    .await?
-                    .into_iter()
-                    .map(|l| l.url)
-                    .collect(),
-                failures: store
-                    .deliveries_with_status(
-                        issue.id,
-                        &[DeliveryStatus::Failed, DeliveryStatus::Bounced],
-                        1000,
-                    )
-                    .await?,
-                ambiguous: store
-                    .deliveries_with_status(issue.id, &[DeliveryStatus::Sending], 1000)
-                    .await?,
-                pending_with_errors: store
-                    .deliveries_with_status(issue.id, &[DeliveryStatus::Pending], 1000)
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.last_error.is_some())
-                    .collect(),
+                line: line(&report.summary),
+                links: report.links,
+                failures: report.failures,
+                ambiguous: report.ambiguous,
+                pending_with_errors: report.pending_with_errors,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
