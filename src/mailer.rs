@@ -96,13 +96,6 @@ pub enum SendError {
     Permanent { message: String, bounce: bool },
 }
 
-impl SendError {
-    /// Whether retrying may help.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient(_))
-    }
-}
-
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let message = e.to_string();
     if e.is_permanent() {

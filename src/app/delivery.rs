@@ -96,7 +96,7 @@ type Outcome = (i64, Result<String, SendError>);
 /// The retry delay for a row's `attempt`-th failure in this run: exponential from `base`,
 /// capped at `max`, with ±20% jitter derived from the row (so retries of many rows spread
 /// out, and a test can predict them).
-pub fn backoff(base: Duration, max: Duration, delivery_id: i64, attempt: u32) -> Duration {
+fn backoff(base: Duration, max: Duration, delivery_id: i64, attempt: u32) -> Duration {
     let exp = base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
         .min(max);
@@ -355,7 +355,7 @@ async fn send_one(
 
 impl DeliverySettings {
     /// The settings `[delivery]` asks for, for a run called `run_id`.
-    pub fn from_config(config: &crate::config::Config, run_id: String) -> Self {
+    fn from_config(config: &crate::config::Config, run_id: String) -> Self {
         Self {
             concurrency: config.delivery.concurrency,
             rate_per_second: config.delivery.rate_per_second,

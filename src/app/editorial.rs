@@ -39,7 +39,7 @@ impl App {
     }
 
     /// The hold link of an issue, as the review copy carries it.
-    pub fn hold_url(&self, number: u32, now: DateTime<Utc>) -> String {
+    fn hold_url(&self, number: u32, now: DateTime<Utc>) -> String {
         let token = self
             .key
             .sign(Purpose::Hold, i64::from(number), now.timestamp());

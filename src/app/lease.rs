@@ -13,11 +13,11 @@ use crate::clock::Clock;
 use crate::store::{Store, StoreError};
 
 /// The name of the lease that makes one sender at a time.
-pub const SENDER_LEASE: &str = "sender";
+const SENDER_LEASE: &str = "sender";
 /// How long a lease lasts without a heartbeat.
-pub const LEASE_TTL: Duration = Duration::from_secs(60);
+const LEASE_TTL: Duration = Duration::from_secs(60);
 /// How often the holder renews it: four chances before it expires.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
+const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// A name for a run, unique enough to tell runs apart in leases and the ledger:
 /// `KIND@HOST:PID:MILLIS`.

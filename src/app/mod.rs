@@ -201,11 +201,6 @@ impl App {
         .await
     }
 
-    /// Whether mail goes over SMTP (rather than to the outbox).
-    pub fn sends_over_smtp(&self) -> bool {
-        matches!(self.transport, Transport::Smtp(_))
-    }
-
     /// The glossary, failing when any term file has an error.
     ///
     /// # Errors

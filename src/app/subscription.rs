@@ -177,7 +177,7 @@ impl App {
     ///
     /// # Errors
     /// When the glossary or templates fail, or the message cannot be sent.
-    pub async fn send_welcome(
+    async fn send_welcome(
         &self,
         id: i64,
         email: &EmailAddress,

@@ -7,8 +7,6 @@
 //! one transaction, so rows in `sending` never outnumber the workers: after a crash at most
 //! `concurrency` rows are ambiguous.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -563,18 +561,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(left == 0)
-    }
-
-    /// Ledger counts of every issue, by issue id.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn all_ledger_counts(&self) -> Result<BTreeMap<i64, LedgerCounts>, StoreError> {
-        let mut out = BTreeMap::new();
-        for issue in self.issues().await? {
-            out.insert(issue.id, self.ledger_counts(issue.id).await?);
-        }
-        Ok(out)
     }
 
     /// Takes or renews the lease `name` for `holder` until `until`. Returns `false` when
