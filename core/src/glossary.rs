@@ -135,6 +135,109 @@ impl Glossary {
             .collect()
     }
 
+    /// Terms matching a search, best first: the name or an alias equal to the query, then
+    /// starting with it, then containing it, then summaries and explanations that contain
+    /// every word of it. Case is ignored; an empty query matches nothing.
+    pub fn search(&self, query: &str) -> Vec<&Term> {
+        let q = query.trim().to_lowercase();
+        if q.is_empty() {
+            return Vec::new();
+        }
+        let words: Vec<&str> = q.split_whitespace().collect();
+        let mut hits: Vec<(u32, &Term)> = self
+            .terms
+            .iter()
+            .filter_map(|t| {
+                let name = t.term.to_lowercase();
+                let aliases: Vec<String> = t.aliases.iter().map(|a| a.to_lowercase()).collect();
+                let has_all = |text: &str| {
+                    let text = text.to_lowercase();
+                    words.iter().all(|w| text.contains(w))
+                };
+                let score = if name == q || aliases.iter().any(|a| *a == q) {
+                    100
+                } else if name.starts_with(&q) {
+                    80
+                } else if aliases.iter().any(|a| a.starts_with(&q)) {
+                    70
+                } else if name.contains(&q) {
+                    60
+                } else if aliases.iter().any(|a| a.contains(&q)) {
+                    50
+                } else if has_all(&t.summary) {
+                    30
+                } else if has_all(&t.body) {
+                    10
+                } else {
+                    return None;
+                };
+                Some((score, t))
+            })
+            .collect();
+        hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.term.cmp(&b.1.term)));
+        hits.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The `n` terms whose names or aliases are closest to `query` (Jaro-Winkler), for a
+    /// search that found nothing, or a misspelt slug.
+    pub fn closest(&self, query: &str, n: usize) -> Vec<&Term> {
+        let q = query.trim().to_lowercase();
+        let mut scored: Vec<(f64, &Term)> = self
+            .terms
+            .iter()
+            .map(|t| {
+                let best = std::iter::once(t.term.to_lowercase())
+                    .chain(std::iter::once(t.slug.as_str().to_owned()))
+                    .chain(t.aliases.iter().map(|a| a.to_lowercase()))
+                    .map(|name| strsim::jaro_winkler(&q, &name))
+                    .fold(0.0, f64::max);
+                (best, t)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.term.cmp(&b.1.term)));
+        scored.into_iter().take(n).map(|(_, t)| t).collect()
+    }
+
+    /// The terms of `category`, in alphabetical order of their names.
+    pub fn in_category(&self, category: &str) -> Vec<&Term> {
+        let mut terms: Vec<&Term> = self
+            .terms
+            .iter()
+            .filter(|t| t.category == category)
+            .collect();
+        terms.sort_by_key(|t| t.term.to_lowercase());
+        terms
+    }
+
+    /// The terms before and after `term` in its category, alphabetically.
+    pub fn neighbours(&self, term: &Term) -> (Option<&Term>, Option<&Term>) {
+        let list = self.in_category(&term.category);
+        let Some(i) = list.iter().position(|t| t.slug == term.slug) else {
+            return (None, None);
+        };
+        (i.checked_sub(1).map(|j| list[j]), list.get(i + 1).copied())
+    }
+
+    /// Every term grouped by the first letter of its name (A-Z; anything else under `#`),
+    /// the groups and the terms in each in alphabetical order.
+    pub fn by_letter(&self) -> Vec<(char, Vec<&Term>)> {
+        let mut groups: BTreeMap<char, Vec<&Term>> = BTreeMap::new();
+        for t in &self.terms {
+            let first = t
+                .term
+                .chars()
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .filter(char::is_ascii_alphabetic)
+                .unwrap_or('#');
+            groups.entry(first).or_default().push(t);
+        }
+        for terms in groups.values_mut() {
+            terms.sort_by_key(|t| t.term.to_lowercase());
+        }
+        groups.into_iter().collect()
+    }
+
     /// The distinct categories, sorted.
     pub fn categories(&self) -> Vec<&str> {
         let mut c: Vec<&str> = self.terms.iter().map(|t| t.category.as_str()).collect();
@@ -460,6 +563,9 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
         }
     }
     for located in &terms {
+        house_style(located, &mut report.warnings);
+    }
+    for located in &terms {
         let t = &located.term;
         let words = t.body.split_whitespace().count();
         if !EXPLANATION_WORDS.contains(&words) {
@@ -504,6 +610,175 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
     list.sort_by(|a, b| a.slug.cmp(&b.slug));
     list.dedup_by(|a, b| a.slug == b.slug);
     (Glossary { terms: list }, report)
+}
+
+/// Aliases that are ordinary English words: in running text they would link to the term
+/// where nobody meant it ("context", "agent", "loss" ...).
+const COMMON_WORDS: &[&str] = &[
+    "agent",
+    "agents",
+    "answer",
+    "assistant",
+    "bias",
+    "block",
+    "cache",
+    "chat",
+    "code",
+    "compute",
+    "context",
+    "control",
+    "copyright",
+    "cost",
+    "data",
+    "decoder",
+    "encoder",
+    "error",
+    "example",
+    "filter",
+    "fine",
+    "function",
+    "goal",
+    "guard",
+    "input",
+    "layer",
+    "learning",
+    "loss",
+    "memory",
+    "model",
+    "models",
+    "network",
+    "noise",
+    "output",
+    "parameter",
+    "parameters",
+    "policy",
+    "privacy",
+    "prompt",
+    "prompts",
+    "rate",
+    "reasoning",
+    "reward",
+    "risk",
+    "safety",
+    "sample",
+    "sampling",
+    "score",
+    "search",
+    "serving",
+    "speech",
+    "step",
+    "system",
+    "task",
+    "test",
+    "text",
+    "token",
+    "tokens",
+    "tool",
+    "tools",
+    "training",
+    "value",
+    "vector",
+    "vision",
+    "voice",
+    "weight",
+    "weights",
+];
+
+/// British spellings and their American forms: the glossary is written in American English.
+/// Matched at the start of a word, ignoring case; [`BRITISH_WORDS`] are matched whole (their
+/// stems begin other, American words: "analyses" is also the plural of "analysis").
+const BRITISH: &[(&str, &str)] = &[
+    ("optimis", "optimiz"),
+    ("normalis", "normaliz"),
+    ("generalis", "generaliz"),
+    ("regularis", "regulariz"),
+    ("organis", "organiz"),
+    ("recognis", "recogniz"),
+    ("summaris", "summariz"),
+    ("minimis", "minimiz"),
+    ("maximis", "maximiz"),
+    ("parallelis", "paralleliz"),
+    ("tokenis", "tokeniz"),
+    ("quantis", "quantiz"),
+    ("memoris", "memoriz"),
+    ("characteris", "characteriz"),
+    ("prioritis", "prioritiz"),
+    ("behaviour", "behavior"),
+    ("colour", "color"),
+    ("favour", "favor"),
+    ("labour", "labor"),
+    ("neighbour", "neighbor"),
+    ("labelled", "labeled"),
+    ("labelling", "labeling"),
+    ("modelling", "modeling"),
+    ("modelled", "modeled"),
+    ("travelled", "traveled"),
+    ("centre", "center"),
+    ("analysed", "analyzed"),
+    ("analysing", "analyzing"),
+    ("catalogue", "catalog"),
+    ("defence", "defense"),
+    ("licence", "license"),
+    ("programme", "program"),
+];
+
+/// British spellings matched as whole words only.
+const BRITISH_WORDS: &[(&str, &str)] = &[("analyse", "analyze"), ("analyser", "analyzer")];
+
+/// House-style warnings for one term: aliases that are common words, British spellings.
+fn house_style(located: &LocatedTerm, warnings: &mut Vec<GlossaryWarning>) {
+    let t = &located.term;
+    for alias in &t.aliases {
+        if COMMON_WORDS.contains(&alias.to_lowercase().as_str()) {
+            warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line: located.line("aliases"),
+                message: format!(
+                    "alias `{alias}` is a common English word: it would mis-link ordinary text; use a name only this term has"
+                ),
+            });
+        }
+    }
+    let fields = [
+        ("term", t.term.as_str()),
+        ("summary", t.summary.as_str()),
+        ("example", t.example.as_str()),
+        ("body", t.body.as_str()),
+    ];
+    for (field, text) in fields {
+        for (british, american) in other_spellings(text) {
+            warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line: if field == "body" {
+                    located.first_line
+                } else {
+                    located.line(field)
+                },
+                message: format!(
+                    "`{field}`: `{british}` is British spelling; the glossary uses American (`{american}`)"
+                ),
+            });
+        }
+    }
+}
+
+/// The British spellings in `text`, each once, with the American form of the word.
+fn other_spellings(text: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        let lower = word.to_lowercase();
+        let prefix = BRITISH
+            .iter()
+            .find(|(british, _)| lower.starts_with(british));
+        let whole = BRITISH_WORDS.iter().find(|(british, _)| lower == *british);
+        if let Some((british, american)) = prefix.or(whole)
+            && !found.iter().any(|(w, _)| *w == lower)
+        {
+            let fixed = format!("{american}{}", &lower[british.len()..]);
+            found.push((lower.clone(), fixed));
+        }
+    }
+    found
 }
 
 /// The plain text of the first paragraph of a Markdown document, white space collapsed.
@@ -615,5 +890,99 @@ mod tests {
         let errors = parse_term(Path::new("x.md"), text).unwrap_err();
         assert_eq!(errors[0].line, 3, "{errors:?}");
         assert!(matches!(errors[0].kind, ErrorKind::Toml(_)));
+    }
+
+    fn sample() -> Glossary {
+        let file = |slug: &str, term: &str, aliases: &str, category: &str, summary: &str| {
+            let text = format!(
+                "+++\nterm = \"{term}\"\naliases = [{aliases}]\ncategory = \"{category}\"\nexample = \"We use {term} daily.\"\nsummary = \"{summary}\"\n+++\n\nBody about {term}.\n"
+            );
+            (PathBuf::from(format!("{slug}.md")), Ok(text))
+        };
+        let (g, report) = from_files(vec![
+            file(
+                "large-language-model",
+                "Large language model",
+                "\"LLM\"",
+                "A",
+                "A model trained on text.",
+            ),
+            file(
+                "language-model",
+                "Language model",
+                "",
+                "A",
+                "Predicts words.",
+            ),
+            file(
+                "attention",
+                "Attention",
+                "",
+                "B",
+                "Lets a model weigh tokens.",
+            ),
+            file(
+                "tokenization",
+                "Tokenization",
+                "",
+                "A",
+                "Splits text into tokens.",
+            ),
+        ]);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        g
+    }
+
+    #[test]
+    fn search_ranks_exact_names_first_then_prefixes_then_summaries() {
+        let g = sample();
+        let slugs =
+            |q: &str| -> Vec<String> { g.search(q).iter().map(|t| t.slug.to_string()).collect() };
+        assert_eq!(slugs("llm"), ["large-language-model"]);
+        assert_eq!(
+            slugs("language model"),
+            ["language-model", "large-language-model"]
+        );
+        assert_eq!(slugs("tokens"), ["attention", "tokenization"]);
+        assert!(slugs("  ").is_empty());
+        assert_eq!(g.closest("atention", 1)[0].slug.as_str(), "attention");
+    }
+
+    #[test]
+    fn neighbours_and_letters_follow_the_alphabet() {
+        let g = sample();
+        let lm = g.find("language model").unwrap();
+        let (prev, next) = g.neighbours(lm);
+        assert_eq!(prev.map(|t| t.slug.as_str()), None);
+        assert_eq!(next.map(|t| t.slug.as_str()), Some("large-language-model"));
+        let letters: Vec<char> = g.by_letter().iter().map(|(c, _)| *c).collect();
+        assert_eq!(letters, ['A', 'L', 'T']);
+    }
+
+    #[test]
+    fn house_style_flags_common_word_aliases_and_british_spelling() {
+        let text = "+++\nterm = \"Context window\"\naliases = [\"context\"]\ncategory = \"A\"\nexample = \"The context window filled up.\"\nsummary = \"How much text a model can consider at once, and its behaviour at the limit.\"\n+++\n\nThe window is analysed here, and analyses are American too.\n";
+        let (_, report) = from_files(vec![(PathBuf::from("context-window.md"), Ok(text.into()))]);
+        let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("alias `context` is a common English word")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`behaviour` is British spelling") && w.contains("`behavior`")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("`analysed`")),
+            "{warnings:?}"
+        );
+        assert!(
+            !warnings.iter().any(|w| w.contains("`analyses`")),
+            "{warnings:?}"
+        );
     }
 }
