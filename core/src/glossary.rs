@@ -154,7 +154,7 @@ impl Glossary {
                     let text = text.to_lowercase();
                     words.iter().all(|w| text.contains(w))
                 };
-                let score = if name == q || aliases.iter().any(|a| *a == q) {
+                let score = if name == q || aliases.contains(&q) {
                     100
                 } else if name.starts_with(&q) {
                     80
