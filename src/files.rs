@@ -131,3 +131,11 @@ pub fn read(path: &Path) -> Result<Vec<u8>, FileError> {
         source,
     })
 }
+
+/// When a file last changed, if the file system says.
+pub fn modified(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(chrono::DateTime::<chrono::Utc>::from)
+}

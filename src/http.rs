@@ -7,13 +7,12 @@
 //! limited to 16 KiB; `POST /subscribe` is rate-limited per client address; every response
 //! carries security headers.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -24,6 +23,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::app::App;
+use crate::app::site::TermLookup;
 use crate::app::subscription::{CONFIRMATION_DAYS, Confirmation};
 use crate::domain::{EmailAddress, Secret, SubscriberName};
 
@@ -66,6 +66,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/archive/{number}", get(archive_issue))
         .route("/glossary", get(glossary_index))
         .route("/glossary/{slug}", get(glossary_term))
+        .route("/glossary/{slug}/", get(glossary_term_slash))
+        .route("/sitemap.xml", get(sitemap))
+        .route("/robots.txt", get(robots))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/preview", get(preview))
@@ -114,11 +117,29 @@ fn render_page(
     mut context: tera::Context,
 ) -> Response {
     context.insert("title", title);
+    let base = s.config.newsletter.base_url.as_str();
+    let defaults = [
+        (
+            "description",
+            format!(
+                "{}: one AI term explained every week, with fresh AI news links.",
+                s.config.newsletter.name
+            ),
+        ),
+        ("canonical", String::new()),
+        ("og_type", "website".to_owned()),
+        ("jsonld", String::new()),
+    ];
+    for (key, value) in defaults {
+        if !context.contains_key(key) {
+            context.insert(key, &value);
+        }
+    }
     context.insert(
         "newsletter",
         &serde_json::json!({
             "name": s.config.newsletter.name,
-            "base_url": s.config.newsletter.base_url.as_str(),
+            "base_url": base,
         }),
     );
     let rendered = s
@@ -482,60 +503,244 @@ async fn archive_feed(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn glossary_index(State(s): State<Shared>) -> Response {
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// A term as the glossary pages list it.
+fn term_link(base: &str, t: &crate::domain::Term) -> serde_json::Value {
+    serde_json::json!({
+        "url": format!("{base}glossary/{}", t.slug),
+        "slug": t.slug.as_str(),
+        "term": t.term,
+        "summary": t.summary,
+        "category": t.category,
+    })
+}
+
+/// JSON-LD for a `<script type="application/ld+json">` block: `<` is escaped so that no
+/// value can close the script element.
+fn json_ld(value: &serde_json::Value) -> String {
+    value.to_string().replace('<', "\\u003c")
+}
+
+async fn glossary_index(State(s): State<Shared>, Query(query): Query<SearchQuery>) -> Response {
     let glossary = s.glossary_for_pages();
     let base = s.config.newsletter.base_url.as_str();
-    let mut by_category: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
-    for t in glossary.terms() {
-        by_category
-            .entry(&t.category)
-            .or_default()
-            .push(serde_json::json!({
-                "url": format!("{base}glossary/{}", t.slug),
-                "term": t.term,
-                "summary": t.summary,
-            }));
-    }
-    let categories: Vec<serde_json::Value> = by_category
+    let name = &s.config.newsletter.name;
+    let letters: Vec<serde_json::Value> = glossary
+        .by_letter()
         .into_iter()
-        .map(|(name, terms)| serde_json::json!({"name": name, "terms": terms}))
+        .map(|(letter, terms)| {
+            serde_json::json!({
+                "letter": letter.to_string(),
+                "terms": terms.iter().map(|t| term_link(base, t)).collect::<Vec<_>>(),
+            })
+        })
         .collect();
+    let categories: Vec<serde_json::Value> = glossary
+        .categories()
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c,
+                "terms": glossary.in_category(c).into_iter().map(|t| term_link(base, t)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let q = query.q.trim();
+    let results: Vec<serde_json::Value> = glossary
+        .search(q)
+        .into_iter()
+        .map(|t| term_link(base, t))
+        .collect();
+    let closest: Vec<serde_json::Value> = if !q.is_empty() && results.is_empty() {
+        glossary
+            .closest(q, 5)
+            .into_iter()
+            .map(|t| term_link(base, t))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut context = tera::Context::new();
+    context.insert("query", q);
+    context.insert("results", &results);
+    context.insert("closest", &closest);
+    context.insert("letters", &letters);
     context.insert("categories", &categories);
-    render_page(&s, StatusCode::OK, "web/glossary.html", "Glossary", context)
+    context.insert("term_count", &glossary.len());
+    context.insert(
+        "description",
+        &format!(
+            "{} AI terms explained in plain language: what each means, how it works, an example and related terms. From {name}.",
+            glossary.len()
+        ),
+    );
+    context.insert("canonical", &format!("{base}glossary"));
+    context.insert(
+        "jsonld",
+        &json_ld(&serde_json::json!({
+            "@context": "https://schema.org",
+            "@type": "DefinedTermSet",
+            "name": format!("{name} glossary"),
+            "url": format!("{base}glossary"),
+            "hasDefinedTerm": glossary.terms().iter().map(|t| serde_json::json!({
+                "@type": "DefinedTerm",
+                "name": t.term,
+                "url": format!("{base}glossary/{}", t.slug),
+            })).collect::<Vec<_>>(),
+        })),
+    );
+    let title = if q.is_empty() {
+        "Glossary".to_owned()
+    } else {
+        format!("Glossary: {q}")
+    };
+    render_page(&s, StatusCode::OK, "web/glossary.html", &title, context)
+}
+
+/// `/glossary/{slug}/`: the canonical address has no trailing slash.
+async fn glossary_term_slash(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
+    let to = format!("{}glossary/{}", s.config.newsletter.base_url, slug);
+    match HeaderValue::from_str(&to) {
+        Ok(location) => (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
+        Err(_) => not_found(&s),
+    }
 }
 
 async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
-    let glossary = s.glossary_for_pages();
-    let Some(term) = crate::domain::Slug::parse(&slug)
-        .ok()
-        .and_then(|slug| glossary.get(&slug).cloned())
-    else {
-        return not_found(&s);
-    };
     let base = s.config.newsletter.base_url.as_str();
+    let page = match s.term_page(&slug).await {
+        Ok(TermLookup::Found(page)) => page,
+        Ok(TermLookup::Moved(slug)) => {
+            return (
+                StatusCode::MOVED_PERMANENTLY,
+                [(header::LOCATION, format!("{base}glossary/{slug}"))],
+            )
+                .into_response();
+        }
+        Ok(TermLookup::NotFound { closest }) => {
+            let mut context = tera::Context::new();
+            context.insert("query", &slug);
+            context.insert(
+                "closest",
+                &closest
+                    .iter()
+                    .map(|t| term_link(base, t))
+                    .collect::<Vec<_>>(),
+            );
+            return render_page(
+                &s,
+                StatusCode::NOT_FOUND,
+                "web/term-missing.html",
+                "Term not found",
+                context,
+            );
+        }
+        Err(e) => {
+            warn!(error = %e, "reading a term page failed");
+            return try_later(&s);
+        }
+    };
+    let term = &page.term;
+    let url = format!("{base}glossary/{}", term.slug);
     let mut explanation = String::new();
     pulldown_cmark::html::push_html(&mut explanation, pulldown_cmark::Parser::new(&term.body));
-    let related: Vec<serde_json::Value> = term
-        .related
+    let tz = s.config.schedule.timezone;
+    let featured: Vec<serde_json::Value> = page
+        .featured_in
         .iter()
-        .filter_map(|r| glossary.get(r))
-        .map(|r| serde_json::json!({"url": format!("{base}glossary/{}", r.slug), "term": r.term}))
+        .map(|i| {
+            serde_json::json!({
+                "number": i.number,
+                "url": format!("{base}archive/{}", i.number),
+                "date": i.send_after.unwrap_or(i.created_at).with_timezone(&tz).format("%-d %B %Y").to_string(),
+            })
+        })
         .collect();
     let mut context = tera::Context::new();
     context.insert(
         "term",
         &serde_json::json!({
             "term": term.term,
+            "slug": term.slug.as_str(),
             "category": term.category,
             "aliases": term.aliases,
             "summary": term.summary,
             "example": term.example,
             "explanation_html": explanation,
-            "related": related,
+            "related": page.related.iter().map(|r| term_link(base, r)).collect::<Vec<_>>(),
+            "featured_in": featured,
+            "prev": page.prev.as_ref().map(|t| term_link(base, t)),
+            "next": page.next.as_ref().map(|t| term_link(base, t)),
         }),
     );
+    context.insert("description", &term.summary);
+    context.insert("canonical", &url);
+    context.insert("og_type", "article");
+    context.insert(
+        "jsonld",
+        &json_ld(&serde_json::json!({
+            "@context": "https://schema.org",
+            "@type": "DefinedTerm",
+            "name": term.term,
+            "alternateName": term.aliases,
+            "description": term.summary,
+            "termCode": term.slug.as_str(),
+            "url": url,
+            "inDefinedTermSet": {
+                "@type": "DefinedTermSet",
+                "name": format!("{} glossary", s.config.newsletter.name),
+                "url": format!("{base}glossary"),
+            },
+        })),
+    );
     render_page(&s, StatusCode::OK, "web/term.html", &term.term, context)
+}
+
+async fn sitemap(State(s): State<Shared>) -> Response {
+    let pages = match s.sitemap().await {
+        Ok(pages) => pages,
+        Err(e) => {
+            warn!(error = %e, "reading the sitemap failed");
+            return try_later(&s);
+        }
+    };
+    let base = s.config.newsletter.base_url.as_str();
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
+    for (path, modified) in pages {
+        xml.push_str(&format!(
+            "<url><loc>{}</loc>",
+            text(&format!("{base}{path}"))
+        ));
+        if let Some(m) = modified {
+            xml.push_str(&format!("<lastmod>{}</lastmod>", m.format("%Y-%m-%d")));
+        }
+        xml.push_str("</url>\n");
+    }
+    xml.push_str("</urlset>\n");
+    (
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        xml,
+    )
+        .into_response()
+}
+
+async fn robots(State(s): State<Shared>) -> Response {
+    let base = s.config.newsletter.base_url.as_str();
+    let body = format!(
+        "User-agent: *\nDisallow: /u/\nDisallow: /confirm/\nDisallow: /hold/\nDisallow: /preview\nDisallow: /metrics\nDisallow: /healthz\nAllow: /\n\nSitemap: {base}sitemap.xml\n"
+    );
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
 async fn healthz(State(s): State<Shared>) -> Response {

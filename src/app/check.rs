@@ -115,7 +115,7 @@ fn check_page_templates(
     base_url: &str,
 ) -> Result<usize, RenderError> {
     use serde_json::json;
-    let pages: [(&str, serde_json::Value); 6] = [
+    let pages: [(&str, serde_json::Value); 7] = [
         (
             "web/subscribe.html",
             json!({"error": "That email address is not valid: sample.", "email": "a@example.com", "name": "A"}),
@@ -134,17 +134,44 @@ fn check_page_templates(
         ),
         (
             "web/glossary.html",
-            json!({"categories": [{"name": "Fundamentals", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}]}),
+            json!({
+                "query": "sample <query>",
+                "term_count": 1,
+                "results": [{"url": base_url, "term": "Term", "summary": "Summary"}],
+                "closest": [{"url": base_url, "term": "Term", "summary": "Summary"}],
+                "letters": [{"letter": "T", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}],
+                "categories": [{"name": "Fundamentals", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}],
+            }),
         ),
         (
             "web/term.html",
-            json!({"term": {"term": "Term", "category": "Fundamentals", "aliases": ["T"], "summary": "Summary", "example": "Example", "explanation_html": "<p>Text</p>", "related": [{"url": base_url, "term": "Other"}]}}),
+            json!({"term": {
+                "term": "Term", "slug": "term", "category": "Fundamentals", "aliases": ["T"],
+                "summary": "Summary", "example": "Example", "explanation_html": "<p>Text</p>",
+                "related": [{"url": base_url, "term": "Other"}],
+                "featured_in": [{"number": 1, "url": base_url, "date": "1 December 2026"}],
+                "prev": {"url": base_url, "term": "Before"}, "next": null,
+            }}),
+        ),
+        (
+            "web/term-missing.html",
+            json!({"query": "nope", "closest": [{"url": base_url, "term": "Term", "summary": "Summary"}]}),
         ),
     ];
     for (name, sample) in &pages {
         let mut context = tera::Context::from_serialize(sample)
             .map_err(|e| RenderError::Template(e.to_string()))?;
         context.insert("title", "Sample");
+        for (key, value) in [
+            ("description", "A sample page."),
+            ("canonical", base_url),
+            ("og_type", "website"),
+            ("jsonld", "{\"@type\": \"DefinedTerm\"}"),
+        ] {
+            if !context.contains_key(key) {
+                context.insert(key, value);
+            }
+        }
         context.insert(
             "newsletter",
             &json!({"name": newsletter, "base_url": base_url}),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use super::App;
-use crate::domain::{DeliveryStatus, SubscriberStatus};
+use crate::domain::{DeliveryStatus, SubscriberStatus, Term};
 use crate::glossary::Glossary;
 use crate::store::{StoreError, StoredIssue};
 
@@ -63,6 +63,31 @@ pub struct Metrics {
     pub subscribers: BTreeMap<SubscriberStatus, u64>,
 }
 
+/// What a glossary page request found.
+#[derive(Debug, Clone)]
+pub enum TermLookup {
+    /// The term, by its slug.
+    Found(Box<TermPage>),
+    /// A name or alias of this term: its page is at the slug.
+    Moved(crate::domain::Slug),
+    /// No such term; the closest names.
+    NotFound { closest: Vec<Term> },
+}
+
+/// Everything a term's page shows.
+#[derive(Debug, Clone)]
+pub struct TermPage {
+    pub term: Term,
+    pub related: Vec<Term>,
+    /// The terms before and after it in its category, alphabetically.
+    pub prev: Option<Term>,
+    pub next: Option<Term>,
+    /// Published issues that featured it, newest first.
+    pub featured_in: Vec<StoredIssue>,
+    /// When its file last changed.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
 impl App {
     /// Issues that went out, newest first.
     ///
@@ -103,6 +128,77 @@ impl App {
             );
         }
         glossary
+    }
+
+    /// What `/glossary/{name}` shows for a slug, name or alias.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn term_page(&self, name: &str) -> Result<TermLookup, StoreError> {
+        let glossary = self.glossary_for_pages();
+        let Some(term) = glossary.find(name) else {
+            let closest = glossary.closest(name, 5).into_iter().cloned().collect();
+            return Ok(TermLookup::NotFound { closest });
+        };
+        if term.slug.as_str() != name {
+            return Ok(TermLookup::Moved(term.slug.clone()));
+        }
+        let featured_in = self
+            .published_issues()
+            .await?
+            .into_iter()
+            .filter(|i| i.term == term.slug)
+            .collect();
+        let (prev, next) = glossary.neighbours(term);
+        Ok(TermLookup::Found(Box::new(TermPage {
+            related: term
+                .related
+                .iter()
+                .filter_map(|r| glossary.get(r).cloned())
+                .collect(),
+            prev: prev.cloned(),
+            next: next.cloned(),
+            featured_in,
+            last_modified: crate::files::modified(&term.path),
+            term: term.clone(),
+        })))
+    }
+
+    /// Every page a search engine should know, with its last change: the home page, the
+    /// glossary and each term (its file's modification time), the archive and each issue.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn sitemap(&self) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
+        let glossary = self.glossary_for_pages();
+        let issues = self.published_issues().await?;
+        let newest_issue = issues.first().map(|i| i.send_after.unwrap_or(i.created_at));
+        let newest_term = glossary
+            .terms()
+            .iter()
+            .filter_map(|t| crate::files::modified(&t.path))
+            .max();
+        let mut pages = vec![
+            (String::new(), None),
+            ("glossary".to_owned(), newest_term),
+            ("archive".to_owned(), newest_issue),
+        ];
+        pages.extend(glossary.terms().iter().map(|t| {
+            (
+                format!("glossary/{}", t.slug),
+                crate::files::modified(&t.path),
+            )
+        }));
+        pages.extend(issues.iter().map(|i| {
+            (
+                format!("archive/{}", i.number),
+                Some(
+                    i.finished_at
+                        .unwrap_or(i.send_after.unwrap_or(i.created_at)),
+                ),
+            )
+        }));
+        Ok(pages)
     }
 
     /// Whether the daemon is healthy: the store answers and the scheduler ticks.

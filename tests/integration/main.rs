@@ -14,6 +14,7 @@ mod preview;
 mod render;
 mod rotation;
 mod schedule;
+mod site;
 mod smtp;
 mod store;
 mod subscribers;

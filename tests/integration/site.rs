@@ -1,0 +1,207 @@
+//! The glossary as a website, over real HTTP: the index with search and A-Z, a page per term
+//! with everything a reader and a search engine need, redirects to the canonical address,
+//! the sitemap and robots.txt.
+
+use std::sync::Arc;
+
+use crate::daemon::start;
+use crate::harness::Sandbox;
+
+const SECRET: &str = "site-test-secret-0123456789abcdef";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> (u16, String, Option<String>) {
+    let response = http.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, response.text().await.unwrap(), location)
+}
+
+/// The `content` of `<meta name|property="key" content="...">`.
+fn meta<'a>(html: &'a str, key: &str) -> Option<&'a str> {
+    let at = html
+        .find(&format!("name=\"{key}\""))
+        .or_else(|| html.find(&format!("property=\"{key}\"")))?;
+    let rest = &html[at..];
+    let start = rest.find("content=\"")? + "content=\"".len();
+    Some(&rest[start..start + rest[start..].find('"')?])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_glossary_works_as_a_website_for_readers_and_search_engines() {
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nreader@example.com,Reader\n",
+    );
+    // One issue goes out first, so a term page can say where it was featured.
+    let sent = s.herald(&["send"]);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let (glossary, _) = herald::files::load_glossary(&s.path("glossary"));
+
+    // The index: every term, grouped A-Z and by category, with a search form.
+    let (status, index, _) = get(&http, &format!("{base}glossary")).await;
+    assert_eq!(status, 200);
+    for t in glossary.terms() {
+        let link = format!("href=\"{base}glossary/{}\"", t.slug);
+        assert!(
+            index.matches(&link).count() >= 2,
+            "{} is listed A-Z and by category",
+            t.slug
+        );
+    }
+    for heading in [
+        "id=\"letter-A\"",
+        "id=\"letter-T\"",
+        "<h3>Fundamentals</h3>",
+    ] {
+        assert!(index.contains(heading), "{heading}");
+    }
+    assert!(index.contains("role=\"search\"") && index.contains("name=\"q\""));
+    let set: serde_json::Value = serde_json::from_str(json_ld(&index)).unwrap();
+    assert_eq!(set["@type"], "DefinedTermSet");
+    assert_eq!(
+        set["hasDefinedTerm"].as_array().unwrap().len(),
+        glossary.len()
+    );
+
+    // Search without JavaScript: names and aliases first; no match shows the closest terms.
+    let (_, results, _) = get(&http, &format!("{base}glossary?q=LLM")).await;
+    let results = &results[results.find("Results for").unwrap()..];
+    let first = &results[results.find("<li>").unwrap()..];
+    assert!(
+        first.starts_with(&format!(
+            "<li><a href=\"{base}glossary/large-language-model\""
+        )),
+        "{first:.200}"
+    );
+    let (_, nothing, _) = get(&http, &format!("{base}glossary?q=atension")).await;
+    assert!(nothing.contains("No term matches"));
+    assert!(nothing.contains(&format!("href=\"{base}glossary/attention\"")));
+
+    // Names, aliases and a trailing slash lead to the one canonical address.
+    for path in ["glossary/LLM", "glossary/Large%20language%20model"] {
+        let (status, _, location) = get(&http, &format!("{base}{path}")).await;
+        assert_eq!(status, 301, "{path}");
+        assert_eq!(
+            location.as_deref(),
+            Some(format!("{base}glossary/large-language-model").as_str())
+        );
+    }
+    let (status, _, location) = get(&http, &format!("{base}glossary/attention/")).await;
+    assert_eq!(
+        (status, location),
+        (301, Some(format!("{base}glossary/attention")))
+    );
+    let (status, missing, _) = get(&http, &format!("{base}glossary/atention")).await;
+    assert_eq!(status, 404);
+    assert!(missing.contains(&format!("href=\"{base}glossary/attention\"")));
+
+    // A term's page: everything about it, where it was featured, its neighbours, a way to
+    // subscribe, and the metadata search engines and link previews read.
+    let featured = &sent.stdout[sent.stdout.find("issue #1: ").unwrap()..];
+    let featured_slug = glossary
+        .terms()
+        .iter()
+        .find(|t| featured.starts_with(&format!("issue #1: {} — ", t.term)))
+        .expect("the first issue names its term")
+        .slug
+        .clone();
+    let (status, page, _) = get(&http, &format!("{base}glossary/{featured_slug}")).await;
+    assert_eq!(status, 200);
+    let term = glossary.get(&featured_slug).unwrap();
+    assert!(page.contains(&format!("<title>{}</title>", term.term)));
+    assert!(page.contains(&format!("href=\"{base}archive/1\">issue #1</a>")));
+    assert!(page.contains("rel=\"next\"") || page.contains("rel=\"prev\""));
+    assert!(page.contains(&format!("action=\"{base}subscribe\"")));
+    for r in &term.related {
+        assert!(
+            page.contains(&format!("href=\"{base}glossary/{r}\"")),
+            "{r}"
+        );
+    }
+    let canonical = format!("{base}glossary/{featured_slug}");
+    assert!(page.contains(&format!("<link rel=\"canonical\" href=\"{canonical}\">")));
+    assert_eq!(meta(&page, "og:url"), Some(canonical.as_str()));
+    assert_eq!(meta(&page, "og:title"), Some(term.term.as_str()));
+    assert_eq!(meta(&page, "twitter:card"), Some("summary"));
+    assert!(meta(&page, "description").is_some_and(|d| !d.is_empty()));
+    let defined: serde_json::Value = serde_json::from_str(json_ld(&page)).unwrap();
+    assert_eq!(defined["@type"], "DefinedTerm");
+    assert_eq!(defined["name"], term.term.as_str());
+    assert_eq!(defined["url"], canonical.as_str());
+    assert_eq!(defined["inDefinedTermSet"]["@type"], "DefinedTermSet");
+    for landmark in [
+        "<header>",
+        "<nav aria-label=\"Site\">",
+        "<main id=\"content\">",
+        "<footer>",
+    ] {
+        assert!(page.contains(landmark), "{landmark}");
+    }
+
+    // The sitemap lists every term page and the sent issue, with dates; robots.txt points
+    // at it and keeps crawlers out of personal links.
+    let (status, sitemap, _) = get(&http, &format!("{base}sitemap.xml")).await;
+    assert_eq!(status, 200);
+    for t in glossary.terms() {
+        let entry = format!("<loc>{base}glossary/{}</loc><lastmod>", t.slug);
+        assert!(sitemap.contains(&entry), "{}", t.slug);
+    }
+    assert!(sitemap.contains(&format!("<loc>{base}archive/1</loc><lastmod>")));
+    let (_, robots, _) = get(&http, &format!("{base}robots.txt")).await;
+    assert!(robots.contains(&format!("Sitemap: {base}sitemap.xml")));
+    assert!(robots.contains("Disallow: /u/"));
+
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+/// The text of the page's JSON-LD block.
+fn json_ld(html: &str) -> &str {
+    let open = "<script type=\"application/ld+json\">";
+    let start = html.find(open).expect("a JSON-LD block") + open.len();
+    &html[start..start + html[start..].find("</script>").unwrap()]
+}
+
+#[test]
+fn json_ld_cannot_close_its_script_element() {
+    // A summary with `</script>` in it must stay inside the JSON-LD block.
+    let s = Sandbox::new();
+    let path = s.path("glossary/attention.md");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "summary = \"",
+        "summary = \"</script><script>alert(1)</script> ",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let env = [("HERALD_SECRET", SECRET)];
+        let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+        let (status, page, _) = get(&client(), &format!("{base}glossary/attention")).await;
+        assert_eq!(status, 200);
+        assert!(!page.contains("<script>alert(1)"), "{page}");
+        let defined: serde_json::Value = serde_json::from_str(json_ld(&page)).unwrap();
+        assert!(
+            defined["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("</script>")
+        );
+        stop.cancel();
+        handle.await.unwrap();
+    });
+}
