@@ -224,6 +224,9 @@ fn subscribe_form(
     context.insert("error", &error);
     context.insert("email", email);
     context.insert("name", name);
+    if status == StatusCode::OK {
+        context.insert("canonical", s.config.newsletter.base_url.as_str());
+    }
     render_page(s, status, "web/subscribe.html", title, context)
 }
 
@@ -438,6 +441,10 @@ async fn archive(State(s): State<Shared>) -> Response {
         .collect();
     let mut context = tera::Context::new();
     context.insert("issues", &issues);
+    context.insert(
+        "canonical",
+        &format!("{}archive", s.config.newsletter.base_url),
+    );
     render_page(&s, StatusCode::OK, "web/archive.html", "Archive", context)
 }
 

@@ -56,19 +56,131 @@ impl Driver {
     }
 }
 
+/// A browser session (Chromium over WebDriver), or `None` when no browser is installed and
+/// `REQUIRE_BROWSER_TESTS` is not set (the skip is printed).
+struct Browser {
+    driver: Driver,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Option<Self> {
+        let (Some(chromedriver), Some(chromium)) = (
+            find_program(&["chromedriver"]),
+            find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        ) else {
+            assert!(
+                std::env::var_os("REQUIRE_BROWSER_TESTS").is_none(),
+                "REQUIRE_BROWSER_TESTS is set but chromium or chromedriver is missing"
+            );
+            eprintln!(
+                "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        };
+        // reqwest is built without a default crypto provider (as Herald installs ring when it
+        // starts); `Err` only means one is installed already.
+        if rustls::crypto::ring::default_provider()
+            .install_default()
+            .is_err()
+        {
+            eprintln!("a rustls crypto provider was already installed");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = driver
+                .http
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await
+                && r.json::<Value>()
+                    .await
+                    .is_ok_and(|v| v["value"]["ready"] == true)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let session = driver
+            .call(
+                reqwest::Method::POST,
+                "/session",
+                Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+                    "binary": chromium.display().to_string(),
+                    "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
+                }}}})),
+            )
+            .await;
+        let id = session["sessionId"].as_str().unwrap().to_owned();
+        Some(Self {
+            driver,
+            session: id,
+            _profile: profile,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.driver
+            .call(method, &format!("/session/{}{path}", self.session), body)
+            .await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_subscribe_form_submits_in_a_real_browser() {
-    let (Some(chromedriver), Some(chromium)) = (
-        find_program(&["chromedriver"]),
-        find_program(&["chromium", "chromium-browser", "google-chrome"]),
-    ) else {
-        assert!(
-            std::env::var_os("REQUIRE_BROWSER_TESTS").is_none(),
-            "REQUIRE_BROWSER_TESTS is set but chromium or chromedriver is missing"
-        );
-        eprintln!(
-            "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
-        );
+    let Some(browser) = Browser::start().await else {
         return;
     };
     let server = smtp::start(None);
@@ -84,52 +196,7 @@ async fn the_subscribe_form_submits_in_a_real_browser() {
     let (base, stop, handle) =
         crate::daemon::start(&s, &env_ref, Arc::new(herald::clock::SystemClock)).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = driver
-            .http
-            .get(format!("{}/status", driver.url))
-            .send()
-            .await
-            && r.json::<Value>()
-                .await
-                .is_ok_and(|v| v["value"]["ready"] == true)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let profile = tempfile::tempdir().unwrap();
-    let session = driver
-        .call(
-            reqwest::Method::POST,
-            "/session",
-            Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-                "binary": chromium.display().to_string(),
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
-            }}}})),
-        )
-        .await;
-    let id = session["sessionId"].as_str().unwrap().to_owned();
+    let (driver, id) = (&browser.driver, browser.session.clone());
     let at = |p: &str| format!("/session/{id}{p}");
     driver
         .call(
@@ -208,6 +275,105 @@ async fn the_subscribe_form_submits_in_a_real_browser() {
         assert!(Instant::now() < deadline, "no confirmation email");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+/// Checks a page as a reviewer would, in the page itself: the language, one `h1`, the
+/// landmarks, a label for every input, text in every link, `alt` on every image, text
+/// contrast of at least 4.5:1 against its background (WCAG AA), and no horizontal overflow.
+/// Returns the problems found.
+const PAGE_CHECKS: &str = r#"
+const problems = [];
+const root = document.documentElement;
+if (!root.lang) problems.push('no lang attribute');
+if (document.querySelectorAll('h1').length !== 1) problems.push('h1 count ' + document.querySelectorAll('h1').length);
+for (const landmark of ['header', 'nav', 'main', 'footer']) {
+  if (!document.querySelector(landmark)) problems.push('no <' + landmark + '>');
+}
+for (const input of document.querySelectorAll('input')) {
+  const labelled = (input.id && document.querySelector('label[for="' + input.id + '"]')) || input.getAttribute('aria-label');
+  if (!labelled) problems.push('input without a label: ' + input.name);
+}
+for (const a of document.querySelectorAll('a')) {
+  if (!a.textContent.trim() && !a.getAttribute('aria-label')) problems.push('link without text: ' + a.href);
+}
+for (const img of document.querySelectorAll('img')) {
+  if (!img.hasAttribute('alt')) problems.push('image without alt: ' + img.src);
+}
+const channels = (c) => c.match(/[\d.]+/g).map(Number);
+const luminance = (c) => {
+  const [r, g, b] = channels(c).slice(0, 3).map((v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const background = (el) => {
+  for (; el; el = el.parentElement) {
+    const c = getComputedStyle(el).backgroundColor;
+    const parts = channels(c);
+    if (parts.length < 4 || parts[3] > 0) return c;
+  }
+  return 'rgb(255, 255, 255)';
+};
+for (const el of document.querySelectorAll('p, li, a, h1, h2, h3, label, span, blockquote, strong')) {
+  if (!el.textContent.trim() || el.classList.contains('skip')) continue;
+  const fg = luminance(getComputedStyle(el).color);
+  const bg = luminance(background(el));
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  if (ratio < 4.5) problems.push('contrast ' + ratio.toFixed(2) + ' for <' + el.tagName.toLowerCase() + '> ' + el.textContent.trim().slice(0, 40));
+}
+if (root.scrollWidth > root.clientWidth) problems.push('horizontal overflow: ' + root.scrollWidth + ' > ' + root.clientWidth);
+return problems;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn glossary_pages_fit_a_phone_and_a_desktop_and_pass_accessibility_checks() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let s = Sandbox::new();
+    let env = [("HERALD_SECRET", "browser-test-secret-0123456789abcdef")];
+    let (base, stop, handle) =
+        crate::daemon::start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let shots = tempfile::tempdir().unwrap();
+    let pages = [
+        ("glossary", format!("{base}glossary")),
+        ("search", format!("{base}glossary?q=token")),
+        (
+            "term",
+            format!("{base}glossary/retrieval-augmented-generation"),
+        ),
+        ("subscribe", base.clone()),
+    ];
+    for (width, height) in [(375, 812), (1280, 900)] {
+        browser.resize(width, height).await;
+        let inner = browser.script("return window.innerWidth;").await;
+        assert!(
+            inner
+                .as_u64()
+                .is_some_and(|w| w.abs_diff(width.into()) <= 20),
+            "the viewport is {inner}, not about {width} px"
+        );
+        for (name, url) in &pages {
+            browser.goto(url).await;
+            let problems = browser.script(PAGE_CHECKS).await;
+            assert_eq!(problems, json!([]), "{name} at {width} px: {problems:#}");
+            let png = browser.screenshot().await;
+            assert!(png.starts_with(b"\x89PNG"), "{name} at {width} px");
+            std::fs::write(shots.path().join(format!("{name}-{width}.png")), &png).unwrap();
+        }
+    }
+    // The checks can fail: a page wider than the phone and faint text are caught.
+    browser.resize(375, 812).await;
+    browser.goto(&format!("{base}glossary")).await;
+    browser
+        .script("document.body.insertAdjacentHTML('beforeend', '<div style=\"width:900px\"><p style=\"color:#ccc\">faint</p></div>'); return null;")
+        .await;
+    let problems = browser.script(PAGE_CHECKS).await.to_string();
+    assert!(problems.contains("horizontal overflow"), "{problems}");
+    assert!(problems.contains("for <p> faint"), "{problems}");
     stop.cancel();
     handle.await.unwrap();
 }
