@@ -21,8 +21,27 @@ fn main() -> ExitCode {
         }
     };
     let env = std::env::vars().collect();
-    let exit = match runtime.block_on(herald::commands::run(cli, env)) {
+    // A reader that stops early (`herald glossary list | head -1`) closes the pipe: that ends
+    // the output, quietly and successfully, as it does for any Unix tool.
+    quiet_broken_pipe_panics();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(herald::commands::run(cli, env))
+    }));
+    let result = match result {
+        Ok(result) => result,
+        Err(payload) if is_broken_pipe(&payload) => return ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
+    };
+    let exit = match result {
         Ok(exit) => exit,
+        Err(error)
+            if error.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Exit::Success
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             if error.chain().any(|e| e.is::<ConfigError>()) {
@@ -33,6 +52,31 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(exit as u8)
+}
+
+/// The message `println!` panics with when standard output is a closed pipe.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+}
+
+fn is_broken_pipe(payload: &Box<dyn std::any::Any + Send>) -> bool {
+    panic_message(payload.as_ref())
+        .is_some_and(|m| m.contains("failed printing to stdout") && m.contains("Broken pipe"))
+}
+
+/// Keeps the default panic report for every panic except a write to a closed pipe.
+fn quiet_broken_pipe_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let quiet = panic_message(info.payload())
+            .is_some_and(|m| m.contains("failed printing to stdout") && m.contains("Broken pipe"));
+        if !quiet {
+            default(info);
+        }
+    }));
 }
 
 fn init_logging(format: LogFormat) {

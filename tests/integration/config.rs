@@ -281,3 +281,33 @@ fn a_dkim_key_that_is_not_an_rsa_key_is_a_configuration_error() {
     );
     assert!(run.stderr.contains("dkim.pem"), "{run:?}");
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
+    let s = Sandbox::new();
+    s.write("subscribers/list.csv", "email,name\na@example.com,A\n");
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    for args in [
+        &["glossary", "list"][..],
+        &["glossary", "list", "--json"],
+        &["subscribers", "export"],
+    ] {
+        // The reading end is closed before herald writes anything, as `| head -0` would.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = s
+            .command(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
