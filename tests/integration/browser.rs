@@ -74,8 +74,9 @@ impl Browser {
                 std::env::var_os("REQUIRE_BROWSER_TESTS").is_none(),
                 "REQUIRE_BROWSER_TESTS is set but chromium or chromedriver is missing"
             );
-            eprintln!(
-                "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+            crate::harness::skipped(
+                "browser tests",
+                "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
             );
             return None;
         };

@@ -311,3 +311,39 @@ fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
         assert!(!stderr.contains("error"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_shipped_systemd_unit_is_hardened_does_not_restart_on_bad_config_and_is_the_readmes() {
+    let unit =
+        std::fs::read_to_string(crate::harness::repo().join("contrib/herald.service")).unwrap();
+    let readme = std::fs::read_to_string(crate::harness::repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&unit),
+        "README's unit differs from contrib/herald.service"
+    );
+    assert!(unit.contains("RestartPreventExitStatus=2"));
+    assert!(unit.contains("LimitNOFILE="));
+    // systemd reads a comment after a value as part of the value.
+    let env_block = &readme[readme.find("HERALD_SMTP_URL=smtps://").unwrap()..];
+    let env_block = &env_block[..env_block.find("```").unwrap()];
+    for line in env_block.lines().filter(|l| l.contains('=')) {
+        assert!(!line.contains('#'), "comment after a value: {line}");
+    }
+    // Exposure on systemd-analyze's 0-100 scale: 40 is its "4.0".
+    let analyzed = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=40"])
+        .arg(crate::harness::repo().join("contrib/herald.service"))
+        .current_dir(std::env::temp_dir())
+        .output();
+    match analyzed {
+        Ok(out) => assert!(
+            out.status.success(),
+            "exposure above 4.0:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(e) => crate::harness::skipped(
+            "systemd unit exposure check",
+            &format!("systemd-analyze is not available ({e})"),
+        ),
+    }
+}
