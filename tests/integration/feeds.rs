@@ -450,3 +450,39 @@ async fn the_same_article_from_two_feeds_appears_once_and_a_sent_link_never_agai
     assert_eq!(urls, ["https://news.example/story?id=1"]);
     assert_eq!(plan.number, 2);
 }
+
+#[test]
+fn links_go_out_without_their_tracking_parameters() {
+    let s = Sandbox::new();
+    s.write(
+        "news/curated.toml",
+        "[[link]]\ntitle = \"A tracked story\"\nurl = \"https://news.example/story?utm_source=feed&utm_medium=rss&id=42&fbclid=abc&mc_eid=9#part-2\"\n",
+    );
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nreader@example.com,Reader\n",
+    );
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[news]\ncurated = \"news/curated.toml\"\n"),
+    );
+    let run = s.herald(&["send"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let eml = std::fs::read_dir(s.path("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .next()
+        .expect("one message");
+    let message = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    let html = message.body_html(0).unwrap();
+    let text = message.body_text(0).unwrap();
+    for part in [html.as_ref(), text.as_ref()] {
+        assert!(
+            part.contains("https://news.example/story?id=42#part-2"),
+            "{part}"
+        );
+        for tracker in ["utm_", "fbclid", "mc_eid"] {
+            assert!(!part.contains(tracker), "{tracker} went out: {part}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 use url::Url;
 
-use super::normalize::{canonical_url, clean_text};
+use super::normalize::{canonical_url, clean_text, without_tracking};
 use crate::domain::NewsLink;
 use crate::toml_source::TomlSource;
 
@@ -106,7 +106,7 @@ pub fn parse_curated(text: &str) -> Result<(Vec<NewsLink>, Vec<CuratedError>), C
         links.push(NewsLink {
             title,
             canonical_url: canonical_url(&url),
-            url: url.to_string(),
+            url: without_tracking(&url).to_string(),
             source: CURATED_SOURCE.to_owned(),
             summary: link.note.as_deref().map(clean_text).unwrap_or_default(),
             published,

@@ -7,5 +7,5 @@ pub mod normalize;
 pub mod parse;
 
 pub use curated::{CuratedError, parse_curated};
-pub use normalize::{canonical_url, clean_text, cut_at_word, title_key};
+pub use normalize::{canonical_url, clean_text, cut_at_word, title_key, without_tracking};
 pub use parse::{FeedParseError, parse_feed};

@@ -22,9 +22,31 @@ const TRACKING_PARAMS: [&str; 14] = [
 /// assert_eq!(canonical_url(&a), "https://example.com/a?id=7");
 /// ```
 pub fn canonical_url(url: &Url) -> String {
-    let mut url = url.clone();
+    let mut url = without_tracking(url);
     url.set_fragment(None);
     // `Url` already lower-cases the scheme and host and drops the default port.
+    let mut s = url.to_string();
+    if url.path() != "/" && s.ends_with('/') && url.query().is_none() {
+        s.pop();
+    }
+    s
+}
+
+/// The link as it goes out in an issue: the tracking parameters (`utm_*`, `fbclid`, `gclid`,
+/// `mc_cid`, `mc_eid`, `ref` ...) removed, everything else (other parameters in their order,
+/// the fragment) kept.
+///
+/// ```
+/// use herald_core::news::without_tracking;
+/// use url::Url;
+/// let a = Url::parse("https://example.com/a?utm_source=x&id=7&mc_eid=1#part-2").unwrap();
+/// assert_eq!(without_tracking(&a).as_str(), "https://example.com/a?id=7#part-2");
+/// ```
+pub fn without_tracking(url: &Url) -> Url {
+    let mut url = url.clone();
+    if url.query().is_none() {
+        return url;
+    }
     let kept: Vec<(String, String)> = url
         .query_pairs()
         .filter(|(k, _)| {
@@ -38,11 +60,7 @@ pub fn canonical_url(url: &Url) -> String {
     } else {
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
-    let mut s = url.to_string();
-    if url.path() != "/" && s.ends_with('/') && url.query().is_none() {
-        s.pop();
-    }
-    s
+    url
 }
 
 /// Reduces HTML or plain text to clean text: tags removed (the contents of `script` and

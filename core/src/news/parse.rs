@@ -7,7 +7,7 @@
 
 use url::Url;
 
-use super::normalize::{canonical_url, clean_text, cut_at_word};
+use super::normalize::{canonical_url, clean_text, cut_at_word, without_tracking};
 use crate::domain::NewsLink;
 
 /// Longest summary kept, in characters.
@@ -76,7 +76,7 @@ pub fn parse_feed(
         links.push(NewsLink {
             title,
             canonical_url: canonical_url(&url),
-            url: url.to_string(),
+            url: without_tracking(&url).to_string(),
             source: source.to_owned(),
             summary,
             published: entry.published.or(entry.updated),
