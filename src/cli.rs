@@ -130,6 +130,14 @@ pub enum GlossaryCommand {
         /// Slug, name or alias of the term
         slug: String,
     },
+    /// Write a new term file with every field and a body skeleton, and print its path
+    New {
+        /// The term's display name, e.g. "Speculative decoding"
+        name: String,
+        /// Its category (default: the category with the fewest terms)
+        #[arg(long)]
+        category: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

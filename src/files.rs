@@ -19,6 +19,11 @@ pub enum FileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {source}", path.display())]
     Curated { path: PathBuf, source: CuratedError },
 }
@@ -138,4 +143,21 @@ pub fn modified(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
         .and_then(|m| m.modified())
         .ok()
         .map(chrono::DateTime::<chrono::Utc>::from)
+}
+
+/// Writes a new file; an existing file is never overwritten.
+///
+/// # Errors
+/// [`FileError::Write`] (naming the path) when the file exists or cannot be written.
+pub fn create_new(path: &Path, contents: &str) -> Result<(), FileError> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .map_err(|source| FileError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }

@@ -612,6 +612,40 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
     (Glossary { terms: list }, report)
 }
 
+/// The candidate closest to `word` (Jaro-Winkler, ignoring case), if it is close enough to be
+/// what was meant: for "did you mean" hints.
+pub fn closest_word<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&word, &c.to_lowercase()), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// A new term file for `name`: every front-matter field, with `TODO` where the editor writes,
+/// and a body skeleton in the house structure. It parses, and `glossary check` then points at
+/// what is still missing (explanation length, related terms).
+pub fn skeleton(name: &str, slug: &Slug, category: &str) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    format!(
+        "+++\nterm = {term}\nslug = {slug}\naliases = []\ncategory = {category}\nrelated = []\nexample = {example}\nsummary = {summary}\n+++\n\n\
+         TODO: one or two sentences that say what {name} is, for someone who has never heard of it.\n\n\
+         **How it works.** TODO\n\n\
+         **Why it matters.** TODO\n\n\
+         **Where it is used.** TODO\n\n\
+         **Limits and misconceptions.** TODO\n",
+        term = quote(name),
+        slug = quote(slug.as_str()),
+        category = quote(category),
+        example = quote(&format!("TODO: one real sentence that uses {name}.")),
+        summary = quote(&format!(
+            "TODO: one sentence, at most 300 characters, that says what {name} means."
+        )),
+    )
+}
+
 /// Aliases that are ordinary English words: in running text they would link to the term
 /// where nobody meant it ("context", "agent", "loss" ...).
 const COMMON_WORDS: &[&str] = &[
@@ -746,14 +780,22 @@ fn house_style(located: &LocatedTerm, warnings: &mut Vec<GlossaryWarning>) {
         ("body", t.body.as_str()),
     ];
     for (field, text) in fields {
+        let line = if field == "body" {
+            located.first_line
+        } else {
+            located.line(field)
+        };
+        if text.contains("TODO") {
+            warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line,
+                message: format!("`{field}` still has a TODO"),
+            });
+        }
         for (british, american) in other_spellings(text) {
             warnings.push(GlossaryWarning {
                 path: t.path.clone(),
-                line: if field == "body" {
-                    located.first_line
-                } else {
-                    located.line(field)
-                },
+                line,
                 message: format!(
                     "`{field}`: `{british}` is British spelling; the glossary uses American (`{american}`)"
                 ),
@@ -984,5 +1026,16 @@ mod tests {
             !warnings.iter().any(|w| w.contains("`analyses`")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn a_new_term_skeleton_parses_and_names_the_term() {
+        let slug = Slug::from_name("Speculative \"decoding\"").unwrap();
+        let text = skeleton("Speculative \"decoding\"", &slug, "Using models");
+        let located = parse_term(Path::new("speculative-decoding.md"), &text).unwrap();
+        assert_eq!(located.term.term, "Speculative \"decoding\"");
+        assert_eq!(located.term.slug.as_str(), "speculative-decoding");
+        assert_eq!(located.term.category, "Using models");
+        assert!(located.term.body.contains("**How it works.**"));
     }
 }

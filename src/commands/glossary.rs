@@ -59,6 +59,10 @@ struct ListedTerm<'a> {
 }
 
 pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit> {
+    if let GlossaryCommand::New { name, category } = cmd {
+        let (glossary, _) = crate::files::load_glossary(&config.glossary_dir);
+        return new_term(config, &glossary, &name, category);
+    }
     let to = match cmd {
         GlossaryCommand::Check => ReportTo::Stdout,
         _ => ReportTo::Stderr,
@@ -112,6 +116,7 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
                 Exit::Failure
             })
         }
+        GlossaryCommand::New { .. } => unreachable!("handled above"),
         GlossaryCommand::Show { slug } => {
             let Some(t) = glossary.find(&slug) else {
                 bail!(
@@ -134,4 +139,50 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
             Ok(Exit::Success)
         }
     }
+}
+
+/// `herald glossary new NAME [--category C]`.
+fn new_term(
+    config: &Config,
+    glossary: &Glossary,
+    name: &str,
+    category: Option<String>,
+) -> anyhow::Result<Exit> {
+    let name = name.trim();
+    let Some(slug) = crate::domain::Slug::from_name(name) else {
+        bail!("`{name}` has no letters or digits to make a file name from");
+    };
+    if let Some(existing) = glossary.find(name).or_else(|| glossary.get(&slug)) {
+        bail!(
+            "the glossary already has `{}` ({}): edit {}",
+            existing.term,
+            existing.slug,
+            super::shown(&existing.path).display()
+        );
+    }
+    let categories = glossary.categories();
+    let category = match category {
+        Some(c) => {
+            if !categories.is_empty() && !categories.contains(&c.as_str()) {
+                let near = crate::glossary::closest_word(&c, &categories);
+                eprintln!(
+                    "note: `{c}` is a new category{}",
+                    near.map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
+                );
+            }
+            c
+        }
+        // The smallest category, so the rotation stays varied.
+        None => categories
+            .iter()
+            .min_by_key(|c| glossary.in_category(c).len())
+            .map_or("Fundamentals".to_owned(), |c| (*c).to_owned()),
+    };
+    let path = config.glossary_dir.join(format!("{slug}.md"));
+    crate::files::create_new(&path, &crate::glossary::skeleton(name, &slug, &category))?;
+    println!("{}", super::shown(&path).display());
+    eprintln!(
+        "category: {category}; fill in the TODOs, add related terms, then run `herald glossary check`"
+    );
+    Ok(Exit::Success)
 }

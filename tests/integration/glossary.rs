@@ -170,3 +170,69 @@ fn generative_ai_relates_to_the_terms_the_newsletter_promises() {
         );
     }
 }
+
+#[test]
+fn glossary_new_writes_a_complete_skeleton_that_check_walks_the_editor_through() {
+    let s = Sandbox::new();
+    let run = s.herald(&["glossary", "new", "Mixture of depths"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.trim(), "glossary/mixture-of-depths.md");
+    let text = std::fs::read_to_string(s.path("glossary/mixture-of-depths.md")).unwrap();
+    for field in [
+        "term = ",
+        "slug = ",
+        "aliases = ",
+        "category = ",
+        "related = ",
+        "example = ",
+        "summary = ",
+    ] {
+        assert!(text.contains(field), "{field} in {text}");
+    }
+    // No category given: the smallest one, so the rotation stays varied.
+    let (glossary, _) = herald::files::load_glossary(&repo().join("glossary"));
+    let smallest = glossary
+        .categories()
+        .into_iter()
+        .min_by_key(|c| glossary.in_category(c).len())
+        .unwrap();
+    assert!(
+        text.contains(&format!("category = \"{smallest}\"")),
+        "{text}"
+    );
+    // It parses: the check has no error, and its warnings say what is left to do.
+    let check = s.herald(&["glossary", "check"]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("mixture-of-depths.md:7: warning: `example` still has a TODO"),
+        "{check:?}"
+    );
+    assert!(
+        check
+            .stdout
+            .contains("mixture-of-depths.md:6: warning: `related` lists 0 terms"),
+        "{check:?}"
+    );
+
+    // A name, alias or slug that exists is refused; so is overwriting a file.
+    let again = s.herald(&["glossary", "new", "LLM"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains("already has `Large language model`"),
+        "{again:?}"
+    );
+    let typo = s.herald(&[
+        "glossary",
+        "new",
+        "Test-time training",
+        "--category",
+        "Fundamentls",
+    ]);
+    assert_eq!(typo.code, 0, "{typo:?}");
+    assert!(
+        typo.stderr.contains("did you mean `Fundamentals`?"),
+        "{typo:?}"
+    );
+}

@@ -46,6 +46,30 @@ impl Slug {
         }
     }
 
+    /// The slug a display name suggests: lower case ASCII letters and digits, every other run
+    /// of characters a single hyphen (`"Retrieval-augmented generation (RAG)"` ->
+    /// `retrieval-augmented-generation-rag`). `None` when nothing of the name is left.
+    ///
+    /// ```
+    /// use herald_core::domain::Slug;
+    /// assert_eq!(Slug::from_name("Model Context Protocol").unwrap().as_str(), "model-context-protocol");
+    /// assert!(Slug::from_name("???").is_none());
+    /// ```
+    pub fn from_name(name: &str) -> Option<Self> {
+        let mut slug = String::new();
+        for c in name.chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        while slug.ends_with('-') {
+            slug.pop();
+        }
+        Self::parse(&slug).ok()
+    }
+
     /// The slug text.
     pub fn as_str(&self) -> &str {
         &self.0
