@@ -5,7 +5,7 @@
 //! each with `path:line`, the field and what is wrong. [`load_dir`] is the one function here
 //! that reads files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -58,8 +58,11 @@ pub enum ErrorKind {
         name: String,
         other: String,
     },
-    #[error("`related`: unknown term `{0}`")]
-    UnknownRelated(String),
+    #[error("`related`: unknown term `{slug}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownRelated {
+        slug: String,
+        suggestion: Option<String>,
+    },
     #[error("`related`: a term cannot relate to itself")]
     RelatesToSelf,
     #[error("`example`: does not mention `{0}` or any of its aliases")]
@@ -283,7 +286,13 @@ pub fn from_files(files: Vec<SourceFile>) -> (Glossary, Report) {
     let mut files = files;
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut terms = Vec::new();
+    // The slugs of files that do not parse: still known, so that the terms relating to them
+    // get no "unknown term" error on top of the broken file's own.
+    let mut broken = BTreeSet::new();
     for (path, text) in files {
+        if let Ok(text) = &text {
+            broken.insert(declared_slug(&path, text));
+        }
         let parsed = match text {
             Ok(text) => parse_term(&path, &text),
             Err(e) => Err(vec![GlossaryError {
@@ -293,17 +302,38 @@ pub fn from_files(files: Vec<SourceFile>) -> (Glossary, Report) {
             }]),
         };
         match parsed {
-            Ok(located) => terms.push(located),
+            Ok(located) => {
+                broken.remove(located.term.slug.as_str());
+                terms.push(located);
+            }
             Err(errors) => report.errors.extend(errors),
         }
     }
-    let checked = validate(terms);
+    let checked = validate_with(terms, &broken);
     report.errors.extend(checked.1.errors);
     report.warnings.extend(checked.1.warnings);
     report
         .errors
         .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     (checked.0, report)
+}
+
+/// The slug a term file declares (`slug = "..."` in its front matter), else its file stem:
+/// found without parsing the file, so that a broken file's slug is still known.
+fn declared_slug(path: &Path, text: &str) -> String {
+    text.lines()
+        .skip_while(|l| l.trim() != "+++")
+        .skip(1)
+        .take_while(|l| l.trim() != "+++")
+        .filter_map(|l| l.trim().strip_prefix("slug"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+        .next()
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
 }
 
 /// A report holding one error: the glossary directory itself could not be read.
@@ -456,9 +486,14 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
     if body.trim().is_empty() {
         errors.push(err(close + 2, ErrorKind::EmptyBody));
     }
-    let summary = match raw.summary {
-        Some(s) => s.split_whitespace().collect::<Vec<_>>().join(" "),
-        None => first_paragraph_text(&body),
+    // Without a `summary`, the body's first paragraph is the lead: it becomes the summary, and
+    // the explanation starts at the second paragraph (the lead is not shown twice).
+    let (summary, body) = match raw.summary {
+        Some(s) => (
+            s.split_whitespace().collect::<Vec<_>>().join(" "),
+            body.as_str(),
+        ),
+        None => (first_paragraph_text(&body), after_first_paragraph(&body)),
     };
     let summary_line = field_lines.get("summary").copied().unwrap_or(close + 2);
     let summary_chars = summary.chars().count();
@@ -501,6 +536,11 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
 /// Checks the set: duplicate slugs, names or aliases (case-insensitive), unknown related
 /// slugs, and terms that no other term relates to (a warning).
 pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
+    validate_with(terms, &BTreeSet::new())
+}
+
+/// [`validate`], knowing the slugs of files that exist but did not parse.
+fn validate_with(terms: Vec<LocatedTerm>, broken: &BTreeSet<String>) -> (Glossary, Report) {
     let mut report = Report::default();
     let mut names: HashMap<String, (usize, PathBuf)> = HashMap::new();
     for (i, located) in terms.iter().enumerate() {
@@ -553,11 +593,15 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
         for r in &located.term.related {
             if slugs.contains_key(r) {
                 *related_to.entry(r).or_default() += 1;
-            } else {
+            } else if !broken.contains(r.as_str()) {
+                let known: Vec<&str> = slugs.keys().map(|s| s.as_str()).collect();
                 report.errors.push(GlossaryError {
                     path: located.term.path.clone(),
                     line: located.line("related"),
-                    kind: ErrorKind::UnknownRelated(r.to_string()),
+                    kind: ErrorKind::UnknownRelated {
+                        slug: r.to_string(),
+                        suggestion: closest_word(r.as_str(), &known).map(str::to_owned),
+                    },
                 });
             }
         }
@@ -604,6 +648,32 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
                     ),
                 });
             }
+        }
+    }
+    // A category only one term uses, next to a similar, established one, is likely a typo.
+    let mut per_category: BTreeMap<&str, usize> = BTreeMap::new();
+    for located in &terms {
+        *per_category
+            .entry(located.term.category.as_str())
+            .or_default() += 1;
+    }
+    let established: Vec<&str> = per_category
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(c, _)| *c)
+        .collect();
+    for located in &terms {
+        let category = located.term.category.as_str();
+        if per_category[category] == 1
+            && let Some(near) = closest_word(category, &established)
+        {
+            report.warnings.push(GlossaryWarning {
+                path: located.term.path.clone(),
+                line: located.line("category"),
+                message: format!(
+                    "`category`: `{category}` is used by no other term; did you mean `{near}`?"
+                ),
+            });
         }
     }
     let mut list: Vec<Term> = terms.into_iter().map(|t| t.term).collect();
@@ -823,6 +893,15 @@ fn other_spellings(text: &str) -> Vec<(String, String)> {
     found
 }
 
+/// The Markdown after the first paragraph (white space at its start removed); the whole text
+/// when it has no paragraph.
+fn after_first_paragraph(markdown: &str) -> &str {
+    Parser::new(markdown)
+        .into_offset_iter()
+        .find(|(event, _)| matches!(event, Event::End(TagEnd::Paragraph)))
+        .map_or(markdown, |(_, range)| markdown[range.end..].trim_start())
+}
+
 /// The plain text of the first paragraph of a Markdown document, white space collapsed.
 pub fn first_paragraph_text(markdown: &str) -> String {
     let mut text = String::new();
@@ -893,6 +972,8 @@ mod tests {
             .term;
         assert_eq!(t.slug.as_str(), "large-language-model");
         assert_eq!(t.summary, "A large language model predicts the next token.");
+        // The lead became the summary, so the explanation starts at the second paragraph.
+        assert_eq!(t.body, "More text.");
         assert_eq!(t.aliases, ["LLM"]);
     }
 

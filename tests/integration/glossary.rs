@@ -236,3 +236,52 @@ fn glossary_new_writes_a_complete_skeleton_that_check_walks_the_editor_through()
         "{typo:?}"
     );
 }
+
+#[test]
+fn one_broken_file_does_not_cascade_and_unknown_names_get_a_suggestion() {
+    let s = Sandbox::new();
+    // Break attention.md's front matter: the terms that relate to `attention` are still right.
+    let path = s.path("glossary/attention.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("category = ", "category = = ", 1)).unwrap();
+    // A typo in a related slug, and a category nobody else uses that is close to a real one.
+    let path = s.path("glossary/dropout.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("\"overfitting\"", "\"overfiting\"", 1);
+    std::fs::write(
+        &path,
+        text.replacen(
+            "category = \"Fundamentals\"",
+            "category = \"Fundamentls\"",
+            1,
+        ),
+    )
+    .unwrap();
+
+    let run = s.herald(&["glossary", "check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("glossary/attention.md:"), "{run:?}");
+    assert!(
+        !run.stdout.contains("unknown term `attention`"),
+        "the broken file's slug is still known: {run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("`related`: unknown term `overfiting` (did you mean `overfitting`?)"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("`Fundamentls` is used by no other term; did you mean `Fundamentals`?"),
+        "{run:?}"
+    );
+    let errors = run
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("warning") && l.contains(".md:"))
+        .count();
+    assert_eq!(
+        errors, 2,
+        "one error for the broken file, one for the typo: {run:?}"
+    );
+}
