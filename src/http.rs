@@ -331,8 +331,32 @@ async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response
     }
 }
 
+/// The unsubscribe links of copies that no subscriber gets (review, test, preview): they
+/// lead to a page saying so, never to a 404 that looks like a broken link.
+fn copy_link(s: &Web, token: &str) -> Option<Response> {
+    let what = match token {
+        "review-copy" => "an editors' review copy",
+        "test-copy" => "a test copy",
+        "preview" => "a preview",
+        _ => return None,
+    };
+    Some(message(
+        s,
+        StatusCode::OK,
+        "Not a subscriber's copy",
+        "This link belongs to a subscriber's copy",
+        &[&format!(
+            "You followed the unsubscribe link of {what}. In the copies subscribers get, it leads to their own one-click unsubscribe page; here it does nothing."
+        )],
+        None,
+    ))
+}
+
 async fn unsubscribe_page(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     // A GET never unsubscribes: mail scanners follow links.
+    if let Some(page) = copy_link(&s, &token) {
+        return page;
+    }
     match s.unsubscribe_target(&token).await {
         Ok(Some(_)) => action_page(
             &s,
@@ -353,6 +377,9 @@ async fn unsubscribe_page(State(s): State<Shared>, Path(token): Path<String>) ->
 async fn unsubscribe(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     // RFC 8058 one-click: the body (`List-Unsubscribe=One-Click`) needs no parsing, no cookies,
     // no login; repeating the request is harmless.
+    if let Some(page) = copy_link(&s, &token) {
+        return page;
+    }
     match s.unsubscribe(&token).await {
         Ok(true) => message(
             &s,
@@ -379,7 +406,7 @@ async fn hold_page(State(s): State<Shared>, Path(token): Path<String>) -> Respon
         "Hold issue",
         &format!("Hold issue #{n}?"),
         &format!(
-            "A held issue does not go out at its slot until it is released with `herald issues release {n}`."
+            "A held issue does not go out at its slot until an editor releases it with the command: herald issues release {n}"
         ),
         &format!("{}hold/{token}", s.config.newsletter.base_url),
         &format!("Hold issue #{n}"),
@@ -390,7 +417,7 @@ async fn hold(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     let Some(number) = s.hold_token_issue(&token) else {
         return not_found(&s);
     };
-    let release = format!("Release it with `herald issues release {number}`.");
+    let release = format!("To let it go out, run: herald issues release {number}");
     match s.hold_issue(number).await {
         Ok(true) => message(
             &s,

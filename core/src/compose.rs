@@ -14,7 +14,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, 
 use lettre::message::{Body, Mailbox as LettreMailbox, MultiPart, SinglePart};
 
 use crate::domain::{EmailAddress, Mailbox};
-use crate::render::{EncodedParts, Personalized};
+use crate::render::{EncodedParts, Personalized, RenderedIssue};
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +290,127 @@ pub fn personal_message(
         list_name: &sender.list_name,
         unsubscribe_url: &unsubscribe_url,
         unsubscribe_token: &token,
+    };
+    let mut message = compose(&envelope, body)?;
+    if let Some(dkim) = &sender.dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
+}
+
+/// What kind of copy of an issue a message is, when it is not the one subscribers get.
+#[derive(Debug, Clone, Copy)]
+pub enum CopyNote<'a> {
+    /// `herald send --to`: a test copy for the sender.
+    Test,
+    /// The editors' review copy: when the issue goes out and how to hold it.
+    Review {
+        hold_url: &'a str,
+        /// The planned send time, as people read it.
+        goes_out: &'a str,
+    },
+}
+
+impl CopyNote<'_> {
+    fn subject_prefix(self) -> &'static str {
+        match self {
+            Self::Test => "[Test] ",
+            Self::Review { .. } => "[Review] ",
+        }
+    }
+
+    fn text(self, number: u32) -> String {
+        match self {
+            Self::Test => format!(
+                "TEST COPY of issue #{number}: subscribers have not received it, and its unsubscribe link does nothing."
+            ),
+            Self::Review { hold_url, goes_out } => format!(
+                "REVIEW COPY of issue #{number}: it goes out {goes_out}.\nTo stop it, open {hold_url} or run: herald issues hold {number}"
+            ),
+        }
+    }
+
+    fn html(self, number: u32) -> String {
+        let box_style = "font-family:sans-serif;font-size:15px;line-height:1.5;background:#fef3c7;color:#1f2937;padding:12px 16px;border:1px solid #b45309;margin:0 0 12px 0";
+        match self {
+            Self::Test => format!(
+                "<div role=\"note\" style=\"{box_style}\"><strong>Test copy</strong> of issue #{number}: subscribers have not received it, and its unsubscribe link does nothing.</div>"
+            ),
+            Self::Review { hold_url, goes_out } => format!(
+                "<div role=\"note\" style=\"{box_style}\"><strong>Review copy</strong> of issue #{number}: it goes out {}. <a href=\"{}\" style=\"color:#1d4ed8\">Hold this issue</a> (or run <code>herald issues hold {number}</code>).</div>",
+                html_escape::encode_text(goes_out),
+                html_escape::encode_double_quoted_attribute(hold_url),
+            ),
+        }
+    }
+}
+
+/// The rendered issue marked as a test or review copy: the subject prefixed (`[Test]`,
+/// `[Review]`), a note at the top of both parts (for a review copy with the planned send time
+/// and the hold link), and for a test copy the same note at the end, above nothing a
+/// subscriber would rely on.
+pub fn mark_copy(rendered: &RenderedIssue, note: CopyNote<'_>) -> RenderedIssue {
+    let number = rendered.number;
+    let banner = note.html(number);
+    let mut html = rendered.html_template().to_owned();
+    // After the opening `<body ...>` tag, whatever its attributes; else at the very start.
+    let at = html
+        .find("<body")
+        .and_then(|i| html[i..].find('>').map(|j| i + j + 1))
+        .unwrap_or(0);
+    html.insert_str(at, &banner);
+    let mut text = format!("{}\n\n{}", note.text(number), rendered.text_template());
+    if let CopyNote::Test = note {
+        match html.rfind("</body>") {
+            Some(end) => html.insert_str(end, &banner),
+            None => html.push_str(&banner),
+        }
+        text.push_str(&format!("\n\n{}\n", note.text(number)));
+    }
+    RenderedIssue::from_frozen(
+        number,
+        format!("{}{}", note.subject_prefix(), rendered.subject),
+        rendered.preheader.clone(),
+        html,
+        text,
+    )
+}
+
+/// A test copy of an issue for `herald send --to`: marked as such, with a Message-ID of its
+/// own for every copy (`nonce`: mail clients drop a second message with the same id), and an
+/// unsubscribe link that leads to a page explaining it is a test copy.
+///
+/// # Errors
+/// [`ComposeError`] when an address cannot be expressed in a message.
+pub fn test_copy(
+    rendered: &RenderedIssue,
+    sender: &Sender,
+    to: &EmailAddress,
+    date: DateTime<Utc>,
+    nonce: i64,
+) -> Result<Message, ComposeError> {
+    let marked = mark_copy(rendered, CopyNote::Test);
+    let unsubscribe_url = format!("{}u/test-copy", sender.base_url);
+    let body = marked.personalize_encoded(&crate::render::Recipient {
+        name: "",
+        email: to.as_str(),
+        unsubscribe_url: &unsubscribe_url,
+    });
+    let envelope = Envelope {
+        from: &sender.from,
+        reply_to: sender.reply_to.as_ref(),
+        to,
+        to_name: "",
+        subject: &marked.subject,
+        date,
+        message_id: format!(
+            "<test-{}.{nonce}@{}>",
+            rendered.number,
+            ascii_domain(sender.from.email.domain())
+        ),
+        list_name: &sender.list_name,
+        unsubscribe_url: &unsubscribe_url,
+        unsubscribe_token: "test-copy",
     };
     let mut message = compose(&envelope, body)?;
     if let Some(dkim) = &sender.dkim {

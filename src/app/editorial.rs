@@ -64,29 +64,25 @@ impl App {
         let local = slot
             .with_timezone(&config.schedule.timezone)
             .format("%A %-d %B %Y, %H:%M %Z");
+        let goes_out = local.to_string();
+        let marked = crate::compose::mark_copy(
+            rendered,
+            crate::compose::CopyNote::Review {
+                hold_url: &hold_url,
+                goes_out: &goes_out,
+            },
+        );
         for editor in &config.schedule.editors {
-            let personal = rendered.personalize(&Recipient {
+            let personal = marked.personalize(&Recipient {
                 name: "",
                 email: editor.as_str(),
                 unsubscribe_url: &format!("{}u/review-copy", config.newsletter.base_url),
             });
-            let note = format!(
-                "Review copy of issue #{} ({}). It goes out {local}.\nTo stop it, open {hold_url} or run `herald issues hold {}`.\n\n",
-                issue.number, issue.subject, issue.number
-            );
-            let banner = format!(
-                "<div style=\"font-family:sans-serif;background:#fef3c7;padding:12px;border:1px solid #f59e0b\">Review copy of issue #{}: it goes out {local}. <a href=\"{}\">Hold this issue</a></div>",
-                issue.number,
-                html_escape::encode_double_quoted_attribute(&hold_url)
-            );
-            let html = personal
-                .html
-                .replacen("<body>", &format!("<body>{banner}"), 1);
             let message = crate::compose::simple_message(
                 &self.sender,
                 editor,
                 "",
-                &format!("[Review] {}", issue.subject),
+                &marked.subject,
                 &crate::compose::message_id(
                     "review",
                     issue.number,
@@ -94,8 +90,8 @@ impl App {
                     self.sender.from.email.domain(),
                 ),
                 now,
-                format!("{note}{}", personal.text),
-                html,
+                personal.text,
+                personal.html,
             )?;
             if let Err(e) = self.send_service_message(editor, &message).await {
                 warn!(editor = %editor, error = %e, "could not send the review copy");

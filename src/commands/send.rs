@@ -169,17 +169,12 @@ async fn preview_send(
     let (number, rendered, date) = (next.number, next.rendered, next.date);
     if let Some(to) = &args.to {
         let email = EmailAddress::parse(to).with_context(|| format!("--to `{to}`"))?;
-        let message = personal_message(
-            "test",
+        let message = crate::compose::test_copy(
             &rendered,
             &app.sender,
-            Addressee {
-                id: 0,
-                email: &email,
-                name: "",
-            },
-            &app.key,
+            &email,
             date,
+            app.clock.now().timestamp_millis(),
         )?;
         let reply = app.send_service_message(&email, &message).await?;
         println!(

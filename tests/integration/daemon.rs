@@ -560,6 +560,34 @@ async fn a_review_window_freezes_early_notifies_editors_and_a_held_issue_waits()
     assert_eq!(review[0].to, vec!["editor@example.com".to_owned()]);
     let note = decoded_text(&review[0].data);
     assert!(note.contains("/hold/"), "{note}");
+    // Visibly a review copy in both parts: subject, and a note with the planned send time and
+    // the hold link at the top of the text and of the HTML.
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&review[0].data)
+        .unwrap();
+    assert!(parsed.subject().unwrap().starts_with("[Review] "));
+    assert!(
+        note.starts_with(
+            "REVIEW COPY of issue #1: it goes out Monday 30 November 2026, 09:00 CET."
+        ),
+        "{note}"
+    );
+    let html = parsed.body_html(0).unwrap();
+    let body = &html[html.find("<body").unwrap()..];
+    let banner = &body[body.find('>').unwrap() + 1..];
+    assert!(banner.starts_with("<div role=\"note\""), "{banner:.300}");
+    let banner = &banner[..banner.find("</div>").unwrap()];
+    assert!(
+        banner.contains(
+            "Review copy</strong> of issue #1: it goes out Monday 30 November 2026, 09:00 CET."
+        ),
+        "{banner}"
+    );
+    assert!(banner.contains("/hold/"), "{banner}");
+    assert!(
+        html.contains("/u/review-copy"),
+        "the unsubscribe link is the review-copy page"
+    );
 
     assert_eq!(s.herald(&["issues", "hold", "1"]).code, 0);
     clock.set(slot + chrono::Duration::minutes(1));

@@ -356,6 +356,41 @@ fn dry_run_and_a_test_copy_record_nothing() {
     assert_eq!(server.mailbox.messages().len(), 1);
     let list = s.herald(&["issues", "list", "--json"]);
     assert_eq!(list.stdout.trim(), "[]", "{list:?}");
+
+    // A test copy says so, and a second one is a new message, not a duplicate to drop.
+    let again = send(&s, &server.url(), &["--to", "editor@example.com"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let copies = server.mailbox.messages();
+    let parsed: Vec<_> = copies
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(&m.data)
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(parsed[0].message_id(), parsed[1].message_id());
+    for p in &parsed {
+        assert!(
+            p.subject().unwrap().starts_with("[Test] "),
+            "{:?}",
+            p.subject()
+        );
+        let text = p.body_text(0).unwrap();
+        assert!(text.starts_with("TEST COPY of issue #1"), "{text}");
+        assert!(
+            text.trim_end()
+                .ends_with("its unsubscribe link does nothing."),
+            "{text}"
+        );
+        let html = p.body_html(0).unwrap();
+        assert_eq!(
+            html.matches("<strong>Test copy</strong>").count(),
+            2,
+            "top and footer"
+        );
+        assert!(html.contains("https://news.example.com/u/test-copy"));
+    }
 }
 
 #[test]

@@ -161,6 +161,12 @@ async fn the_glossary_works_as_a_website_for_readers_and_search_engines() {
         assert!(sitemap.contains(&entry), "{}", t.slug);
     }
     assert!(sitemap.contains(&format!("<loc>{base}archive/1</loc><lastmod>")));
+    // The unsubscribe links of review, test and preview copies explain themselves.
+    for copy in ["review-copy", "test-copy", "preview"] {
+        let (status, page, _) = get(&http, &format!("{base}u/{copy}")).await;
+        assert_eq!(status, 200, "{copy}");
+        assert!(page.contains("belongs to a subscriber"), "{copy}");
+    }
     let (_, robots, _) = get(&http, &format!("{base}robots.txt")).await;
     assert!(robots.contains(&format!("Sitemap: {base}sitemap.xml")));
     assert!(robots.contains("Disallow: /u/"));
