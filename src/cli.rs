@@ -102,7 +102,12 @@ pub struct PreviewArgs {
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Feature this term (slug, name or alias) in an upcoming issue, before the automatic order
-    Add { slug: String },
+    Add {
+        slug: String,
+        /// For a term already sent in this cycle: put it first in the next cycle
+        #[arg(long)]
+        next_cycle: bool,
+    },
     /// Take a term off the queue
     Remove { slug: String },
     /// Show the queue in order ([schedule] queue first, then added terms)

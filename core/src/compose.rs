@@ -308,6 +308,9 @@ pub enum CopyNote<'a> {
         hold_url: &'a str,
         /// The planned send time, as people read it.
         goes_out: &'a str,
+        /// What the editors should know about how the issue was made (a queued term
+        /// passed over ...).
+        notes: &'a [String],
     },
 }
 
@@ -324,9 +327,19 @@ impl CopyNote<'_> {
             Self::Test => format!(
                 "TEST COPY of issue #{number}: subscribers have not received it, and its unsubscribe link does nothing."
             ),
-            Self::Review { hold_url, goes_out } => format!(
-                "REVIEW COPY of issue #{number}: it goes out {goes_out}.\nTo stop it, open {hold_url} or run: herald issues hold {number}"
-            ),
+            Self::Review {
+                hold_url,
+                goes_out,
+                notes,
+            } => {
+                let mut text = format!(
+                    "REVIEW COPY of issue #{number}: it goes out {goes_out}.\nTo stop it, open {hold_url} or run: herald issues hold {number}"
+                );
+                for note in notes {
+                    text.push_str(&format!("\nNote: {note}."));
+                }
+                text
+            }
         }
     }
 
@@ -336,11 +349,21 @@ impl CopyNote<'_> {
             Self::Test => format!(
                 "<div role=\"note\" style=\"{box_style}\"><strong>Test copy</strong> of issue #{number}: subscribers have not received it, and its unsubscribe link does nothing.</div>"
             ),
-            Self::Review { hold_url, goes_out } => format!(
-                "<div role=\"note\" style=\"{box_style}\"><strong>Review copy</strong> of issue #{number}: it goes out {}. <a href=\"{}\" style=\"color:#1d4ed8\">Hold this issue</a> (or run <code>herald issues hold {number}</code>).</div>",
-                html_escape::encode_text(goes_out),
-                html_escape::encode_double_quoted_attribute(hold_url),
-            ),
+            Self::Review {
+                hold_url,
+                goes_out,
+                notes,
+            } => {
+                let notes: String = notes
+                    .iter()
+                    .map(|n| format!("<br>Note: {}.", html_escape::encode_text(n)))
+                    .collect();
+                format!(
+                    "<div role=\"note\" style=\"{box_style}\"><strong>Review copy</strong> of issue #{number}: it goes out {}. <a href=\"{}\" style=\"color:#1d4ed8\">Hold this issue</a> (or run <code>herald issues hold {number}</code>).{notes}</div>",
+                    html_escape::encode_text(goes_out),
+                    html_escape::encode_double_quoted_attribute(hold_url),
+                )
+            }
         }
     }
 }
@@ -465,4 +488,55 @@ pub fn simple_message(
         message.sign(dkim);
     }
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered() -> RenderedIssue {
+        RenderedIssue::from_frozen(
+            7,
+            "Attention — Weekly #7".into(),
+            "pre".into(),
+            "<html><body style=\"margin:0\"><p>Issue</p></body></html>".into(),
+            "Issue text".into(),
+        )
+    }
+
+    #[test]
+    fn a_review_copy_carries_its_note_at_the_top_of_both_parts_with_the_editors_notes() {
+        let notes = ["queued term `lora` was skipped".to_owned()];
+        let marked = mark_copy(
+            &rendered(),
+            CopyNote::Review {
+                hold_url: "https://n.example/hold/t?a=1&b=2",
+                goes_out: "Monday 30 November 2026, 09:00 CET",
+                notes: &notes,
+            },
+        );
+        assert_eq!(marked.subject, "[Review] Attention — Weekly #7");
+        let html = marked.html_template();
+        assert!(
+            html.starts_with("<html><body style=\"margin:0\"><div role=\"note\""),
+            "{html}"
+        );
+        assert!(html.contains("href=\"https://n.example/hold/t?a=1&amp;b=2\""));
+        assert!(html.contains("Note: queued term `lora` was skipped."));
+        let text = marked.text_template();
+        assert!(text.starts_with(
+            "REVIEW COPY of issue #7: it goes out Monday 30 November 2026, 09:00 CET."
+        ));
+        assert!(text.contains("Note: queued term `lora` was skipped.\n\nIssue text"));
+    }
+
+    #[test]
+    fn a_test_copy_says_so_at_the_top_and_in_the_footer() {
+        let marked = mark_copy(&rendered(), CopyNote::Test);
+        assert_eq!(marked.subject, "[Test] Attention — Weekly #7");
+        assert_eq!(marked.html_template().matches("Test copy").count(), 2);
+        let footer = &marked.html_template()[marked.html_template().find("Issue").unwrap()..];
+        assert!(footer.contains("Test copy"));
+        assert!(marked.text_template().trim_end().ends_with("does nothing."));
+    }
 }

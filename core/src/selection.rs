@@ -58,6 +58,14 @@ impl TermHistory {
         self.sent.iter().max_by_key(|s| s.issue_number)
     }
 
+    /// Whether `slug` went out in the current cycle.
+    pub fn sent_this_cycle(&self, slug: &Slug) -> bool {
+        let cycle = self.current_cycle();
+        self.sent
+            .iter()
+            .any(|s| s.cycle == cycle && &s.slug == slug)
+    }
+
     fn sent_in(&self, cycle: u32) -> HashSet<&Slug> {
         self.sent
             .iter()
@@ -91,6 +99,60 @@ pub fn remaining_in_cycle(glossary: &Glossary, history: &TermHistory) -> usize {
         .iter()
         .filter(|t| !sent.contains(&t.slug))
         .count()
+}
+
+/// Why a queued term is not the next issue's term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueSkip {
+    /// The slug names no term (the file was removed or renamed).
+    NotInGlossary(Slug),
+    /// It went out earlier in this cycle; it comes first in the next one.
+    SentThisCycle { slug: Slug, cycle: u32 },
+}
+
+impl std::fmt::Display for QueueSkip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotInGlossary(slug) => {
+                write!(
+                    f,
+                    "queued term `{slug}` was skipped: it is not in the glossary"
+                )
+            }
+            Self::SentThisCycle { slug, cycle } => write!(
+                f,
+                "queued term `{slug}` was skipped: it was already sent in cycle {cycle}; it comes first in the next cycle"
+            ),
+        }
+    }
+}
+
+/// The queued terms the next issue passes over, and why: the entries before `chosen` in the
+/// queue (every entry when `chosen` did not come from the queue).
+pub fn queue_skips(
+    glossary: &Glossary,
+    history: &TermHistory,
+    queue: &[Slug],
+    chosen: &Slug,
+    cycle: u32,
+) -> Vec<QueueSkip> {
+    let sent = history.sent_in(cycle);
+    queue
+        .iter()
+        .take_while(|s| *s != chosen)
+        .filter_map(|slug| {
+            if glossary.get(slug).is_none() {
+                Some(QueueSkip::NotInGlossary(slug.clone()))
+            } else if sent.contains(slug) {
+                Some(QueueSkip::SentThisCycle {
+                    slug: slug.clone(),
+                    cycle,
+                })
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Chooses the next issue's term. See the module documentation for the rule.

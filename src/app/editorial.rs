@@ -5,11 +5,67 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::{App, AppError};
-use crate::domain::{IssueStatus, Purpose};
+use crate::domain::{IssueStatus, Purpose, Slug};
+use crate::glossary::Glossary;
 use crate::render::{Recipient, RenderedIssue};
 use crate::store::{StoreError, StoredIssue};
 
+/// What `herald queue add` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued: an upcoming issue features it.
+    Added(Slug),
+    /// Queued first for the next cycle (it was sent in this one).
+    NextCycle(Slug),
+    /// `[schedule] queue` has it already.
+    InConfig(Slug),
+    /// `herald queue add` had queued it already.
+    AlreadyQueued(Slug),
+}
+
 impl App {
+    /// Queues a term (slug, name or alias) for an upcoming issue. A term sent earlier in this
+    /// cycle cannot come again before the next cycle: that is refused, unless `next_cycle`
+    /// asks to put it first then.
+    ///
+    /// # Errors
+    /// [`AppError::UnknownTerm`], [`AppError::Refused`] for a term sent in this cycle, or a
+    /// database error.
+    pub async fn queue_term(
+        &self,
+        glossary: &Glossary,
+        name: &str,
+        next_cycle: bool,
+    ) -> Result<Queued, AppError> {
+        let term = glossary
+            .find(name)
+            .ok_or_else(|| AppError::UnknownTerm(name.to_owned()))?;
+        let slug = term.slug.clone();
+        if self.config.schedule.queue.contains(&slug) {
+            return Ok(Queued::InConfig(slug));
+        }
+        let history = self.store.term_history().await?;
+        let now = self.clock.now();
+        if history.sent_this_cycle(&slug) {
+            if !next_cycle {
+                return Err(AppError::Refused(format!(
+                    "`{slug}` was already sent in cycle {}, and a term comes once per cycle; `herald queue add {slug} --next-cycle` puts it first in the next cycle",
+                    history.current_cycle()
+                )));
+            }
+            return Ok(if self.store.queue_add_first(&slug, now).await? {
+                Queued::NextCycle(slug)
+            } else {
+                Queued::AlreadyQueued(slug)
+            });
+        }
+        Ok(if self.store.queue_add(&slug, now).await? {
+            Queued::Added(slug)
+        } else {
+            Queued::AlreadyQueued(slug)
+        })
+    }
+
     /// Holds a frozen issue so that it does not go out at its slot. Returns `false` when the
     /// issue is not waiting for its slot (already held, or going out).
     ///
@@ -56,6 +112,7 @@ impl App {
         &self,
         issue: &StoredIssue,
         rendered: &RenderedIssue,
+        notes: &[String],
         slot: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), AppError> {
@@ -70,6 +127,7 @@ impl App {
             crate::compose::CopyNote::Review {
                 hold_url: &hold_url,
                 goes_out: &goes_out,
+                notes,
             },
         );
         for editor in &config.schedule.editors {

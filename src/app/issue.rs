@@ -18,7 +18,7 @@ use crate::domain::{IssueStatus, Slug, Term};
 use crate::feeds::{FeedFetcher, FetchOutcome, Validators};
 use crate::glossary::Glossary;
 use crate::render::{IssuePlan, RenderedIssue, Renderer};
-use crate::selection::{self, FeedBatch, LinkPolicy, TermChoice, TermHistory};
+use crate::selection::{self, FeedBatch, LinkPolicy, QueueSkip, TermChoice, TermHistory};
 use crate::store::{FeedSuccess, Store, StoreError, StoredIssue};
 
 /// Fewer unsent terms than this in the current cycle earns a warning.
@@ -34,6 +34,8 @@ pub enum Planned {
         cycle: u32,
         /// Whether the term came from the editors' queue.
         queued: bool,
+        /// Queued terms passed over, and why.
+        skipped: Vec<QueueSkip>,
     },
     /// Every term was sent in this cycle and `on_exhausted = "stop"`.
     Exhausted { cycle: u32 },
@@ -51,6 +53,8 @@ pub enum Prepared {
         rendered: RenderedIssue,
         /// Whether an interrupted send is being resumed.
         resumed: bool,
+        /// Queued terms the new issue passed over, and why (empty when resumed).
+        skipped: Vec<QueueSkip>,
     },
     /// Every term was sent in this cycle and `on_exhausted = "stop"`.
     Exhausted { cycle: u32 },
@@ -108,12 +112,12 @@ impl App {
     ) -> Result<Planned, AppError> {
         let (config, store) = (&self.config, &self.store);
         let history = store.term_history().await?;
-        let (chosen, cycle, queued) = match term {
+        let (chosen, cycle, queued, skipped) = match term {
             Some(name) => {
                 let t = glossary
                     .find(name)
                     .ok_or_else(|| AppError::UnknownTerm(name.to_owned()))?;
-                (t, history.current_cycle(), false)
+                (t, history.current_cycle(), false, Vec::new())
             }
             None => {
                 let queue = self.queue().await?;
@@ -123,12 +127,19 @@ impl App {
                         term,
                         cycle,
                         queued,
-                    } => (term, cycle, queued),
+                    } => {
+                        let skipped =
+                            selection::queue_skips(glossary, &history, &queue, &term.slug, cycle);
+                        (term, cycle, queued, skipped)
+                    }
                     TermChoice::Exhausted { cycle } => return Ok(Planned::Exhausted { cycle }),
                     TermChoice::NoTerms => return Ok(Planned::NoTerms),
                 }
             }
         };
+        for skip in &skipped {
+            warn!("{skip}");
+        }
         warn_if_running_low(glossary, &history, chosen);
 
         let last = store.last_issue().await?;
@@ -153,6 +164,7 @@ impl App {
             }),
             cycle,
             queued,
+            skipped,
         })
     }
 
@@ -258,6 +270,7 @@ impl App {
                 issue,
                 rendered,
                 resumed: true,
+                skipped: Vec::new(),
             });
         }
         let imported = self.import_subscriber_files(now).await?;
@@ -268,8 +281,13 @@ impl App {
             rejected = imported.rejected,
             "imported subscriber files"
         );
-        let (plan, cycle) = match self.plan(glossary, issue_time, None).await? {
-            Planned::Ready { plan, cycle, .. } => (plan, cycle),
+        let (plan, cycle, skipped) = match self.plan(glossary, issue_time, None).await? {
+            Planned::Ready {
+                plan,
+                cycle,
+                skipped,
+                ..
+            } => (plan, cycle, skipped),
             Planned::Exhausted { cycle } => return Ok(Prepared::Exhausted { cycle }),
             Planned::NoTerms => return Ok(Prepared::NoTerms),
         };
@@ -306,6 +324,7 @@ impl App {
             issue,
             rendered,
             resumed: false,
+            skipped,
         })
     }
 }

@@ -231,12 +231,16 @@ impl App {
             .prepare(&glossary, &renderer, now, slot, Some(key), true)
             .await?;
         let Prepared::Ready {
-            issue, rendered, ..
+            issue,
+            rendered,
+            skipped,
+            ..
         } = prepared
         else {
             return Ok(TickOutcome::Idle);
         };
-        self.send_review_copies(&issue, &rendered, slot, now)
+        let notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        self.send_review_copies(&issue, &rendered, &notes, slot, now)
             .await?;
         info!(issue = issue.number, slot = %key, "frozen for review; editors notified");
         Ok(TickOutcome::FrozenForReview {

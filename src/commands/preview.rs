@@ -26,7 +26,17 @@ pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
     let date = next_slot(&config.schedule.cron, config.schedule.timezone, now).unwrap_or(now);
     let planned = app.plan(&glossary, date, args.term.as_deref()).await?;
     let (plan, cycle) = match planned {
-        Planned::Ready { plan, cycle, .. } => (plan, cycle),
+        Planned::Ready {
+            plan,
+            cycle,
+            skipped,
+            ..
+        } => {
+            for skip in &skipped {
+                println!("note:     {skip}");
+            }
+            (plan, cycle)
+        }
         Planned::Exhausted { cycle } => {
             bail!(
                 "every term was sent in cycle {cycle} and [schedule] on_exhausted is \"stop\": no issue to preview"

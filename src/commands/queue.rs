@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use crate::Exit;
 use crate::app::App;
+use crate::app::editorial::Queued;
 use crate::cli::QueueCommand;
 
 #[derive(Serialize)]
-struct Queued<'a> {
+struct QueueEntry<'a> {
     position: usize,
     slug: &'a str,
     term: &'a str,
@@ -19,16 +20,20 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
     let glossary = app.glossary()?;
     let store = &app.store;
     match cmd {
-        QueueCommand::Add { slug } => {
-            let Some(term) = glossary.find(&slug) else {
+        QueueCommand::Add { slug, next_cycle } => {
+            if glossary.find(&slug).is_none() {
                 bail!("no term `{slug}` in the glossary (try `herald glossary list`)");
-            };
-            if app.config.schedule.queue.contains(&term.slug) {
-                println!("{} is already queued by [schedule] queue", term.slug);
-            } else if store.queue_add(&term.slug, app.clock.now()).await? {
-                println!("queued {} ({})", term.slug, term.term);
-            } else {
-                println!("{} is already queued", term.slug);
+            }
+            match app.queue_term(&glossary, &slug, next_cycle).await? {
+                Queued::Added(slug) => {
+                    let name = glossary.get(&slug).map_or("", |t| t.term.as_str());
+                    println!("queued {slug} ({name})");
+                }
+                Queued::NextCycle(slug) => {
+                    println!("queued {slug} first for the next cycle (it was sent in this one)");
+                }
+                Queued::InConfig(slug) => println!("{slug} is already queued by [schedule] queue"),
+                Queued::AlreadyQueued(slug) => println!("{slug} is already queued"),
             }
         }
         QueueCommand::Remove { slug } => {
@@ -48,7 +53,7 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
         QueueCommand::List(flag) => {
             let added = store.queue().await?;
             let config_queue = &app.config.schedule.queue;
-            let entries: Vec<Queued> = config_queue
+            let entries: Vec<QueueEntry> = config_queue
                 .iter()
                 .map(|s| (s, "config"))
                 .chain(
@@ -58,7 +63,7 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
                         .map(|s| (s, "cli")),
                 )
                 .enumerate()
-                .map(|(i, (slug, source))| Queued {
+                .map(|(i, (slug, source))| QueueEntry {
                     position: i + 1,
                     slug: slug.as_str(),
                     term: glossary

@@ -108,6 +108,7 @@ async fn send(
             issue,
             rendered,
             resumed,
+            ..
         } => (issue, rendered, resumed),
         Prepared::Exhausted { cycle } => return Err(AppError::Exhausted { cycle }.into()),
         Prepared::NoTerms => return Err(AppError::NoTerms.into()),

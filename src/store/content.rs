@@ -110,6 +110,29 @@ impl Store {
         Ok(slugs.into_iter().map(|s| s.0).collect())
     }
 
+    /// Puts a slug at the front of the queue; `false` when it was already queued.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn queue_add_first(
+        &self,
+        slug: &Slug,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .write_one(
+                sqlx::query(
+                    "INSERT INTO term_queue (slug, position, added_at)
+             VALUES (?1, (SELECT COALESCE(MIN(position), 1) - 1 FROM term_queue), ?2)
+             ON CONFLICT (slug) DO NOTHING",
+                )
+                .bind(slug.as_str())
+                .bind(now),
+            )
+            .await?
+            == 1)
+    }
+
     /// Appends a slug to the queue; `false` when it was already queued.
     ///
     /// # Errors

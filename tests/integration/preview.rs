@@ -104,3 +104,47 @@ fn queue_add_list_remove_and_the_preview_honours_it() {
         "{check:?}"
     );
 }
+
+#[test]
+fn a_term_sent_in_this_cycle_is_not_queued_again_unless_for_the_next_cycle() {
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nreader@example.com,Reader\n",
+    );
+    assert_eq!(s.herald(&["queue", "add", "LoRA"]).code, 0);
+    let sent = s.herald(&["send"]);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert!(sent.stdout.contains("issue #1: LoRA"), "{sent:?}");
+
+    let again = s.herald(&["queue", "add", "lora"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains("`lora` was already sent in cycle 1")
+            && again.stderr.contains("--next-cycle"),
+        "{again:?}"
+    );
+    let list = s.herald(&["queue", "list", "--json"]);
+    assert_eq!(list.stdout.trim(), "[]", "nothing was queued: {list:?}");
+
+    // Asked for the next cycle, it is queued first, and the preview says why it waits.
+    assert_eq!(s.herald(&["queue", "add", "dropout"]).code, 0);
+    let next = s.herald(&["queue", "add", "lora", "--next-cycle"]);
+    assert_eq!(next.code, 0, "{next:?}");
+    assert!(next.stdout.contains("first for the next cycle"), "{next:?}");
+    let items: serde_json::Value =
+        serde_json::from_str(&s.herald(&["queue", "list", "--json"]).stdout).unwrap();
+    assert_eq!(items[0]["slug"], "lora");
+    assert_eq!(items[1]["slug"], "dropout");
+    let preview = s.herald(&["preview", "--out", "p"]);
+    assert!(
+        preview.stdout.contains("term:     Dropout (dropout"),
+        "{preview:?}"
+    );
+    assert!(
+        preview.stdout.contains(
+            "note:     queued term `lora` was skipped: it was already sent in cycle 1; it comes first in the next cycle"
+        ),
+        "{preview:?}"
+    );
+}
