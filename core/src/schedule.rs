@@ -85,6 +85,30 @@ pub fn decide(
     }
 }
 
+/// Whether a slot was already served or came before Herald ran: at or before the daemon's
+/// first start on this database, or at or before the last issue made (a manual `herald send`
+/// after the slot's time served it). Such a slot is never caught up.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use herald_core::schedule::served_or_before_start;
+/// let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+/// let hour = chrono::Duration::hours(1);
+/// // A fresh installation started after yesterday's slot: nothing to catch up.
+/// assert!(served_or_before_start(slot, slot + hour, None));
+/// // Started before the slot, down at the slot, no issue since: catch up.
+/// assert!(!served_or_before_start(slot, slot - hour, None));
+/// // An operator sent an issue by hand after the slot: it served the slot.
+/// assert!(served_or_before_start(slot, slot - hour, Some(slot + hour)));
+/// ```
+pub fn served_or_before_start(
+    slot: DateTime<Utc>,
+    first_start: DateTime<Utc>,
+    last_issue_at: Option<DateTime<Utc>>,
+) -> bool {
+    slot <= first_start || last_issue_at.is_some_and(|t| t >= slot)
+}
+
 /// Whether the review window of `next` has opened: `review_hours` before the slot.
 pub fn review_open(next: DateTime<Utc>, review_hours: u32, now: DateTime<Utc>) -> bool {
     now < next && now >= next - chrono::Duration::hours(i64::from(review_hours))

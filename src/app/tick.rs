@@ -65,9 +65,13 @@ impl App {
         }
 
         let latest = schedule::latest_slot(&config.schedule.cron, config.schedule.timezone, now);
-        let key = latest.map(schedule::slot_key);
-        let handled = match &key {
-            Some(k) => store.slot_recorded(k).await?,
+        let first_start = store.first_daemon_start(now).await?;
+        let last_issue_at = store.last_issue().await?.map(|l| l.created_at);
+        let handled = match latest {
+            Some(slot) => {
+                schedule::served_or_before_start(slot, first_start, last_issue_at)
+                    || store.slot_recorded(&schedule::slot_key(slot)).await?
+            }
             None => true,
         };
         let mut missed = None;

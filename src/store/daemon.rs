@@ -77,6 +77,34 @@ impl Store {
             == 1)
     }
 
+    /// When a daemon first ran on this database: recorded by the first call (as `now`), read
+    /// back by every later one.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn first_daemon_start(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO daemon_state (key, value) VALUES ('first_start', ?) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(now.to_rfc3339()),
+        )
+        .await?;
+        let value: String =
+            sqlx::query_scalar("SELECT value FROM daemon_state WHERE key = 'first_start'")
+                .fetch_one(&self.pool)
+                .await?;
+        DateTime::parse_from_rfc3339(&value)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| StoreError::Corrupt {
+                column: "daemon_state.value",
+                value,
+            })
+    }
+
     /// Updates a recorded slot's outcome.
     ///
     /// # Errors

@@ -405,6 +405,14 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
     handle.await.unwrap();
 }
 
+/// Records that a daemon first ran on the sandbox's database at `at`: the story of a daemon
+/// that was running before a slot, then stopped or slow, and catches the slot up.
+async fn running_since(s: &Sandbox, at: chrono::DateTime<Utc>) {
+    let store = s.store().await;
+    store.first_daemon_start(at).await.unwrap();
+    store.close().await;
+}
+
 fn scheduled(s: &Sandbox, extra: &str) -> herald::config::Config {
     s.write(
         "herald.toml",
@@ -424,13 +432,9 @@ async fn a_slot_is_sent_once_caught_up_inside_the_window_and_skipped_outside() {
         .await
         .unwrap();
 
-    // The first start finds last week's slot long past: recorded as missed, nothing sent.
-    assert_eq!(
-        daemon.tick().await.unwrap(),
-        TickOutcome::Missed {
-            slot: "2026-11-23T08:00:00Z".into()
-        }
-    );
+    // The first start is after last week's slot: a fresh database has no missed slot, and
+    // nothing is sent or recorded for it.
+    assert_eq!(daemon.tick().await.unwrap(), TickOutcome::Idle);
     assert_eq!(
         daemon.tick().await.unwrap(),
         TickOutcome::Idle,
@@ -486,6 +490,7 @@ async fn two_daemons_on_one_database_send_one_issue_once_to_each_subscriber() {
     ];
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    running_since(&s, slot - chrono::Duration::hours(1)).await;
     let clock = TestClock::at(slot + chrono::Duration::minutes(1));
     let a = Daemon::new(
         s.config_with_env(&env_ref),
@@ -624,6 +629,10 @@ fn sigterm_in_the_middle_of_a_send_then_a_restart_gives_everyone_exactly_one_cop
             chrono::Timelike::hour(&due)
         ),
     );
+    // The daemon had been running before the slot (a fresh database catches nothing up).
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(running_since(&s, due - chrono::Duration::hours(1)));
     let spawn = |url: &str| {
         s.command(&["run"])
             .env("HERALD_SMTP_URL", url)
@@ -697,6 +706,7 @@ async fn rows_a_tick_could_not_send_are_retried_at_the_next_tick() {
     ];
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    running_since(&s, slot - chrono::Duration::hours(1)).await;
     let clock = TestClock::at(slot + chrono::Duration::minutes(1));
     let daemon = Daemon::new(
         s.config_with_env(&env_ref),
@@ -767,6 +777,7 @@ async fn a_slot_that_failed_on_a_broken_template_is_retried_once_it_is_fixed() {
     let good = std::fs::read_to_string(s.path("templates/issue.txt")).unwrap();
     s.write("templates/issue.txt", "{{ no_such_variable }}");
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    running_since(&s, slot - chrono::Duration::hours(1)).await;
     let clock = TestClock::at(slot + chrono::Duration::minutes(1));
     let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
         .await
@@ -784,5 +795,55 @@ async fn a_slot_that_failed_on_a_broken_template_is_retried_once_it_is_fixed() {
             number: 1,
             finished: true
         }
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_database_mails_nobody_at_start_up_and_a_manual_send_serves_its_slot() {
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let config = scheduled(&s, "");
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    // First start two hours after this week's slot, on a fresh database.
+    let clock = TestClock::at(slot + chrono::Duration::hours(2));
+    let daemon = Daemon::new(config.clone(), clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    assert_eq!(daemon.tick().await.unwrap(), TickOutcome::Idle);
+    assert!(
+        !s.path("outbox").exists(),
+        "nobody was mailed for a slot from before the first start"
+    );
+    // The daemon stops (as on SIGTERM, it gives up its lease).
+    daemon
+        .app
+        .release_sender_lease(&daemon.run_id)
+        .await
+        .unwrap();
+    drop(daemon);
+
+    // A daemon that ran before the next slot is down at it; an operator sends by hand after
+    // the slot's time. When the daemon comes back, that slot is served: no second issue.
+    let next = slot + chrono::Duration::days(7);
+    let sent = s.herald(&["send"]);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    let store = s.store().await;
+    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    sqlx::query("UPDATE issues SET created_at = ? WHERE number = 1")
+        .bind(next + chrono::Duration::minutes(30))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    store.close().await;
+    clock.set(next + chrono::Duration::hours(2));
+    let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    assert_eq!(daemon.tick().await.unwrap(), TickOutcome::Idle);
+    assert_eq!(
+        std::fs::read_dir(s.path("outbox")).unwrap().count(),
+        2,
+        "only the manual send's two messages"
     );
 }
