@@ -47,6 +47,13 @@ pub fn slot_key(slot: DateTime<Utc>) -> String {
     slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The slot a key names (the inverse of [`slot_key`]).
+pub fn parse_slot_key(key: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(key)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// A slot noticed this late is still sent even when `catch_up_hours` is 0: the daemon wakes
 /// once a minute, so "on time" means within a few minutes.
 pub const MIN_CATCH_UP: chrono::Duration = chrono::Duration::minutes(15);
@@ -112,6 +119,33 @@ pub fn served_or_before_start(
 /// Whether the review window of `next` has opened: `review_hours` before the slot.
 pub fn review_open(next: DateTime<Utc>, review_hours: u32, now: DateTime<Utc>) -> bool {
     now < next && now >= next - chrono::Duration::hours(i64::from(review_hours))
+}
+
+/// When an issue frozen for review at `now` may go out: at its slot, but never sooner than
+/// `review_hours` after the editors got the review copy; `None` when that is later than the
+/// slot's catch-up window (the slot is then skipped, not sent late without review).
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use herald_core::schedule::reviewed_send_time;
+/// let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+/// let h = |n| chrono::Duration::hours(n);
+/// // Frozen when the window opened: out at the slot.
+/// assert_eq!(reviewed_send_time(slot, slot - h(24), 24, 24), Some(slot));
+/// // Caught up five hours late: a fresh 2-hour review window, still inside catch-up.
+/// assert_eq!(reviewed_send_time(slot, slot + h(5), 2, 24), Some(slot + h(7)));
+/// // Caught up too late for a whole review window: skipped.
+/// assert_eq!(reviewed_send_time(slot, slot + h(20), 24, 24), None);
+/// ```
+pub fn reviewed_send_time(
+    slot: DateTime<Utc>,
+    now: DateTime<Utc>,
+    review_hours: u32,
+    catch_up_hours: u32,
+) -> Option<DateTime<Utc>> {
+    let goes_out = slot.max(now + chrono::Duration::hours(i64::from(review_hours)));
+    let window = chrono::Duration::hours(i64::from(catch_up_hours)).max(MIN_CATCH_UP);
+    (goes_out <= slot + window).then_some(goes_out)
 }
 
 /// Parses a six-field cron expression (seconds first), as `[schedule] cron` takes.

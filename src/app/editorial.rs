@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::issue::Prepared;
 use super::{App, AppError};
 use crate::domain::{IssueStatus, Purpose, Slug};
 use crate::glossary::Glossary;
@@ -77,15 +78,69 @@ impl App {
             .await
     }
 
-    /// Releases a held issue: it goes out at its slot (or at the daemon's next tick if the
-    /// slot has passed). Returns `false` when the issue is not held.
+    /// Releases a held issue, or one waiting for the end of its review window: an editor
+    /// approved it, so it goes out at its slot (or at the daemon's next tick if the slot has
+    /// passed). Returns `false` when the issue is neither held nor waiting.
     ///
     /// # Errors
     /// A database error.
     pub async fn release_issue(&self, number: u32) -> Result<bool, StoreError> {
-        self.store
-            .set_issue_status(number, &[IssueStatus::Held], IssueStatus::Frozen)
-            .await
+        let now = self.clock.now();
+        let Some(issue) = self.store.issue(number).await? else {
+            return Ok(false);
+        };
+        let slot = issue
+            .slot_key
+            .as_deref()
+            .and_then(crate::schedule::parse_slot_key);
+        let at = slot.map_or(now, |s| s.min(issue.send_after.unwrap_or(s)));
+        self.store.release_issue(number, at).await
+    }
+
+    /// Freezes the next issue (dated `issue_time`, for the schedule slot `slot_key` if any) to
+    /// wait for the editors until `goes_out`, and sends them the review copy. Returns the
+    /// issue's number, or `None` when there is no issue to make (an unfinished one exists, the
+    /// glossary is exhausted or empty).
+    ///
+    /// # Errors
+    /// A store, template or glossary failure (then nothing is frozen).
+    pub async fn freeze_for_review(
+        &self,
+        slot_key: Option<&str>,
+        issue_time: DateTime<Utc>,
+        goes_out: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u32>, AppError> {
+        let glossary = self.glossary()?;
+        let renderer = self.renderer()?;
+        let prepared = self
+            .prepare(
+                &glossary,
+                &renderer,
+                now,
+                issue_time,
+                slot_key,
+                Some(goes_out),
+            )
+            .await?;
+        let Prepared::Ready {
+            issue,
+            rendered,
+            skipped,
+            resumed: false,
+        } = prepared
+        else {
+            return Ok(None);
+        };
+        let notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        self.send_review_copies(&issue, &rendered, &notes, goes_out, now)
+            .await?;
+        info!(
+            issue = issue.number,
+            slot = slot_key.unwrap_or("-"),
+            "frozen for review; editors notified"
+        );
+        Ok(Some(issue.number))
     }
 
     /// The issue a hold link names, if its token is genuine.

@@ -225,8 +225,8 @@ impl App {
     /// The issue to send: an unfinished one (resumed as frozen), or else the next one,
     /// composed, rendered and frozen in one transaction with its ledger. Subscriber files are
     /// imported before the audience is fixed. `slot` names the schedule slot a daemon sends
-    /// for; with `review`, the new issue is frozen to wait for `issue_time` instead of going
-    /// out at once.
+    /// for; with `review_until`, the new issue is frozen for the editors' review and waits
+    /// until then instead of going out at once.
     ///
     /// # Errors
     /// [`AppError`].
@@ -238,7 +238,7 @@ impl App {
         now: DateTime<Utc>,
         issue_time: DateTime<Utc>,
         slot: Option<&str>,
-        review: bool,
+        review_until: Option<DateTime<Utc>>,
     ) -> Result<Prepared, AppError> {
         let store = &self.store;
         if let Some(issue) = store.unfinished_issue().await? {
@@ -305,8 +305,8 @@ impl App {
             web_html: &web_html,
             links: &plan.links,
             slot_key: slot,
-            send_after: Some(issue_time),
-            status: if review {
+            send_after: Some(review_until.unwrap_or(issue_time)),
+            status: if review_until.is_some() {
                 IssueStatus::Frozen
             } else {
                 IssueStatus::Sending

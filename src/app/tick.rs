@@ -84,6 +84,30 @@ impl App {
                 {
                     return Ok(TickOutcome::Idle);
                 }
+                if let Some(hours) = config.schedule.review_hours {
+                    // Caught up: this issue has had no review yet; it gets a window of its own.
+                    return match schedule::reviewed_send_time(
+                        slot,
+                        now,
+                        hours,
+                        config.schedule.catch_up_hours,
+                    ) {
+                        Some(goes_out) => {
+                            self.freeze_slot_for_review(&key, slot, goes_out, now).await
+                        }
+                        None => {
+                            let detail = format!(
+                                "noticed {} h late: a {hours} h review window would end after catch_up_hours",
+                                (now - slot).num_hours()
+                            );
+                            warn!(slot = %key, "{detail}: skipped, not sent unreviewed");
+                            store
+                                .finish_slot(&key, SlotOutcome::Missed, None, &detail, now)
+                                .await?;
+                            Ok(TickOutcome::Missed { slot: key })
+                        }
+                    };
+                }
                 info!(slot = %key, "slot due: sending");
                 return self
                     .prepare_and_deliver(run_id, Some((key, slot)), now, stop)
@@ -106,10 +130,13 @@ impl App {
             SlotDecision::Nothing => {}
         }
 
+        // The review window opens one wake-up early, so that the review copy goes out at
+        // least `review_hours` before the slot whatever the polling interval.
+        let poll = chrono::Duration::seconds(i64::from(config.schedule.poll_seconds));
         if let Some(hours) = config.schedule.review_hours
             && let Some(next) =
                 schedule::next_slot(&config.schedule.cron, config.schedule.timezone, now)
-            && schedule::review_open(next, hours, now)
+            && schedule::review_open(next, hours, now + poll)
         {
             let key = schedule::slot_key(next);
             if !store.slot_recorded(&key).await?
@@ -117,7 +144,10 @@ impl App {
                     .claim_slot(&key, next, SlotOutcome::Claimed, "frozen for review", now)
                     .await?
             {
-                return self.freeze_for_review(&key, next, now).await;
+                let goes_out =
+                    schedule::reviewed_send_time(next, now, hours, config.schedule.catch_up_hours)
+                        .unwrap_or(next + chrono::Duration::hours(i64::from(hours)));
+                return self.freeze_slot_for_review(&key, next, goes_out, now).await;
             }
         }
         Ok(missed.map_or(TickOutcome::Idle, |slot| TickOutcome::Missed { slot }))
@@ -136,7 +166,7 @@ impl App {
         let prepared = async {
             let glossary = self.glossary()?;
             let renderer = self.renderer()?;
-            self.prepare(&glossary, &renderer, now, issue_time, slot_key, false)
+            self.prepare(&glossary, &renderer, now, issue_time, slot_key, None)
                 .await
         }
         .await;
@@ -223,32 +253,22 @@ impl App {
         })
     }
 
-    async fn freeze_for_review(
+    /// [`App::freeze_for_review`] for a schedule slot: a slot whose issue could not be made
+    /// is tried again at the next wake-up.
+    async fn freeze_slot_for_review(
         &self,
         key: &str,
         slot: DateTime<Utc>,
+        goes_out: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<TickOutcome, AppError> {
-        let glossary = self.glossary()?;
-        let renderer = self.renderer()?;
-        let prepared = self
-            .prepare(&glossary, &renderer, now, slot, Some(key), true)
-            .await?;
-        let Prepared::Ready {
-            issue,
-            rendered,
-            skipped,
-            ..
-        } = prepared
-        else {
-            return Ok(TickOutcome::Idle);
-        };
-        let notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
-        self.send_review_copies(&issue, &rendered, &notes, slot, now)
-            .await?;
-        info!(issue = issue.number, slot = %key, "frozen for review; editors notified");
-        Ok(TickOutcome::FrozenForReview {
-            number: issue.number,
-        })
+        match self.freeze_for_review(Some(key), slot, goes_out, now).await {
+            Ok(Some(number)) => Ok(TickOutcome::FrozenForReview { number }),
+            Ok(None) => Ok(TickOutcome::Idle),
+            Err(e) => {
+                self.store.forget_slot(key).await?;
+                Err(e)
+            }
+        }
     }
 }

@@ -152,7 +152,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
         }
         IssuesCommand::Release { number } => {
             if !app.release_issue(number).await? {
-                bail!("issue #{number} is not held");
+                bail!("issue #{number} is neither held nor waiting for its review window");
             }
             println!(
                 "issue #{number} is released: it goes out at its slot (or at the daemon's next tick if the slot has passed)"

@@ -100,8 +100,24 @@ async fn send(
         let n = app.store.retry_ambiguous(run, now).await?;
         println!("{n} ambiguous deliveries put back to pending");
     }
+    // With a review window, nothing reaches subscribers before the editors had their copy
+    // for `review_hours`: a new issue is frozen for review instead of sent.
+    if let Some(hours) = app.config.schedule.review_hours
+        && app.store.unfinished_issue().await?.is_none()
+    {
+        let goes_out = now + chrono::Duration::hours(i64::from(hours));
+        if let Some(number) = app.freeze_for_review(None, now, goes_out, now).await? {
+            let local = goes_out.with_timezone(&app.config.schedule.timezone);
+            println!(
+                "issue #{number} is frozen for review: the editors got a review copy, and it goes out at {} \
+                 (`herald send` again then, or `herald run`; `herald issues release {number}` approves it sooner)",
+                local.format("%Y-%m-%d %H:%M %Z")
+            );
+            return Ok(Exit::Success);
+        }
+    }
     let prepared = app
-        .prepare(glossary, renderer, now, now, None, false)
+        .prepare(glossary, renderer, now, now, None, None)
         .await?;
     let (issue, rendered, resumed) = match prepared {
         Prepared::Ready {

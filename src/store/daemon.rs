@@ -173,6 +173,26 @@ impl Store {
         .await?)
     }
 
+    /// Releases a held or frozen issue: it may go out from `at` (an editor approved it, so
+    /// the rest of its review window is waived). Returns whether an issue was released.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn release_issue(&self, number: u32, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(self
+            .write_one(
+                sqlx::query(
+                    "UPDATE issues SET status = ?1, send_after = ?2 WHERE number = ?3 AND status IN (?4, ?1)",
+                )
+                .bind(Text(IssueStatus::Frozen))
+                .bind(at)
+                .bind(i64::from(number))
+                .bind(Text(IssueStatus::Held)),
+            )
+            .await?
+            == 1)
+    }
+
     /// Moves an issue from one of `from` to `to` (hold, release, start sending). Returns
     /// whether it moved.
     ///

@@ -548,7 +548,9 @@ async fn a_review_window_freezes_early_notifies_editors_and_a_held_issue_waits()
     ];
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
-    let clock = TestClock::at(slot - chrono::Duration::hours(20));
+    // The review window opens 24 hours before the slot: the copy goes out then, so the issue
+    // can go out at its slot.
+    let clock = TestClock::at(slot - chrono::Duration::hours(24));
     let daemon = Daemon::new(
         s.config_with_env(&env_ref),
         clock.clone(),
@@ -846,4 +848,139 @@ async fn a_fresh_database_mails_nobody_at_start_up_and_a_manual_send_serves_its_
         2,
         "only the manual send's two messages"
     );
+}
+
+/// The addresses the outbox has messages for, with how many each.
+fn outbox_recipients(s: &Sandbox) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(s.path("outbox")) else {
+        return out;
+    };
+    for entry in dir {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let to = parsed
+            .to()
+            .unwrap()
+            .first()
+            .unwrap()
+            .address()
+            .unwrap()
+            .to_owned();
+        *out.entry(to).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn with_a_review_window_nothing_reaches_subscribers_before_the_editors_had_it_that_long() {
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let config = scheduled(
+        &s,
+        "review_hours = 24\neditors = [\"editor@example.com\"]\n",
+    );
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let h = chrono::Duration::hours;
+    // The daemon first starts only two hours before the slot: the review copy goes out now,
+    // and the issue waits its full 24 hours, not just until the slot.
+    let clock = TestClock::at(slot - h(2));
+    let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::FrozenForReview { number: 1 }
+    );
+    assert_eq!(outbox_recipients(&s).len(), 1, "only the editor");
+    clock.set(slot + h(1));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Waiting { number: 1 }
+    );
+    clock.set(slot + h(22) + chrono::Duration::minutes(1));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }
+    );
+    assert_eq!(outbox_recipients(&s).len(), 3);
+}
+
+#[tokio::test]
+async fn a_caught_up_slot_gets_a_fresh_review_window_or_is_skipped_when_that_is_too_late() {
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let config = scheduled(&s, "review_hours = 2\neditors = [\"editor@example.com\"]\n");
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let h = chrono::Duration::hours;
+    running_since(&s, slot - h(30)).await;
+    // Down through the review window and the slot; back five hours late.
+    let clock = TestClock::at(slot + h(5));
+    let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::FrozenForReview { number: 1 }
+    );
+    assert_eq!(
+        outbox_recipients(&s).keys().collect::<Vec<_>>(),
+        ["editor@example.com"],
+        "caught up, but reviewed first"
+    );
+    clock.set(slot + h(6));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Waiting { number: 1 }
+    );
+    clock.set(slot + h(7) + chrono::Duration::minutes(1));
+    assert!(matches!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered { number: 1, .. }
+    ));
+    assert_eq!(outbox_recipients(&s).len(), 3);
+
+    // The next week's slot noticed 23 hours late: a 2-hour review would end past the 24-hour
+    // catch-up window, so it is skipped, not sent unreviewed.
+    let next = slot + chrono::Duration::days(7);
+    clock.set(next + h(23));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Missed {
+            slot: "2026-12-07T08:00:00Z".into()
+        }
+    );
+    assert_eq!(outbox_recipients(&s).values().sum::<usize>(), 3);
+}
+
+#[test]
+fn a_manual_send_with_a_review_window_freezes_for_review_and_an_editor_can_release_it() {
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let _ = scheduled(
+        &s,
+        "review_hours = 24\neditors = [\"editor@example.com\"]\n",
+    );
+    let first = s.herald(&["send"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stdout.contains("issue #1 is frozen for review"),
+        "{first:?}"
+    );
+    assert_eq!(
+        outbox_recipients(&s).keys().collect::<Vec<_>>(),
+        ["editor@example.com"]
+    );
+    let waiting = s.herald(&["send"]);
+    assert_eq!(waiting.code, 1, "{waiting:?}");
+    assert!(waiting.stderr.contains("frozen for review"), "{waiting:?}");
+    assert_eq!(outbox_recipients(&s).len(), 1, "still only the editor");
+    // An editor approves it: the rest of the window is waived.
+    assert_eq!(s.herald(&["issues", "release", "1"]).code, 0);
+    let sent = s.herald(&["send"]);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert_eq!(outbox_recipients(&s).len(), 3);
 }

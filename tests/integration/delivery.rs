@@ -508,7 +508,7 @@ async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
     let app = herald::app::App::with_store(config, store.clone(), std::sync::Arc::new(SystemClock))
         .unwrap();
     let prepared = app
-        .prepare(&glossary, &renderer, now, now, None, false)
+        .prepare(&glossary, &renderer, now, now, None, None)
         .await
         .unwrap();
     let herald::app::Prepared::Ready {
