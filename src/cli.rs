@@ -52,8 +52,9 @@ pub enum Command {
     Issues(IssuesCommand),
     /// Run the daemon: send on schedule, serve the subscription pages, archive, health and metrics
     Run,
-    /// Show the next five send times and what happened at the last slots
-    Schedule,
+    /// Show the next five send times, what the daemon's next wake-up will do (a slot to catch
+    /// up or to review), and what happened at the last slots
+    Schedule(JsonFlag),
 }
 
 #[derive(Debug, Args)]

@@ -148,6 +148,96 @@ pub fn reviewed_send_time(
     (goes_out <= slot + window).then_some(goes_out)
 }
 
+/// What the schedule knows at one wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleState {
+    /// The most recent slot at or before now.
+    pub latest: Option<DateTime<Utc>>,
+    /// Whether it was acted on already, or served, or came before Herald ran
+    /// ([`served_or_before_start`]).
+    pub latest_handled: bool,
+    /// The next slot after now.
+    pub next: Option<DateTime<Utc>>,
+    /// Whether the next slot was acted on already (frozen for review).
+    pub next_recorded: bool,
+}
+
+/// The schedule's settings that decide a wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleRules {
+    pub catch_up_hours: u32,
+    pub review_hours: Option<u32>,
+    /// How often the daemon wakes: the review window opens one wake-up early, so that the
+    /// review copy goes out at least `review_hours` before the slot.
+    pub poll: chrono::Duration,
+}
+
+/// What to do about the latest slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatestAction {
+    /// Send its issue now.
+    Send(DateTime<Utc>),
+    /// Caught up with a review window configured: freeze it for review, out at `goes_out`.
+    Review {
+        slot: DateTime<Utc>,
+        goes_out: DateTime<Utc>,
+    },
+    /// Noticed later than `catch_up_hours`: record it as missed.
+    Missed(DateTime<Utc>),
+    /// Caught up, but a whole review window would end after `catch_up_hours`: skip it rather
+    /// than send it unreviewed.
+    TooLateForReview(DateTime<Utc>),
+}
+
+/// What one wake-up does: first the latest slot, then (unless that sends or freezes an
+/// issue) the next slot's review window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickPlan {
+    pub latest: Option<LatestAction>,
+    /// The next slot, whose review window is open: freeze it for review, out at the second
+    /// value.
+    pub review_next: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// Decides a wake-up: the one place where the schedule's rules (catch-up window, review
+/// window, served slots) meet.
+pub fn plan_tick(state: ScheduleState, rules: ScheduleRules, now: DateTime<Utc>) -> TickPlan {
+    let latest = match decide(
+        state.latest,
+        state.latest_handled,
+        now,
+        rules.catch_up_hours,
+    ) {
+        SlotDecision::Send(slot) => Some(match rules.review_hours {
+            None => LatestAction::Send(slot),
+            Some(hours) => match reviewed_send_time(slot, now, hours, rules.catch_up_hours) {
+                Some(goes_out) => LatestAction::Review { slot, goes_out },
+                None => LatestAction::TooLateForReview(slot),
+            },
+        }),
+        SlotDecision::Missed(slot) => Some(LatestAction::Missed(slot)),
+        SlotDecision::Nothing => None,
+    };
+    let busy = matches!(
+        latest,
+        Some(LatestAction::Send(_) | LatestAction::Review { .. })
+    );
+    let review_next = match (rules.review_hours, state.next) {
+        (Some(hours), Some(next))
+            if !busy && !state.next_recorded && review_open(next, hours, now + rules.poll) =>
+        {
+            let goes_out = reviewed_send_time(next, now, hours, rules.catch_up_hours)
+                .unwrap_or(next + chrono::Duration::hours(i64::from(hours)));
+            Some((next, goes_out))
+        }
+        _ => None,
+    };
+    TickPlan {
+        latest,
+        review_next,
+    }
+}
+
 /// Parses a six-field cron expression (seconds first), as `[schedule] cron` takes.
 ///
 /// # Errors

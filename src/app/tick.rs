@@ -15,7 +15,8 @@ use super::delivery::Silent;
 use super::issue::Prepared;
 use super::{App, AppError};
 use crate::domain::{IssueStatus, SlotOutcome};
-use crate::schedule::{self, SlotDecision};
+use crate::schedule::{self, LatestAction, ScheduleRules, ScheduleState};
+use crate::store::StoreError;
 
 /// What one tick did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,45 @@ pub enum TickOutcome {
 }
 
 impl App {
+    /// What the schedule knows now: the latest and next slots, and which are handled.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn schedule_state(&self, now: DateTime<Utc>) -> Result<ScheduleState, StoreError> {
+        let (config, store) = (&self.config, &self.store);
+        let latest = schedule::latest_slot(&config.schedule.cron, config.schedule.timezone, now);
+        let next = schedule::next_slot(&config.schedule.cron, config.schedule.timezone, now);
+        let first_start = store.first_daemon_start(now).await?;
+        let last_issue_at = store.last_issue().await?.map(|l| l.created_at);
+        let latest_handled = match latest {
+            Some(slot) => {
+                schedule::served_or_before_start(slot, first_start, last_issue_at)
+                    || store.slot_recorded(&schedule::slot_key(slot)).await?
+            }
+            None => true,
+        };
+        let next_recorded = match next {
+            Some(slot) => store.slot_recorded(&schedule::slot_key(slot)).await?,
+            None => true,
+        };
+        Ok(ScheduleState {
+            latest,
+            latest_handled,
+            next,
+            next_recorded,
+        })
+    }
+
+    /// The schedule's rules from the configuration.
+    pub fn schedule_rules(&self) -> ScheduleRules {
+        let s = &self.config.schedule;
+        ScheduleRules {
+            catch_up_hours: s.catch_up_hours,
+            review_hours: s.review_hours,
+            poll: chrono::Duration::seconds(i64::from(s.poll_seconds)),
+        }
+    }
+
     /// One step of the schedule for the daemon `run_id`. `stop` ends a delivery early
     /// (messages in flight are finished, nothing new is claimed).
     ///
@@ -64,19 +104,10 @@ impl App {
             return self.prepare_and_deliver(run_id, None, now, stop).await;
         }
 
-        let latest = schedule::latest_slot(&config.schedule.cron, config.schedule.timezone, now);
-        let first_start = store.first_daemon_start(now).await?;
-        let last_issue_at = store.last_issue().await?.map(|l| l.created_at);
-        let handled = match latest {
-            Some(slot) => {
-                schedule::served_or_before_start(slot, first_start, last_issue_at)
-                    || store.slot_recorded(&schedule::slot_key(slot)).await?
-            }
-            None => true,
-        };
+        let plan = schedule::plan_tick(self.schedule_state(now).await?, self.schedule_rules(), now);
         let mut missed = None;
-        match schedule::decide(latest, handled, now, config.schedule.catch_up_hours) {
-            SlotDecision::Send(slot) => {
+        match plan.latest {
+            Some(LatestAction::Send(slot)) => {
                 let key = schedule::slot_key(slot);
                 if !store
                     .claim_slot(&key, slot, SlotOutcome::Claimed, "", now)
@@ -84,36 +115,29 @@ impl App {
                 {
                     return Ok(TickOutcome::Idle);
                 }
-                if let Some(hours) = config.schedule.review_hours {
-                    // Caught up: this issue has had no review yet; it gets a window of its own.
-                    return match schedule::reviewed_send_time(
-                        slot,
-                        now,
-                        hours,
-                        config.schedule.catch_up_hours,
-                    ) {
-                        Some(goes_out) => {
-                            self.freeze_slot_for_review(&key, slot, goes_out, now).await
-                        }
-                        None => {
-                            let detail = format!(
-                                "noticed {} h late: a {hours} h review window would end after catch_up_hours",
-                                (now - slot).num_hours()
-                            );
-                            warn!(slot = %key, "{detail}: skipped, not sent unreviewed");
-                            store
-                                .finish_slot(&key, SlotOutcome::Missed, None, &detail, now)
-                                .await?;
-                            Ok(TickOutcome::Missed { slot: key })
-                        }
-                    };
-                }
                 info!(slot = %key, "slot due: sending");
                 return self
                     .prepare_and_deliver(run_id, Some((key, slot)), now, stop)
                     .await;
             }
-            SlotDecision::Missed(slot) => {
+            Some(LatestAction::Review { slot, goes_out }) => {
+                // Caught up: this issue has had no review yet; it gets a window of its own.
+                let key = schedule::slot_key(slot);
+                if !store
+                    .claim_slot(
+                        &key,
+                        slot,
+                        SlotOutcome::Claimed,
+                        "caught up: frozen for review",
+                        now,
+                    )
+                    .await?
+                {
+                    return Ok(TickOutcome::Idle);
+                }
+                return self.freeze_slot_for_review(&key, slot, goes_out, now).await;
+            }
+            Some(LatestAction::Missed(slot)) => {
                 let key = schedule::slot_key(slot);
                 let detail = format!(
                     "noticed {} h late, beyond catch_up_hours",
@@ -127,26 +151,29 @@ impl App {
                     missed = Some(key);
                 }
             }
-            SlotDecision::Nothing => {}
-        }
-
-        // The review window opens one wake-up early, so that the review copy goes out at
-        // least `review_hours` before the slot whatever the polling interval.
-        let poll = chrono::Duration::seconds(i64::from(config.schedule.poll_seconds));
-        if let Some(hours) = config.schedule.review_hours
-            && let Some(next) =
-                schedule::next_slot(&config.schedule.cron, config.schedule.timezone, now)
-            && schedule::review_open(next, hours, now + poll)
-        {
-            let key = schedule::slot_key(next);
-            if !store.slot_recorded(&key).await?
-                && store
-                    .claim_slot(&key, next, SlotOutcome::Claimed, "frozen for review", now)
+            Some(LatestAction::TooLateForReview(slot)) => {
+                let key = schedule::slot_key(slot);
+                let detail = format!(
+                    "noticed {} h late: a {} h review window would end after catch_up_hours",
+                    (now - slot).num_hours(),
+                    config.schedule.review_hours.unwrap_or(0)
+                );
+                if store
+                    .claim_slot(&key, slot, SlotOutcome::Missed, &detail, now)
                     .await?
+                {
+                    warn!(slot = %key, "{detail}: skipped, not sent unreviewed");
+                    missed = Some(key);
+                }
+            }
+            None => {}
+        }
+        if let Some((next, goes_out)) = plan.review_next {
+            let key = schedule::slot_key(next);
+            if store
+                .claim_slot(&key, next, SlotOutcome::Claimed, "frozen for review", now)
+                .await?
             {
-                let goes_out =
-                    schedule::reviewed_send_time(next, now, hours, config.schedule.catch_up_hours)
-                        .unwrap_or(next + chrono::Duration::hours(i64::from(hours)));
                 return self.freeze_slot_for_review(&key, next, goes_out, now).await;
             }
         }

@@ -48,7 +48,7 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
         Command::Feeds(args) => feeds::run(&app, args).await,
         Command::Send(args) => send::run(&app, args).await,
         Command::Issues(cmd) => issues::run(&app, cmd).await,
-        Command::Schedule => schedule::run(&app).await,
+        Command::Schedule(flag) => schedule::run(&app, flag.json).await,
         Command::Glossary(_) | Command::Run => unreachable!("dispatched above"),
     };
     app.close().await;

@@ -1,13 +1,94 @@
-//! `herald schedule`: the next send times and the last slots.
+//! `herald schedule [--json]`: the next send times, what the next wake-up will do, and the
+//! last slots.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::Exit;
 use crate::app::App;
-use crate::schedule::next_slots;
+use crate::schedule::{LatestAction, next_slots, plan_tick};
+use crate::store::SlotRecord;
 
-pub(super) async fn run(app: &App) -> anyhow::Result<Exit> {
+#[derive(Serialize)]
+struct Report {
+    cron: String,
+    timezone: String,
+    catch_up_hours: u32,
+    review_hours: Option<u32>,
+    next: Vec<DateTime<Utc>>,
+    /// What the daemon's next wake-up does about a slot, if anything.
+    pending: Option<Pending>,
+    /// When the next slot's review window opens (with a review window configured).
+    review_opens: Option<DateTime<Utc>>,
+    last: Vec<SlotRecord>,
+}
+
+#[derive(Serialize)]
+struct Pending {
+    /// `send`, `catch_up_with_review`, `review`, `missed` or `too_late_for_review`.
+    action: &'static str,
+    slot: DateTime<Utc>,
+    /// When the issue goes out, for an issue frozen for review.
+    goes_out: Option<DateTime<Utc>>,
+}
+
+pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
     let s = &app.config.schedule;
     let now = app.clock.now();
-    println!("schedule: `{}` in {}", s.cron_expression, s.timezone);
+    let next = next_slots(&s.cron, s.timezone, now, 5);
+    let plan = plan_tick(app.schedule_state(now).await?, app.schedule_rules(), now);
+    let pending = match plan.latest {
+        Some(LatestAction::Send(slot)) => Some(Pending {
+            action: "send",
+            slot,
+            goes_out: Some(now),
+        }),
+        Some(LatestAction::Review { slot, goes_out }) => Some(Pending {
+            action: "catch_up_with_review",
+            slot,
+            goes_out: Some(goes_out),
+        }),
+        Some(LatestAction::Missed(slot)) => Some(Pending {
+            action: "missed",
+            slot,
+            goes_out: None,
+        }),
+        Some(LatestAction::TooLateForReview(slot)) => Some(Pending {
+            action: "too_late_for_review",
+            slot,
+            goes_out: None,
+        }),
+        None => plan.review_next.map(|(slot, goes_out)| Pending {
+            action: "review",
+            slot,
+            goes_out: Some(goes_out),
+        }),
+    };
+    let review_opens = s
+        .review_hours
+        .zip(next.first())
+        .map(|(h, slot)| *slot - chrono::Duration::hours(i64::from(h)));
+    let last = app.store.recent_slots(10).await?;
+    let report = Report {
+        cron: s.cron_expression.clone(),
+        timezone: s.timezone.to_string(),
+        catch_up_hours: s.catch_up_hours,
+        review_hours: s.review_hours,
+        next,
+        pending,
+        review_opens,
+        last,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(Exit::Success);
+    }
+    let local = |t: &DateTime<Utc>| {
+        t.with_timezone(&s.timezone)
+            .format("%a %Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
+    println!("schedule: `{}` in {}", report.cron, s.timezone);
     println!(
         "catch-up window: {} h{}",
         s.catch_up_hours,
@@ -16,25 +97,42 @@ pub(super) async fn run(app: &App) -> anyhow::Result<Exit> {
         ))
     );
     println!("next send times:");
-    for slot in next_slots(&s.cron, s.timezone, now, 5) {
+    for slot in &report.next {
         println!(
             "  {}   ({})",
-            slot.with_timezone(&s.timezone)
-                .format("%a %Y-%m-%d %H:%M %Z"),
+            local(slot),
             slot.format("%Y-%m-%d %H:%M UTC")
         );
     }
-    let slots = app.store.recent_slots(10).await?;
-    if slots.is_empty() {
+    if let Some(p) = &report.pending {
+        let what = match p.action {
+            "send" => "is due: the daemon's next wake-up sends it".to_owned(),
+            "catch_up_with_review" => format!(
+                "is to be caught up: the next wake-up freezes it for review, and it goes out {}",
+                p.goes_out.as_ref().map(local).unwrap_or_default()
+            ),
+            "review" => format!(
+                "is in its review window: the next wake-up freezes it and sends the editors a review copy; it goes out {}",
+                p.goes_out.as_ref().map(local).unwrap_or_default()
+            ),
+            "missed" => {
+                "passed longer ago than catch_up_hours: it will be recorded as missed".to_owned()
+            }
+            _ => "is too late for a whole review window inside catch_up_hours: it will be skipped"
+                .to_owned(),
+        };
+        println!("next wake-up: the slot {} {what}", local(&p.slot));
+    } else if let Some(opens) = &report.review_opens {
+        println!("next review copy: {}", local(opens));
+    }
+    if report.last.is_empty() {
         println!("no slot has been acted on yet");
     } else {
         println!("last slots:");
-        for r in slots {
+        for r in &report.last {
             println!(
                 "  {}   {:<9} {}{}",
-                r.due_at
-                    .with_timezone(&s.timezone)
-                    .format("%a %Y-%m-%d %H:%M %Z"),
+                local(&r.due_at),
                 r.outcome,
                 r.issue_number
                     .map_or(String::new(), |n| format!("issue #{n} ")),

@@ -100,3 +100,57 @@ fn a_slot_missed_while_down_is_caught_up_inside_the_window_only() {
         SlotDecision::Missed(slot)
     );
 }
+
+#[tokio::test]
+async fn herald_schedule_shows_a_slot_about_to_be_caught_up_or_reviewed_and_has_json() {
+    let s = crate::harness::Sandbox::new();
+    // A daily slot two minutes ago, and a daemon that had been running since an hour before.
+    let now = herald::clock::Clock::now(&herald::clock::SystemClock);
+    let due = now - chrono::Duration::minutes(2);
+    let cron = format!(
+        "0 {} {} * * *",
+        chrono::Timelike::minute(&due),
+        chrono::Timelike::hour(&due)
+    );
+    let store = s.store().await;
+    store
+        .first_daemon_start(now - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    store.close().await;
+    let config = |extra: &str| {
+        s.write(
+            "herald.toml",
+            format!(
+                "{}\n[schedule]\ncron = \"{cron}\"\ntimezone = \"UTC\"\n{extra}",
+                crate::harness::CONFIG
+            ),
+        );
+    };
+
+    config("");
+    let run = s.herald(&["schedule", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["pending"]["action"], "send", "{report}");
+    assert_eq!(report["next"].as_array().unwrap().len(), 5);
+    let text = s.herald(&["schedule"]);
+    assert!(
+        text.stdout
+            .contains("is due: the daemon's next wake-up sends it"),
+        "{text:?}"
+    );
+
+    config("review_hours = 1\neditors = [\"editor@example.com\"]\n");
+    let report: serde_json::Value =
+        serde_json::from_str(&s.herald(&["schedule", "--json"]).stdout).unwrap();
+    assert_eq!(
+        report["pending"]["action"], "catch_up_with_review",
+        "{report}"
+    );
+    let goes_out: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(report["pending"]["goes_out"].clone()).unwrap();
+    assert!(goes_out >= now + chrono::Duration::minutes(59), "{report}");
+    // Reading the schedule changes nothing: no slot recorded, no start invented.
+    assert_eq!(report["last"], serde_json::json!([]));
+}
