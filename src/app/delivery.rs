@@ -198,6 +198,15 @@ pub async fn deliver(
     let mut run_attempts: HashMap<i64, u32> = HashMap::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     loop {
+        // A shutdown that came while nothing waited for it (before the first claim, or while
+        // marks were being written) is noticed before anything new is claimed.
+        if !stopping && futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+            stopping = true;
+            info!(
+                in_flight,
+                "stopping: finishing the messages in flight, claiming no more"
+            );
+        }
         // Wait for at least one outcome when messages are in flight.
         if in_flight > 0 && outcomes.is_empty() {
             tokio::select! {

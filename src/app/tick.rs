@@ -236,6 +236,12 @@ impl App {
                 return Ok(TickOutcome::Waiting { number });
             }
         };
+        if stop.is_cancelled() {
+            // Shutting down: the issue is frozen, and the next start delivers it.
+            return Ok(TickOutcome::Waiting {
+                number: issue.number,
+            });
+        }
         let started = Instant::now();
         // Each delivery run has an id of its own, so rows this daemon deferred in an earlier
         // run are retried in this one.

@@ -550,3 +550,52 @@ async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
     assert!(summary.finished);
     assert_eq!(std::fs::read_dir(s.path("outbox")).unwrap().count(), 3);
 }
+
+#[tokio::test]
+async fn a_delivery_asked_to_stop_before_it_starts_claims_no_row() {
+    use herald::app::{App, Prepared, Silent};
+    use herald::clock::SystemClock;
+
+    let s = sandbox(4, "");
+    let config = s.config();
+    let store = s.store().await;
+    let (glossary, _) = herald::files::load_glossary(&config.glossary_dir);
+    let renderer = herald::files::load_templates(&config.templates_dir).unwrap();
+    let now = herald::clock::Clock::now(&SystemClock);
+    let app = App::with_store(config, store, std::sync::Arc::new(SystemClock)).unwrap();
+    let Prepared::Ready {
+        issue, rendered, ..
+    } = app
+        .prepare(&glossary, &renderer, now, now, None, None)
+        .await
+        .unwrap()
+    else {
+        panic!("an issue is frozen")
+    };
+    // SIGTERM arrived before the run began: nothing may be claimed.
+    let summary = app
+        .deliver(
+            &issue,
+            rendered,
+            "stopping-run".into(),
+            &Silent,
+            std::future::ready(()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.counts.pending, 4, "{summary:?}");
+    assert_eq!(
+        summary.counts.sending + summary.counts.sent,
+        0,
+        "{summary:?}"
+    );
+    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    let attempts: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0, "no attempt was counted");
+    assert!(
+        !s.path("outbox").exists() || std::fs::read_dir(s.path("outbox")).unwrap().count() == 0
+    );
+}
