@@ -23,10 +23,21 @@ struct Report {
     last: Vec<SlotRecord>,
 }
 
+/// What the next wake-up does about a slot (JSON: `send`, `catch_up_with_review`, `review`,
+/// `missed`, `too_late_for_review`).
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Send,
+    CatchUpWithReview,
+    Review,
+    Missed,
+    TooLateForReview,
+}
+
 #[derive(Serialize)]
 struct Pending {
-    /// `send`, `catch_up_with_review`, `review`, `missed` or `too_late_for_review`.
-    action: &'static str,
+    action: Action,
     slot: DateTime<Utc>,
     /// When the issue goes out, for an issue frozen for review.
     goes_out: Option<DateTime<Utc>>,
@@ -39,27 +50,27 @@ pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
     let plan = plan_tick(app.schedule_state(now).await?, app.schedule_rules(), now);
     let pending = match plan.latest {
         Some(LatestAction::Send(slot)) => Some(Pending {
-            action: "send",
+            action: Action::Send,
             slot,
             goes_out: Some(now),
         }),
         Some(LatestAction::Review { slot, goes_out }) => Some(Pending {
-            action: "catch_up_with_review",
+            action: Action::CatchUpWithReview,
             slot,
             goes_out: Some(goes_out),
         }),
         Some(LatestAction::Missed(slot)) => Some(Pending {
-            action: "missed",
+            action: Action::Missed,
             slot,
             goes_out: None,
         }),
         Some(LatestAction::TooLateForReview(slot)) => Some(Pending {
-            action: "too_late_for_review",
+            action: Action::TooLateForReview,
             slot,
             goes_out: None,
         }),
         None => plan.review_next.map(|(slot, goes_out)| Pending {
-            action: "review",
+            action: Action::Review,
             slot,
             goes_out: Some(goes_out),
         }),
@@ -106,20 +117,22 @@ pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
     }
     if let Some(p) = &report.pending {
         let what = match p.action {
-            "send" => "is due: the daemon's next wake-up sends it".to_owned(),
-            "catch_up_with_review" => format!(
+            Action::Send => "is due: the daemon's next wake-up sends it".to_owned(),
+            Action::CatchUpWithReview => format!(
                 "is to be caught up: the next wake-up freezes it for review, and it goes out {}",
                 p.goes_out.as_ref().map(local).unwrap_or_default()
             ),
-            "review" => format!(
+            Action::Review => format!(
                 "is in its review window: the next wake-up freezes it and sends the editors a review copy; it goes out {}",
                 p.goes_out.as_ref().map(local).unwrap_or_default()
             ),
-            "missed" => {
+            Action::Missed => {
                 "passed longer ago than catch_up_hours: it will be recorded as missed".to_owned()
             }
-            _ => "is too late for a whole review window inside catch_up_hours: it will be skipped"
-                .to_owned(),
+            Action::TooLateForReview => {
+                "is too late for a whole review window inside catch_up_hours: it will be skipped"
+                    .to_owned()
+            }
         };
         println!("next wake-up: the slot {} {what}", local(&p.slot));
     } else if let Some(opens) = &report.review_opens {
