@@ -85,6 +85,17 @@ pub enum IssuesCommand {
     Hold { number: u32 },
     /// Let a held issue go out (at its slot, or at once if the slot has passed)
     Release { number: u32 },
+    /// Render a frozen or held issue again from the current glossary and templates (same
+    /// term and links); the editors get a new review copy
+    Refreeze {
+        number: u32,
+        /// Pick the term and links again, as if the issue had never been made
+        #[arg(long)]
+        replan: bool,
+    },
+    /// Drop a frozen or held issue that sent nothing: its term and links return to the
+    /// pool, and the next issue takes its number
+    Discard { number: u32 },
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::issue::Prepared;
+use super::issue::{Planned, Prepared};
 use super::{App, AppError};
 use crate::domain::{IssueStatus, Purpose, Slug};
 use crate::glossary::Glossary;
-use crate::render::{Recipient, RenderedIssue};
+use crate::render::{IssuePlan, Recipient, RenderedIssue};
 use crate::store::{StoreError, StoredIssue};
 
 /// What `herald queue add` did.
@@ -141,6 +141,110 @@ impl App {
             "frozen for review; editors notified"
         );
         Ok(Some(issue.number))
+    }
+
+    /// Drops a frozen or held issue that sent nothing (see [`crate::store::Store::discard_issue`]).
+    /// Returns `false` when there is no such issue.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn discard_issue(&self, number: u32) -> Result<bool, StoreError> {
+        let done = self.store.discard_issue(number, self.clock.now()).await?;
+        if done {
+            info!(issue = number, "discarded");
+        }
+        Ok(done)
+    }
+
+    /// Renders a frozen or held issue again from the current glossary and templates: with the
+    /// same term and links, or (`replan`) with term and links picked again as if it had never
+    /// been made. It keeps its number, slot, status and send time; the editors get a new
+    /// review copy. Returns the new issue.
+    ///
+    /// # Errors
+    /// [`AppError::Refused`] when the issue is not frozen or held (or sent something); glossary,
+    /// template and store errors (then nothing changes).
+    pub async fn refreeze_issue(&self, number: u32, replan: bool) -> Result<StoredIssue, AppError> {
+        let refuse = || {
+            AppError::Refused(format!(
+                "issue #{number} cannot be refrozen: only a frozen or held issue that sent nothing can (see `herald issues list`)"
+            ))
+        };
+        let old = self.store.issue(number).await?.ok_or_else(refuse)?;
+        if !matches!(old.status, IssueStatus::Frozen | IssueStatus::Held) {
+            return Err(refuse());
+        }
+        let glossary = self.glossary()?;
+        let renderer = self.renderer()?;
+        let now = self.clock.now();
+        let date = old
+            .slot_key
+            .as_deref()
+            .and_then(crate::schedule::parse_slot_key)
+            .unwrap_or(old.created_at);
+        let (plan, cycle, skipped) = if replan {
+            match self
+                .plan_replacing(&glossary, date, None, Some(&old))
+                .await?
+            {
+                Planned::Ready {
+                    plan,
+                    cycle,
+                    skipped,
+                    ..
+                } => (*plan, cycle, skipped),
+                Planned::Exhausted { cycle } => return Err(AppError::Exhausted { cycle }),
+                Planned::NoTerms => return Err(AppError::NoTerms),
+            }
+        } else {
+            let term = glossary
+                .get(&old.term)
+                .cloned()
+                .ok_or_else(|| AppError::UnknownTerm(old.term.to_string()))?;
+            let plan = IssuePlan {
+                number,
+                date,
+                related: glossary.related_names(&term),
+                term,
+                links: self.store.issue_links(old.id).await?,
+            };
+            (plan, old.cycle, Vec::new())
+        };
+        let info = self.newsletter_info();
+        let rendered = renderer.render_issue(&plan, &info)?;
+        let web_html = rendered.web_html(&info.base_url);
+        let frozen = crate::store::FrozenIssue {
+            number,
+            cycle,
+            term_slug: &plan.term.slug,
+            subject: &rendered.subject,
+            preheader: &rendered.preheader,
+            html: rendered.html_template(),
+            text: rendered.text_template(),
+            web_html: &web_html,
+            links: &plan.links,
+            slot_key: old.slot_key.as_deref(),
+            send_after: old.send_after,
+            status: old.status,
+        };
+        self.store
+            .refreeze_issue(number, &frozen, now)
+            .await?
+            .ok_or_else(refuse)?;
+        let issue = self.store.issue(number).await?.ok_or_else(refuse)?;
+        info!(issue = number, term = %issue.term, replan, "refrozen");
+        if !self.config.schedule.editors.is_empty() {
+            let notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+            self.send_review_copies(
+                &issue,
+                &rendered,
+                &notes,
+                issue.send_after.unwrap_or(date),
+                now,
+            )
+            .await?;
+        }
+        Ok(issue)
     }
 
     /// The issue a hold link names, if its token is genuine.

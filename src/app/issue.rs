@@ -110,8 +110,46 @@ impl App {
         issue_time: DateTime<Utc>,
         term: Option<&str>,
     ) -> Result<Planned, AppError> {
+        self.plan_replacing(glossary, issue_time, term, None).await
+    }
+
+    /// [`App::plan`] as if `replacing` (an unsent issue) had never been made: its term and
+    /// links are back in the pool and its number is the one planned (`herald issues
+    /// refreeze --replan`).
+    ///
+    /// # Errors
+    /// As [`App::plan`].
+    pub async fn plan_replacing(
+        &self,
+        glossary: &Glossary,
+        issue_time: DateTime<Utc>,
+        term: Option<&str>,
+        replacing: Option<&StoredIssue>,
+    ) -> Result<Planned, AppError> {
         let (config, store) = (&self.config, &self.store);
-        let history = store.term_history().await?;
+        let mut history = store.term_history().await?;
+        let mut sent = store.sent_link_urls().await?;
+        let last = match replacing {
+            None => store.last_issue().await?,
+            Some(old) => {
+                history.sent.retain(|s| s.issue_number != old.number);
+                for link in store.issue_links(old.id).await? {
+                    sent.remove(&link.canonical_url);
+                }
+                match old.number.checked_sub(1).filter(|n| *n > 0) {
+                    Some(previous) => {
+                        store
+                            .issue(previous)
+                            .await?
+                            .map(|i| crate::store::LastIssue {
+                                number: i.number,
+                                created_at: i.created_at,
+                            })
+                    }
+                    None => None,
+                }
+            }
+        };
         let (chosen, cycle, queued, skipped) = match term {
             Some(name) => {
                 let t = glossary
@@ -142,12 +180,10 @@ impl App {
         }
         warn_if_running_low(glossary, &history, chosen);
 
-        let last = store.last_issue().await?;
         let oldest = issue_time - Duration::days(i64::from(config.news.max_age_days));
         let cutoff = last.map_or(oldest, |l| l.created_at.max(oldest));
         let batches = self.fetch_feeds(issue_time).await?;
         let curated = load_curated(config);
-        let sent = store.sent_link_urls().await?;
         let policy = LinkPolicy {
             links_per_issue: config.news.links_per_issue,
             keywords: config.news.keywords.clone(),

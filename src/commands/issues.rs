@@ -158,6 +158,29 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                 "issue #{number} is released: it goes out at its slot (or at the daemon's next tick if the slot has passed)"
             );
         }
+        IssuesCommand::Refreeze { number, replan } => {
+            let issue = app.refreeze_issue(number, replan).await?;
+            println!(
+                "issue #{number} is frozen again: {} ({}); {}",
+                issue.subject,
+                issue.term,
+                if app.config.schedule.editors.is_empty() {
+                    "`herald preview` shows it".to_owned()
+                } else {
+                    format!("the editors got a new review copy; it is {}", issue.status)
+                }
+            );
+        }
+        IssuesCommand::Discard { number } => {
+            if !app.discard_issue(number).await? {
+                bail!(
+                    "issue #{number} cannot be discarded: only a frozen or held issue that sent nothing can (see `herald issues list`)"
+                );
+            }
+            println!(
+                "issue #{number} is discarded: its term and links are back in the pool, and the next issue is #{number}"
+            );
+        }
     }
     Ok(Exit::Success)
 }

@@ -176,64 +176,71 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(i64, u64), StoreError> {
         let mut tx = self.write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html,
-                                 status, slot_key, send_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11) RETURNING id",
-        )
-        .bind(i64::from(issue.number))
-        .bind(i64::from(issue.cycle))
-        .bind(issue.term_slug.as_str())
-        .bind(issue.subject)
-        .bind(issue.preheader)
-        .bind(issue.html)
-        .bind(issue.text)
-        .bind(issue.web_html)
-        .bind(issue.slot_key)
-        .bind(issue.send_after)
-        .bind(now)
-        .bind(Text(issue.status))
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO terms_sent (issue_id, cycle, slug, sent_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(id)
-        .bind(i64::from(issue.cycle))
-        .bind(issue.term_slug.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (position, link) in issue.links.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(id)
-            .bind(position as i64)
-            .bind(&link.canonical_url)
-            .bind(&link.url)
-            .bind(&link.title)
-            .bind(&link.source)
-            .bind(&link.summary)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("DELETE FROM term_queue WHERE slug = ?")
-            .bind(issue.term_slug.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let rows = sqlx::query(
-            "INSERT INTO deliveries (issue_id, subscriber_id, status, updated_at)
-             SELECT ?1, id, 'pending', ?2 FROM subscribers WHERE status = 'confirmed' ORDER BY id",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let frozen = freeze_in(&mut tx, issue, now).await?;
         tx.commit().await?;
-        Ok((id, rows))
+        Ok(frozen)
+    }
+
+    /// Drops issue `number` if it is frozen or held and nothing of it was sent: its ledger,
+    /// its term and links (they return to the pool) and the issue itself, so the next issue
+    /// takes its number. A schedule slot it was made for is recorded as skipped. Returns
+    /// `false` when there is no such unsent issue.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn discard_issue(&self, number: u32, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let Some(id) = unsent_issue_id(&mut tx, number).await? else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE schedule_slots SET outcome = ?1, issue_id = NULL, recorded_at = ?2,
+                    detail = ?3 WHERE issue_id = ?4",
+        )
+        .bind(super::states::Text(crate::domain::SlotOutcome::Skipped))
+        .bind(now)
+        .bind(format!("issue #{number} was discarded"))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        delete_issue(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces frozen or held issue `number` (nothing of it sent) with `replacement`, in one
+    /// transaction: the old one's ledger, term and links are dropped and the new one frozen
+    /// with a fresh ledger (the subscribers confirmed now). Returns `None` when there is no
+    /// such unsent issue.
+    ///
+    /// # Errors
+    /// A database error, including a uniqueness violation (then nothing changes).
+    pub async fn refreeze_issue(
+        &self,
+        number: u32,
+        replacement: &FrozenIssue<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, u64)>, StoreError> {
+        let mut tx = self.write().await?;
+        let Some(id) = unsent_issue_id(&mut tx, number).await? else {
+            return Ok(None);
+        };
+        // The slot row points at the issue; it is pointed at the replacement below.
+        sqlx::query("UPDATE schedule_slots SET issue_id = NULL WHERE issue_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        delete_issue(&mut tx, id).await?;
+        let frozen = freeze_in(&mut tx, replacement, now).await?;
+        if let Some(key) = replacement.slot_key {
+            sqlx::query("UPDATE schedule_slots SET issue_id = ? WHERE slot_key = ?")
+                .bind(frozen.0)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(frozen))
     }
 
     /// The oldest issue whose sending is not finished, if any.
@@ -638,4 +645,104 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// Freezes an issue inside `tx`; see [`Store::freeze_issue`].
+async fn freeze_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    issue: &FrozenIssue<'_>,
+    now: DateTime<Utc>,
+) -> Result<(i64, u64), StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html,
+                                 status, slot_key, send_after, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11) RETURNING id",
+    )
+    .bind(i64::from(issue.number))
+    .bind(i64::from(issue.cycle))
+    .bind(issue.term_slug.as_str())
+    .bind(issue.subject)
+    .bind(issue.preheader)
+    .bind(issue.html)
+    .bind(issue.text)
+    .bind(issue.web_html)
+    .bind(issue.slot_key)
+    .bind(issue.send_after)
+    .bind(now)
+    .bind(Text(issue.status))
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO terms_sent (issue_id, cycle, slug, sent_at) VALUES (?1, ?2, ?3, ?4)")
+        .bind(id)
+        .bind(i64::from(issue.cycle))
+        .bind(issue.term_slug.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    for (position, link) in issue.links.iter().enumerate() {
+        sqlx::query(
+                "INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(&link.canonical_url)
+            .bind(&link.url)
+            .bind(&link.title)
+            .bind(&link.source)
+            .bind(&link.summary)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM term_queue WHERE slug = ?")
+        .bind(issue.term_slug.as_str())
+        .execute(&mut **tx)
+        .await?;
+    let rows = sqlx::query(
+        "INSERT INTO deliveries (issue_id, subscriber_id, status, updated_at)
+             SELECT ?1, id, 'pending', ?2 FROM subscribers WHERE status = 'confirmed' ORDER BY id",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok((id, rows))
+}
+
+/// The id of issue `number` if it is frozen or held and none of its rows left `pending`.
+async fn unsent_issue_id(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    number: u32,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM issues WHERE number = ?1 AND status IN (?2, ?3)
+           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = issues.id AND status <> ?4)",
+    )
+    .bind(i64::from(number))
+    .bind(Text(IssueStatus::Frozen))
+    .bind(Text(IssueStatus::Held))
+    .bind(Text(DeliveryStatus::Pending))
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Deletes an unsent issue and everything that hangs off it.
+async fn delete_issue(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: i64,
+) -> Result<(), StoreError> {
+    for table in ["deliveries", "links_sent", "terms_sent"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE issue_id = ?"
+        )))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM issues WHERE id = ?")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

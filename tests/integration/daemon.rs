@@ -984,3 +984,84 @@ fn a_manual_send_with_a_review_window_freezes_for_review_and_an_editor_can_relea
     assert_eq!(sent.code, 0, "{sent:?}");
     assert_eq!(outbox_recipients(&s).len(), 3);
 }
+
+#[test]
+fn a_held_issue_can_be_refrozen_from_fixed_content_or_replanned_or_discarded() {
+    let s = Sandbox::new();
+    subscribers(&s, 2);
+    let _ = scheduled(
+        &s,
+        "review_hours = 24\neditors = [\"editor@example.com\"]\n",
+    );
+    assert_eq!(s.herald(&["send"]).code, 0);
+    assert_eq!(s.herald(&["issues", "hold", "1"]).code, 0);
+    let show = |s: &Sandbox| -> serde_json::Value {
+        serde_json::from_str(&s.herald(&["issues", "show", "1", "--json"]).stdout).unwrap()
+    };
+    let before = show(&s);
+    let term = before["term"].as_str().unwrap().to_owned();
+
+    // An editor fixes the term's summary: refreeze renders it again, same term and links.
+    let path = s.path(&format!("glossary/{term}.md"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("summary = \"").unwrap() + "summary = \"".len();
+    let end = start + text[start..].find('"').unwrap();
+    let fixed = format!(
+        "{}A corrected summary for the refreeze test.{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&path, fixed).unwrap();
+    let refrozen = s.herald(&["issues", "refreeze", "1"]);
+    assert_eq!(refrozen.code, 0, "{refrozen:?}");
+    let after = show(&s);
+    assert_eq!(after["term"], before["term"]);
+    assert_eq!(after["links"], before["links"]);
+    assert_eq!(
+        after["status"], "held",
+        "still held until an editor releases it"
+    );
+    let store = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+        let html: String = sqlx::query_scalar("SELECT html FROM issues WHERE number = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        html
+    });
+    assert!(store.contains("A corrected summary for the refreeze test."));
+    assert_eq!(
+        outbox_recipients(&s).get("editor@example.com"),
+        Some(&2),
+        "a new review copy"
+    );
+
+    // --replan picks again: a term queued now comes first.
+    assert_eq!(s.herald(&["queue", "add", "dropout"]).code, 0);
+    let replanned = s.herald(&["issues", "refreeze", "1", "--replan"]);
+    assert_eq!(replanned.code, 0, "{replanned:?}");
+    assert_eq!(show(&s)["term"], "dropout");
+
+    // Discard: nothing of it stays; its term is back in the pool and #1 is free again.
+    let discarded = s.herald(&["issues", "discard", "1"]);
+    assert_eq!(discarded.code, 0, "{discarded:?}");
+    assert_eq!(s.herald(&["issues", "list", "--json"]).stdout.trim(), "[]");
+    let again = s.herald(&["send"]);
+    assert!(
+        again.stdout.contains("issue #1 is frozen for review"),
+        "{again:?}"
+    );
+    assert_eq!(
+        show(&s)["term"],
+        term.as_str(),
+        "the first term again, not a gap"
+    );
+
+    // An issue that went out cannot be discarded or refrozen.
+    assert_eq!(s.herald(&["issues", "release", "1"]).code, 0);
+    assert_eq!(s.herald(&["send"]).code, 0);
+    assert_eq!(s.herald(&["issues", "discard", "1"]).code, 1);
+    assert_eq!(s.herald(&["issues", "refreeze", "1"]).code, 1);
+    assert_eq!(show(&s)["status"], "sent");
+}
