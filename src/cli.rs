@@ -30,8 +30,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate configuration, glossary, templates and subscriber files, and print a summary
-    Check,
+    /// Validate configuration, glossary, templates and subscriber files, connect to the SMTP
+    /// server, sign a sample with the DKIM key, and print a summary
+    Check(CheckArgs),
     /// Work with glossary terms: check, list, show
     #[command(subcommand)]
     Glossary(GlossaryCommand),
@@ -155,6 +156,13 @@ pub enum GlossaryCommand {
         #[arg(long)]
         category: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Do not connect to the SMTP server
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

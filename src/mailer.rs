@@ -94,6 +94,10 @@ pub enum SendError {
     /// Will never succeed: 5xx. `bounce` when the mailbox does not exist (5.1.x).
     #[error("{message}")]
     Permanent { message: String, bounce: bool },
+    /// No SMTP session could be opened (connection refused or timed out, TLS or greeting
+    /// failed, authentication refused): nothing was sent, and the message was not attempted.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
@@ -235,7 +239,7 @@ impl Mailer {
                 .is_none_or(AsyncSmtpConnection::has_broken)
             {
                 self.connection = None;
-                let (connection, nodelay) = connect(&settings).await?;
+                let (connection, nodelay) = connect(&settings).await.map_err(unreachable)?;
                 self.connection = Some(connection);
                 self.nodelay = Some(nodelay);
             }
@@ -258,6 +262,12 @@ impl Mailer {
                 self.connection = None;
                 Err(e)
             }
+            Err(_) if self.connection.is_none() => Err(SendError::Unreachable(format!(
+                "connecting to {}:{} took longer than {} s",
+                settings.host,
+                settings.port,
+                timeout.as_secs_f64()
+            ))),
             Err(_) => {
                 self.connection = None;
                 Err(SendError::Transient(format!(
@@ -266,6 +276,43 @@ impl Mailer {
                 )))
             }
         }
+    }
+
+    /// Opens an SMTP session as a send would (EHLO, STARTTLS or TLS as configured, AUTH when
+    /// credentials are set), then closes it: the pre-flight check. Returns what was found.
+    ///
+    /// # Errors
+    /// [`SendError::Unreachable`] with the reason.
+    pub async fn probe(settings: &SmtpSettings) -> Result<String, SendError> {
+        let connected = tokio::time::timeout(settings.timeout, connect(settings))
+            .await
+            .map_err(|_| {
+                SendError::Unreachable(format!(
+                    "connecting to {}:{} took longer than {} s",
+                    settings.host,
+                    settings.port,
+                    settings.timeout.as_secs_f64()
+                ))
+            })?
+            .map_err(unreachable)?;
+        let (mut connection, _) = connected;
+        let tls = if connection.is_encrypted() {
+            "TLS"
+        } else {
+            "no TLS"
+        };
+        let auth = if settings.credentials.is_some() {
+            ", authenticated"
+        } else {
+            ""
+        };
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(5), connection.quit()).await {
+            tracing::debug!(error = %e, "QUIT timed out after the probe");
+        }
+        Ok(format!(
+            "{}:{} answered (EHLO {}, {tls}{auth})",
+            settings.host, settings.port, settings.hello
+        ))
     }
 
     /// Sends one message on a connection of its own, then closes it: for the occasional
@@ -296,6 +343,16 @@ impl Mailer {
                 Err(_) => tracing::debug!("QUIT timed out"),
             }
         }
+    }
+}
+
+/// A failure while opening a session: nothing could be sent.
+fn unreachable(e: SendError) -> SendError {
+    match e {
+        SendError::Transient(m) | SendError::Permanent { message: m, .. } => {
+            SendError::Unreachable(m)
+        }
+        other => other,
     }
 }
 

@@ -19,6 +19,8 @@ pub enum CheckError {
     Pages(RenderError),
     #[error(transparent)]
     Compose(#[from] crate::compose::ComposeError),
+    #[error("the DKIM key signed nothing: the sample message carries no DKIM-Signature")]
+    Dkim,
 }
 
 impl App {
@@ -101,6 +103,41 @@ impl App {
             personal.text.len(),
             message.formatted().len()
         ))
+    }
+}
+
+impl App {
+    /// Signs a sample message with the configured DKIM key and checks the signature header is
+    /// there. `None` when DKIM is not configured.
+    ///
+    /// # Errors
+    /// When the sample cannot be built or carries no signature.
+    pub fn check_dkim(&self) -> Result<Option<String>, CheckError> {
+        let Some(dkim) = &self.config.delivery.dkim else {
+            return Ok(None);
+        };
+        let to = crate::domain::EmailAddress::parse("reader@example.com")
+            .expect("a valid sample address");
+        let message = crate::compose::simple_message(
+            &self.sender,
+            &to,
+            "",
+            "DKIM sample",
+            &crate::compose::message_id("check", 0, 0, self.sender.from.email.domain()),
+            self.clock.now(),
+            "A sample.".into(),
+            "<p>A sample.</p>".into(),
+        )?;
+        let bytes = message.formatted();
+        if !String::from_utf8_lossy(&bytes).contains("DKIM-Signature:") {
+            return Err(CheckError::Dkim);
+        }
+        Ok(Some(format!(
+            "signed a sample as {}._domainkey.{} ({})",
+            dkim.selector,
+            dkim.domain,
+            dkim.private_key_path.display()
+        )))
     }
 }
 

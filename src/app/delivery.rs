@@ -53,7 +53,7 @@ pub struct DeliverySettings {
 }
 
 /// What happened to an issue's ledger.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SendSummary {
     pub issue_number: u32,
     pub counts: LedgerCounts,
@@ -61,11 +61,20 @@ pub struct SendSummary {
     pub ambiguous: u64,
     /// Whether the issue is finished (no pending rows left).
     pub finished: bool,
+    /// Why the run stopped early because no SMTP session could be opened (after
+    /// [`UNREACHABLE_FAILURES`] failures in a row, or none succeeding within
+    /// [`UNREACHABLE_WINDOW`]); the rows it could not send are still pending.
+    pub unreachable: Option<String>,
 }
+
+/// Consecutive failures to open an SMTP session after which a run stops.
+pub const UNREACHABLE_FAILURES: u32 = 10;
+/// A run in which no session opens for this long stops.
+pub const UNREACHABLE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Progress reports for a terminal bar or log lines.
 pub trait Progress: Send + Sync {
-    /// `done` of `total` rows have an outcome in this run; `counts` are the ledger totals.
+    /// `done` of `total` messages were delivered (or failed for good) in this run.
     fn update(&self, done: u64, total: u64);
     /// The run is over.
     fn finish(&self);
@@ -197,6 +206,12 @@ pub async fn deliver(
     let mut done = 0u64;
     let mut run_attempts: HashMap<i64, u32> = HashMap::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
+    // An SMTP server that cannot be reached stops the run once, with one message, instead of
+    // every row failing on its own.
+    let started = std::time::Instant::now();
+    let mut sessions_opened = false;
+    let mut unreachable_in_a_row = 0u32;
+    let mut unreachable: Option<String> = None;
     loop {
         // A shutdown that came while nothing waited for it (before the first claim, or while
         // marks were being written) is noticed before anything new is claimed.
@@ -226,7 +241,34 @@ pub async fn deliver(
             outcomes.push(o);
         }
         in_flight -= outcomes.len();
-        done += outcomes.len() as u64;
+        for (_, result) in &outcomes {
+            match result {
+                Err(SendError::Unreachable(e)) => {
+                    unreachable_in_a_row += 1;
+                    if unreachable.is_none()
+                        && (unreachable_in_a_row >= UNREACHABLE_FAILURES
+                            || (!sessions_opened && started.elapsed() >= UNREACHABLE_WINDOW))
+                    {
+                        warn!(
+                            issue = issue.number,
+                            "SMTP server unreachable: {e}; stopping this run, the rest stays pending"
+                        );
+                        unreachable = Some(e.clone());
+                        stopping = true;
+                    }
+                }
+                Err(SendError::Transient(_)) => {
+                    // A 4xx or a dropped transaction: a session did open.
+                    sessions_opened = true;
+                    unreachable_in_a_row = 0;
+                }
+                Ok(_) | Err(SendError::Permanent { .. }) => {
+                    sessions_opened = true;
+                    unreachable_in_a_row = 0;
+                    done += 1;
+                }
+            }
+        }
         let now = clock.now();
         let marks: Vec<(i64, Mark)> = outcomes
             .drain(..)
@@ -304,6 +346,7 @@ pub async fn deliver(
         counts,
         ambiguous,
         finished,
+        unreachable,
     })
 }
 
@@ -321,6 +364,7 @@ fn mark(
             bounce: true,
         }) => Mark::Bounced { error: message },
         Err(SendError::Permanent { message, .. }) => Mark::Failed { error: message },
+        Err(SendError::Unreachable(_)) => Mark::Unclaim,
         Err(SendError::Transient(error)) => {
             let delay = backoff(s.retry_base, s.retry_max, id, attempts);
             Mark::Retry {

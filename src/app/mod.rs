@@ -201,6 +201,18 @@ impl App {
         .await
     }
 
+    /// Opens and closes an SMTP session as a send would (the pre-flight check). `None` when
+    /// mail goes to the outbox.
+    ///
+    /// # Errors
+    /// [`SendError::Unreachable`] with the reason.
+    pub async fn check_smtp(&self) -> Result<Option<String>, SendError> {
+        match &self.transport {
+            Transport::Smtp(settings) => crate::mailer::Mailer::probe(settings).await.map(Some),
+            Transport::Outbox(_) => Ok(None),
+        }
+    }
+
     /// The glossary, failing when any term file has an error.
     ///
     /// # Errors

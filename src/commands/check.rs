@@ -6,7 +6,7 @@ use crate::Exit;
 use crate::app::App;
 use crate::subscriber_file;
 
-pub(super) async fn run(app: &App) -> anyhow::Result<Exit> {
+pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
     let config = &app.config;
     let mut failed = false;
     println!("configuration: {} ok", shown(&config.file).display());
@@ -60,6 +60,29 @@ pub(super) async fn run(app: &App) -> anyhow::Result<Exit> {
         }
     }
 
+    match app.check_dkim() {
+        Ok(Some(what)) => println!("dkim: {what}"),
+        Ok(None) => {}
+        Err(e) => {
+            println!("dkim: {e}");
+            failed = true;
+        }
+    }
+    if offline {
+        println!("smtp: not checked (--offline)");
+    } else {
+        match app.check_smtp().await {
+            Ok(Some(found)) => println!("smtp: {found}"),
+            Ok(None) => println!(
+                "smtp: none configured: messages go to {} as .eml files",
+                shown(&config.delivery.outbox).display()
+            ),
+            Err(e) => {
+                println!("smtp: unreachable: {e}");
+                failed = true;
+            }
+        }
+    }
     let counts = app.store.subscriber_counts().await?;
     let history = app.store.term_history().await?;
     let states = app.store.feed_states().await?;

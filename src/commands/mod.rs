@@ -41,7 +41,7 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
     }
     let app = App::open(config, clock).await?;
     let exit = match cli.command {
-        Command::Check => check::run(&app).await,
+        Command::Check(args) => check::run(&app, args.offline).await,
         Command::Subscribers(cmd) => subscribers::run(&app, cmd).await,
         Command::Preview(args) => preview::run(&app, args).await,
         Command::Queue(cmd) => queue::run(&app, cmd).await,

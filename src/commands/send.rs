@@ -100,6 +100,16 @@ async fn send(
         let n = app.store.retry_ambiguous(run, now).await?;
         println!("{n} ambiguous deliveries put back to pending");
     }
+    // A new issue is frozen only when the SMTP server answers: an outage must not freeze an
+    // audience nobody can reach yet.
+    if app.store.unfinished_issue().await?.is_none()
+        && let Err(e) = app.check_smtp().await
+    {
+        println!(
+            "SMTP server unreachable ({e}): no issue was frozen; run `herald send` again when it answers"
+        );
+        return Ok(Exit::Pending);
+    }
     // With a review window, nothing reaches subscribers before the editors had their copy
     // for `review_hours`: a new issue is frozen for review instead of sent.
     if let Some(hours) = app.config.schedule.review_hours
@@ -163,6 +173,14 @@ async fn send(
              `herald send --retry-ambiguous` resends them",
             summary.ambiguous, summary.issue_number
         );
+    }
+    if let Some(reason) = &summary.unreachable {
+        println!(
+            "SMTP server unreachable ({reason}): the run stopped; {} deliveries are still pending, none counted as attempted. \
+             Run `herald send` again when the server is back",
+            c.pending
+        );
+        return Ok(Exit::Pending);
     }
     if c.pending > 0 {
         println!(

@@ -109,6 +109,9 @@ pub enum Mark {
     Failed { error: String },
     /// The mailbox does not exist (5.1.x): the subscriber is marked bounced too.
     Bounced { error: String },
+    /// Never attempted (no SMTP session could be opened): back to pending as if it had not
+    /// been claimed, its attempt not counted.
+    Unclaim,
 }
 
 /// A row in `sending` with what is known about it.
@@ -439,6 +442,12 @@ impl Store {
                 .bind(retry_at)
                 .bind(now)
                 .bind(give_up_this_run.then_some(run))
+                .bind(delivery_id),
+                Mark::Unclaim => sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0),
+                            updated_at = ?1 WHERE id = ?2 AND status = 'sending'",
+                )
+                .bind(now)
                 .bind(delivery_id),
                 Mark::Failed { error } => sqlx::query(
                     "UPDATE deliveries SET status = 'failed', last_error = ?1, smtp_reply = ?1, updated_at = ?2

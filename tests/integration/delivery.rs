@@ -189,23 +189,47 @@ async fn transient_failures_are_retried_and_a_bounced_address_is_suppressed_next
     );
 }
 
-#[tokio::test]
-async fn a_server_that_stays_down_leaves_every_row_pending_and_the_next_send_resumes() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_freezes_nothing_and_one_that_goes_down_leaves_rows_pending() {
     let s = sandbox(6, "");
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
+    // Down before the send: the pre-flight check stops it before an audience is frozen.
     let run = send(&s, &format!("smtp://127.0.0.1:{}", closed.port()), &[]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.contains("SMTP server unreachable"), "{run:?}");
+    assert!(run.stdout.contains("no issue was frozen"), "{run:?}");
+    let list = s.herald(&["issues", "list", "--json"]);
+    assert_eq!(list.stdout.trim(), "[]", "{list:?}");
+
+    // Up for the pre-flight check, down for the messages: every row stays pending, no
+    // attempt is counted, and the operator is told once.
+    let server = smtp::start(None);
+    let front = smtp::one_connection_front(server.addr).await;
+    let run = send(&s, &format!("smtp://{front}"), &[]);
     assert_eq!(run.code, 3, "{run:?}");
     assert!(
         run.stdout
             .contains("sent 0, failed permanently 0, bounced 0, pending 6"),
         "{run:?}"
     );
+    assert_eq!(
+        run.all().matches("SMTP server unreachable").count(),
+        2,
+        "one log line and one summary: {run:?}"
+    );
+    assert!(!run.stderr.contains("transient failure"), "{run:?}");
     assert_eq!(ledger(&s, "pending").await, 6);
+    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    let attempts: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(attempts, 0, "an unreachable server costs no attempt");
 
-    let server = smtp::start(None);
     let resumed = send(&s, &server.url(), &[]);
     assert_eq!(resumed.code, 0, "{resumed:?}");
     assert!(resumed.stdout.contains("resuming issue #1"), "{resumed:?}");
@@ -597,5 +621,66 @@ async fn a_delivery_asked_to_stop_before_it_starts_claims_no_row() {
     assert_eq!(attempts, 0, "no attempt was counted");
     assert!(
         !s.path("outbox").exists() || std::fs::read_dir(s.path("outbox")).unwrap().count() == 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connects_to_the_smtp_server_and_signs_a_dkim_sample_unless_offline() {
+    let server = smtp::start(None);
+    let s = sandbox(1, "");
+    s.write(
+        "dkim.pem",
+        std::fs::read(crate::harness::repo().join("tests/fixtures/dkim/test-only-rsa.pem"))
+            .unwrap(),
+    );
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[delivery.dkim]\ndomain = \"example.com\"\nselector = \"herald\"\nprivate_key_path = \"dkim.pem\"\n"),
+    );
+    let env = |url: &str| {
+        [
+            ("HERALD_SMTP_URL", url.to_owned()),
+            ("HERALD_SECRET", SECRET.to_owned()),
+        ]
+    };
+    let run_env = |args: &[&str], url: &str| {
+        let e = env(url);
+        let refs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.herald_env(args, &refs)
+    };
+    let ok = run_env(&["check"], &server.url());
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(
+        ok.stdout.contains(&format!(
+            "smtp: 127.0.0.1:{} answered (EHLO example.com, no TLS)",
+            server.addr.port()
+        )),
+        "{ok:?}"
+    );
+    assert!(
+        ok.stdout
+            .contains("dkim: signed a sample as herald._domainkey.example.com"),
+        "{ok:?}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = run_env(&["check"], &format!("smtp://127.0.0.1:{}", closed.port()));
+    assert_eq!(down.code, 1, "{down:?}");
+    assert!(
+        down.stdout
+            .contains("smtp: unreachable: connecting to 127.0.0.1"),
+        "{down:?}"
+    );
+    let offline = run_env(
+        &["check", "--offline"],
+        &format!("smtp://127.0.0.1:{}", closed.port()),
+    );
+    assert_eq!(offline.code, 0, "{offline:?}");
+    assert!(
+        offline.stdout.contains("smtp: not checked (--offline)"),
+        "{offline:?}"
     );
 }

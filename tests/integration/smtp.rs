@@ -307,3 +307,27 @@ pub async fn drop_mid_data_proxy(backend: SocketAddr, victim: &str) -> SocketAdd
     });
     addr
 }
+
+/// A front for `backend` that forwards the first connection only (the pre-flight probe) and
+/// then stops listening: every later connection is refused, as when a relay goes down just
+/// after a send starts.
+pub async fn one_connection_front(backend: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        drop(listener);
+        let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
+            return;
+        };
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let back = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+        if tokio::io::copy(&mut cr, &mut sw).await.is_err() {
+            back.abort();
+        }
+    });
+    addr
+}
