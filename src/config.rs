@@ -143,6 +143,7 @@ struct RawDir {
 struct RawNews {
     curated: Option<String>,
     links_per_issue: i64,
+    min_links: i64,
     max_age_days: i64,
     keywords: Vec<String>,
     feeds: Vec<RawFeed>,
@@ -153,6 +154,7 @@ impl Default for RawNews {
         Self {
             curated: None,
             links_per_issue: 5,
+            min_links: 3,
             max_age_days: 14,
             keywords: Vec::new(),
             feeds: Vec::new(),
@@ -304,6 +306,9 @@ pub struct News {
     /// The editor-curated links file, if any.
     pub curated: Option<PathBuf>,
     pub links_per_issue: usize,
+    /// Fewer links than this in the next issue is reported (check, preview, review copy,
+    /// metrics).
+    pub min_links: usize,
     pub max_age_days: u32,
     /// Words that raise a link's rank when they appear in its title or summary.
     pub keywords: Vec<String>,
@@ -901,6 +906,7 @@ impl Validator {
         });
         let links_per_issue =
             self.count("news.links_per_issue", raw.links_per_issue, 0, 50) as usize;
+        let min_links = self.count("news.min_links", raw.min_links, 0, 50) as usize;
         let max_age_days = self.count("news.max_age_days", raw.max_age_days, 1, 3650) as u32;
         let mut names = BTreeSet::new();
         let mut feeds = Vec::new();
@@ -940,6 +946,7 @@ impl Validator {
         News {
             curated,
             links_per_issue,
+            min_links,
             max_age_days,
             keywords: raw
                 .keywords

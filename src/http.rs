@@ -822,6 +822,10 @@ async fn metrics(State(s): State<Shared>) -> Response {
             label(name)
         ));
     }
+    out.push_str("# HELP herald_next_issue_links Links the next issue would carry with the feeds as last fetched.\n# TYPE herald_next_issue_links gauge\n");
+    out.push_str(&format!("herald_next_issue_links {}\n", m.next_issue_links));
+    out.push_str("# HELP herald_unsent_terms Glossary terms not yet sent in the current cycle.\n# TYPE herald_unsent_terms gauge\n");
+    out.push_str(&format!("herald_unsent_terms {}\n", m.unsent_terms));
     out.push_str(
         "# HELP herald_subscribers Subscribers by status.\n# TYPE herald_subscribers gauge\n",
     );

@@ -132,7 +132,7 @@ impl App {
         else {
             return Ok(None);
         };
-        let notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        let notes = self.review_notes(&issue, &skipped).await?;
         self.send_review_copies(&issue, &rendered, &notes, goes_out, now)
             .await?;
         info!(
@@ -234,7 +234,7 @@ impl App {
         let issue = self.store.issue(number).await?.ok_or_else(refuse)?;
         info!(issue = number, term = %issue.term, replan, "refrozen");
         if !self.config.schedule.editors.is_empty() {
-            let notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+            let notes = self.review_notes(&issue, &skipped).await?;
             self.send_review_copies(
                 &issue,
                 &rendered,
@@ -245,6 +245,24 @@ impl App {
             .await?;
         }
         Ok(issue)
+    }
+
+    /// What the editors should know about a frozen issue: queued terms it passed over, and
+    /// fewer links than `[news] min_links`.
+    async fn review_notes(
+        &self,
+        issue: &StoredIssue,
+        skipped: &[crate::selection::QueueSkip],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut notes: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        let links = self.store.issue_links(issue.id).await?.len();
+        if links < self.config.news.min_links {
+            notes.push(format!(
+                "the issue carries {links} links, fewer than [news] min_links = {}",
+                self.config.news.min_links
+            ));
+        }
+        Ok(notes)
     }
 
     /// The issue a hold link names, if its token is genuine.

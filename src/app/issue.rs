@@ -21,9 +21,6 @@ use crate::render::{IssuePlan, RenderedIssue, Renderer};
 use crate::selection::{self, FeedBatch, LinkPolicy, QueueSkip, TermChoice, TermHistory};
 use crate::store::{FeedSuccess, Store, StoreError, StoredIssue};
 
-/// Fewer unsent terms than this in the current cycle earns a warning.
-pub const LOW_TERMS_WARNING: usize = 8;
-
 /// What planning found.
 #[derive(Debug)]
 pub enum Planned {
@@ -378,18 +375,19 @@ pub(crate) fn frozen_rendering(issue: StoredIssue) -> RenderedIssue {
 
 fn warn_if_running_low(glossary: &Glossary, history: &TermHistory, chosen: &Term) {
     let remaining = selection::remaining_in_cycle(glossary, history).saturating_sub(1);
-    if remaining < LOW_TERMS_WARNING {
+    if remaining < super::supply::LOW_TERMS {
         warn!(
             remaining,
             term = %chosen.slug,
-            "fewer than {LOW_TERMS_WARNING} unsent terms remain in this cycle: add terms to the glossary"
+            "fewer than {} unsent terms remain in this cycle: add terms to the glossary",
+            super::supply::LOW_TERMS
         );
     }
 }
 
 /// The curated links; a missing or broken file is logged with its reason and contributes
 /// nothing (the issue still goes out with the feeds' links).
-fn load_curated(config: &Config) -> Vec<crate::domain::NewsLink> {
+pub(crate) fn load_curated(config: &Config) -> Vec<crate::domain::NewsLink> {
     let Some(path) = &config.news.curated else {
         return Vec::new();
     };

@@ -16,6 +16,7 @@
 //! | [`subscription`] | subscribe, confirm (and welcome), unsubscribe |
 //! | [`lease`] | the sender lease and its one heartbeat |
 //! | [`report`] | the issues so far and their ledgers |
+//! | [`supply`] | enough terms and links for the next issues? |
 //! | [`tick`] | one step of the daemon's schedule |
 //! | [`site`] | what the web pages show: archive, glossary, health, metrics |
 //! | [`check`] | `herald check`'s template and page rendering |
@@ -29,6 +30,7 @@ pub mod report;
 pub mod site;
 pub mod subscribers;
 pub mod subscription;
+pub mod supply;
 pub mod tick;
 
 use std::sync::Arc;

@@ -61,6 +61,10 @@ pub struct Metrics {
     /// Each configured feed's name and its consecutive failures.
     pub feed_failures: Vec<(String, i64)>,
     pub subscribers: BTreeMap<SubscriberStatus, u64>,
+    /// The links the next issue would carry with the feeds as last fetched.
+    pub next_issue_links: usize,
+    /// Glossary terms not yet sent in the current cycle.
+    pub unsent_terms: usize,
 }
 
 /// What a glossary page request found.
@@ -222,7 +226,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
-    pub async fn metrics(&self) -> Result<Metrics, StoreError> {
+    pub async fn metrics(&self) -> Result<Metrics, super::AppError> {
         let (deliveries, issues_sent) = self.store.delivery_totals().await?;
         let mut by_status: BTreeMap<DeliveryStatus, i64> =
             DeliveryStatus::ALL.iter().map(|s| (*s, 0)).collect();
@@ -240,7 +244,12 @@ impl App {
                 (feed.name.clone(), n)
             })
             .collect();
+        let supply = self
+            .supply(&self.glossary_for_pages(), self.clock.now())
+            .await?;
         Ok(Metrics {
+            next_issue_links: supply.next_issue_links,
+            unsent_terms: supply.unsent_terms,
             issues_sent,
             deliveries: by_status,
             last_send_seconds: self.health.last_send_ms.load(Ordering::Relaxed) as f64 / 1000.0,

@@ -84,15 +84,11 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
         }
     }
     let counts = app.store.subscriber_counts().await?;
-    let history = app.store.term_history().await?;
     let states = app.store.feed_states().await?;
-    let remaining = crate::selection::remaining_in_cycle(&glossary, &history);
-    if !glossary.is_empty() && remaining < crate::app::issue::LOW_TERMS_WARNING {
-        println!(
-            "warning: only {remaining} terms remain unsent in cycle {}: add terms to {}",
-            history.current_cycle(),
-            shown(&config.glossary_dir).display()
-        );
+    if !glossary.is_empty() {
+        for warning in app.supply(&glossary, app.clock.now()).await?.warnings() {
+            println!("warning: {warning}");
+        }
     }
     for (name, failures, error) in crate::app::issue::failing_feeds(config, &states) {
         println!("warning: feed `{name}` failed {failures} times in a row: {error}");

@@ -110,6 +110,13 @@ pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
     );
     println!("to:       {email}");
     println!("links:    {}", plan.links.len());
+    if plan.links.len() < config.news.min_links {
+        println!(
+            "warning:  the issue carries {} links, fewer than [news] min_links = {}",
+            plan.links.len(),
+            config.news.min_links
+        );
+    }
     for link in &plan.links {
         println!("  - {} [{}]\n    {}", link.title, link.source, link.url);
     }

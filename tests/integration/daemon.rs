@@ -267,6 +267,8 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
         "{metrics}"
     );
     assert!(metrics.contains("herald_deliveries{status=\"sent\"}"));
+    assert!(metrics.contains("\nherald_next_issue_links "), "{metrics}");
+    assert!(metrics.contains("\nherald_unsent_terms "), "{metrics}");
     assert_eq!(
         http.get(format!("{base}glossary/transformer"))
             .send()

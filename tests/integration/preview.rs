@@ -148,3 +148,62 @@ fn a_term_sent_in_this_cycle_is_not_queued_again_unless_for_the_next_cycle() {
         "{preview:?}"
     );
 }
+
+/// A glossary of three terms that relate to each other.
+fn tiny_glossary(s: &Sandbox) {
+    std::fs::remove_dir_all(s.path("glossary")).unwrap();
+    for (slug, name, others) in [
+        ("alpha", "Alpha", "\"beta\", \"gamma\""),
+        ("beta", "Beta", "\"alpha\", \"gamma\""),
+        ("gamma", "Gamma", "\"alpha\", \"beta\""),
+    ] {
+        s.write(
+            &format!("glossary/{slug}.md"),
+            format!(
+                "+++\nterm = \"{name}\"\ncategory = \"Fundamentals\"\nrelated = [{others}]\nexample = \"We used {name} today.\"\nsummary = \"What {name} means, in one sentence for the test.\"\n+++\n\n{}\n",
+                "Words about the term. ".repeat(40)
+            ),
+        );
+    }
+}
+
+#[test]
+fn check_preview_and_metrics_say_when_terms_or_links_run_short() {
+    let s = Sandbox::new();
+    tiny_glossary(&s);
+    s.write(
+        "news/curated.toml",
+        "[[link]]\ntitle = \"The one curated story\"\nurl = \"https://news.example/one\"\n",
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[news]\ncurated = \"news/curated.toml\"\nmin_links = 3\n\n[[news.feeds]]\nname = \"Down\"\nurl = \"http://127.0.0.1:{}/feed\"\n",
+            crate::harness::CONFIG,
+            closed.port()
+        ),
+    );
+    // The feed fails once, as a real fetch would record it.
+    assert_eq!(s.herald(&["feeds", "--fetch"]).code, 0);
+
+    let check = s.herald(&["check", "--offline"]);
+    assert_eq!(check.code, 0, "warnings do not fail the check: {check:?}");
+    for warning in [
+        "warning: only 3 terms remain unsent in cycle 1: add terms to the glossary",
+        "warning: the next issue would carry 1 links, fewer than [news] min_links = 3",
+        "warning: only 1 curated links remain unsent and 1 feeds are failing",
+    ] {
+        assert!(check.stdout.contains(warning), "{warning}\n{check:?}");
+    }
+    let preview = s.herald(&["preview", "--out", "p"]);
+    assert!(
+        preview
+            .stdout
+            .contains("warning:  the issue carries 1 links, fewer than [news] min_links = 3"),
+        "{preview:?}"
+    );
+}
