@@ -181,6 +181,7 @@ async fn run() {
             id: 1,
             email: &herald::domain::EmailAddress::parse("reader1@example.org").unwrap(),
             name: "Reader 1",
+            first_name: "",
         },
         &SigningKey::new("bench"),
         Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(),

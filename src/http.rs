@@ -243,6 +243,8 @@ struct SubscribeForm {
     email: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    first_name: String,
 }
 
 async fn subscribe(
@@ -280,7 +282,8 @@ async fn subscribe(
         }
     };
     let name = SubscriberName::clean(&form.name);
-    if let Err(e) = s.subscribe(&email, &name).await {
+    let first_name = SubscriberName::clean(&form.first_name);
+    if let Err(e) = s.subscribe(&email, &name, &first_name).await {
         warn!(error = %e, "subscription failed");
         return try_later(&s);
     }

@@ -257,6 +257,8 @@ pub struct Addressee<'a> {
     pub id: i64,
     pub email: &'a EmailAddress,
     pub name: &'a str,
+    /// The first name to greet them by; empty when unknown.
+    pub first_name: &'a str,
 }
 
 /// The per-subscriber path: sign the unsubscribe token, personalise the rendered issue and
@@ -276,6 +278,7 @@ pub fn personal_message(
     let unsubscribe_url = sender.unsubscribe_url(&token);
     let body = rendered.personalize_encoded(&crate::render::Recipient {
         name: to.name,
+        first_name: to.first_name,
         email: to.email.as_str(),
         unsubscribe_url: &unsubscribe_url,
     });
@@ -416,6 +419,7 @@ pub fn test_copy(
     let unsubscribe_url = format!("{}u/test-copy", sender.base_url);
     let body = marked.personalize_encoded(&crate::render::Recipient {
         name: "",
+        first_name: "",
         email: to.as_str(),
         unsubscribe_url: &unsubscribe_url,
     });

@@ -215,6 +215,8 @@ impl Slotted {
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
     pub name: &'a str,
+    /// The first name to greet them by; empty when unknown.
+    pub first_name: &'a str,
     pub email: &'a str,
     pub unsubscribe_url: &'a str,
 }
@@ -298,12 +300,34 @@ impl RenderedIssue {
     }
 }
 
+/// How a subscriber is greeted: by their first name when it is known; else by the name as
+/// given, unless it has a comma (a "Hopper, Grace" would read "Hi Hopper, Grace,"); else
+/// without a name.
+///
+/// ```
+/// use herald_core::render::greeting;
+/// assert_eq!(greeting("Grace", "Grace Hopper"), "Hi Grace,");
+/// assert_eq!(greeting("", "Grace Hopper"), "Hi Grace Hopper,");
+/// assert_eq!(greeting("", "Hopper, Grace"), "Hi,");
+/// assert_eq!(greeting("", ""), "Hello,");
+/// ```
+pub fn greeting(first_name: &str, name: &str) -> String {
+    if !first_name.is_empty() {
+        format!("Hi {first_name},")
+    } else if name.is_empty() {
+        "Hello,".to_owned()
+    } else if name.contains(',') {
+        "Hi,".to_owned()
+    } else {
+        format!("Hi {name},")
+    }
+}
+
 fn personal_value(r: &Recipient<'_>, field: Field) -> String {
     match field {
         Field::Name => r.name.to_owned(),
         Field::Email => r.email.to_owned(),
-        Field::Greeting if r.name.is_empty() => "Hello,".to_owned(),
-        Field::Greeting => format!("Hi {},", r.name),
+        Field::Greeting => greeting(r.first_name, r.name),
         Field::UnsubscribeUrl => r.unsubscribe_url.to_owned(),
     }
 }

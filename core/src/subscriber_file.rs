@@ -1,4 +1,5 @@
-//! Subscriber CSV files: a header `email,name` with an optional `status` column.
+//! Subscriber CSV files: a header `email,name` with optional `first_name` and `status`
+//! columns; and the exports of Mailchimp, Substack and Buttondown as they are.
 //!
 //! Pure: bytes in, rows and rejected rows out. Handles a UTF-8 byte-order mark, CRLF line
 //! ends, quoted fields (with commas or line breaks inside) and the same address twice in
@@ -16,6 +17,8 @@ pub struct SubscriberRow {
     pub line: u64,
     pub email: EmailAddress,
     pub name: SubscriberName,
+    /// The first name to greet them by; empty when the file has none.
+    pub first_name: SubscriberName,
     /// The `status` column, when the file has one and the cell is not empty.
     pub status: Option<SubscriberStatus>,
 }
@@ -64,21 +67,37 @@ pub fn parse(bytes: &[u8]) -> Result<SubscriberFile, SubscriberFileError> {
         .headers()
         .map_err(|e| SubscriberFileError::Header(e.to_string()))?
         .clone();
-    let mut columns: HashMap<String, usize> = HashMap::new();
+    let export = Export::recognise(&header);
+    let mut columns: HashMap<Column, usize> = HashMap::new();
     for (i, name) in header.iter().enumerate() {
-        let name = name.to_ascii_lowercase();
-        if !matches!(name.as_str(), "email" | "name" | "status") {
-            return Err(SubscriberFileError::UnknownColumn(name));
-        }
-        if columns.insert(name.clone(), i).is_some() {
-            return Err(SubscriberFileError::DuplicateColumn(name));
+        let Some(column) = Column::named(name) else {
+            // An export carries many columns Herald has no use for; a Herald file with a
+            // column it does not know is more likely a typo.
+            if export.is_some() {
+                continue;
+            }
+            return Err(SubscriberFileError::UnknownColumn(
+                name.to_ascii_lowercase(),
+            ));
+        };
+        if columns.insert(column, i).is_some() {
+            return Err(SubscriberFileError::DuplicateColumn(
+                name.to_ascii_lowercase(),
+            ));
         }
     }
-    let email_col = *columns
-        .get("email")
-        .ok_or(SubscriberFileError::NoEmailColumn)?;
-    let name_col = columns.get("name").copied();
-    let status_col = columns.get("status").copied();
+    let columns = Columns {
+        email: *columns
+            .get(&Column::Email)
+            .ok_or(SubscriberFileError::NoEmailColumn)?,
+        name: columns.get(&Column::Name).copied(),
+        first_name: columns.get(&Column::FirstName).copied(),
+        last_name: columns.get(&Column::LastName).copied(),
+        status: columns.get(&Column::Status).copied(),
+        buttondown_type: columns.get(&Column::ButtondownType).copied(),
+        substack_disabled: columns.get(&Column::SubstackDisabled).copied(),
+        file_status: export.and_then(Export::status),
+    };
 
     let mut file = SubscriberFile::default();
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -114,7 +133,7 @@ pub fn parse(bytes: &[u8]) -> Result<SubscriberFile, SubscriberFileError> {
         if record.iter().all(<[u8]>::is_empty) {
             continue; // a blank line
         }
-        match parse_row(&record, line, email_col, name_col, status_col) {
+        match parse_row(&record, line, &columns) {
             Ok(row) => match seen.get(&row.email.key()) {
                 Some(first) => file.rejected.push(RejectedRow {
                     line,
@@ -134,18 +153,99 @@ pub fn parse(bytes: &[u8]) -> Result<SubscriberFile, SubscriberFileError> {
     Ok(file)
 }
 
+/// The columns Herald reads, under the names the supported formats give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Column {
+    Email,
+    Name,
+    FirstName,
+    LastName,
+    Status,
+    /// Buttondown's `subscriber_type` (`regular`, `premium`, `unactivated`, `unsubscribed` ...).
+    ButtondownType,
+    /// Substack's `email_disabled` (`true` for an address that stopped the emails).
+    SubstackDisabled,
+}
+
+impl Column {
+    fn named(header: &str) -> Option<Self> {
+        let name = header.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+        Some(match name.as_str() {
+            "email" | "email_address" | "e_mail" => Self::Email,
+            "name" | "full_name" => Self::Name,
+            "first_name" | "firstname" | "fname" => Self::FirstName,
+            "last_name" | "lastname" | "lname" => Self::LastName,
+            "status" => Self::Status,
+            "subscriber_type" => Self::ButtondownType,
+            "email_disabled" => Self::SubstackDisabled,
+            _ => return None,
+        })
+    }
+}
+
+/// A known service's export, recognised by its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Export {
+    /// Mailchimp exports one file per audience status; the unsubscribed and cleaned (bounced)
+    /// ones carry `UNSUB_TIME` and `CLEAN_TIME`.
+    Mailchimp(Option<SubscriberStatus>),
+    Substack,
+    Buttondown,
+}
+
+impl Export {
+    fn recognise(header: &csv::StringRecord) -> Option<Self> {
+        let has = |wanted: &str| header.iter().any(|h| h.trim().eq_ignore_ascii_case(wanted));
+        if has("Email Address") {
+            let status = if has("CLEAN_TIME") {
+                Some(SubscriberStatus::Bounced)
+            } else if has("UNSUB_TIME") {
+                Some(SubscriberStatus::Unsubscribed)
+            } else {
+                None
+            };
+            Some(Self::Mailchimp(status))
+        } else if has("subscriber_type") {
+            Some(Self::Buttondown)
+        } else if has("email_disabled") || has("active_subscription") {
+            Some(Self::Substack)
+        } else {
+            None
+        }
+    }
+
+    /// The status every row of the file has, when the file says it.
+    fn status(self) -> Option<SubscriberStatus> {
+        match self {
+            Self::Mailchimp(status) => status,
+            Self::Substack | Self::Buttondown => None,
+        }
+    }
+}
+
+/// Where each column Herald reads is.
+struct Columns {
+    email: usize,
+    name: Option<usize>,
+    first_name: Option<usize>,
+    last_name: Option<usize>,
+    status: Option<usize>,
+    buttondown_type: Option<usize>,
+    substack_disabled: Option<usize>,
+    /// A status the whole file has (a Mailchimp export of unsubscribed addresses ...).
+    file_status: Option<SubscriberStatus>,
+}
+
 fn parse_row(
     record: &csv::ByteRecord,
     line: u64,
-    email_col: usize,
-    name_col: Option<usize>,
-    status_col: Option<usize>,
+    columns: &Columns,
 ) -> Result<SubscriberRow, String> {
     let cell = |i: usize| -> Result<&str, String> {
         std::str::from_utf8(record.get(i).unwrap_or_default())
             .map_err(|_| format!("column {} is not valid UTF-8", i + 1))
     };
-    let raw_email = cell(email_col)?;
+    let raw_email = cell(columns.email)?;
     let email = EmailAddress::parse(raw_email).map_err(|e| {
         let shown: String = raw_email
             .chars()
@@ -154,19 +254,38 @@ fn parse_row(
             .collect();
         format!("`{shown}`: {e}")
     })?;
-    let name = match name_col {
+    let optional = |i: Option<usize>| -> Result<&str, String> { i.map_or(Ok(""), cell) };
+    let first = optional(columns.first_name)?;
+    let last = optional(columns.last_name)?;
+    let name = match columns.name {
         Some(i) => SubscriberName::clean(cell(i)?),
-        None => SubscriberName::default(),
+        // First and last name columns only (Mailchimp): the full name is both.
+        None => SubscriberName::clean(&format!("{first} {last}")),
     };
-    let status = match status_col.map(cell).transpose()? {
-        Some(s) if !s.is_empty() => Some(SubscriberStatus::parse(s).map_err(|e| e.to_string())?),
-        _ => None,
+    let first_name = SubscriberName::clean(first);
+    let mut status = match optional(columns.status)? {
+        "" => None,
+        s => Some(SubscriberStatus::parse(s).map_err(|e| e.to_string())?),
     };
+    if let Some(kind) = columns.buttondown_type.map(cell).transpose()? {
+        status = match kind.to_ascii_lowercase().as_str() {
+            "unsubscribed" | "removed" | "spammy" => Some(SubscriberStatus::Unsubscribed),
+            "unactivated" => Some(SubscriberStatus::Pending),
+            "" => status,
+            _ => Some(SubscriberStatus::Confirmed),
+        };
+    }
+    if let Some(disabled) = columns.substack_disabled.map(cell).transpose()?
+        && disabled.eq_ignore_ascii_case("true")
+    {
+        status = Some(SubscriberStatus::Unsubscribed);
+    }
     Ok(SubscriberRow {
         line,
         email,
         name,
-        status,
+        first_name,
+        status: status.or(columns.file_status),
     })
 }
 
@@ -232,6 +351,7 @@ mod tests {
             line: 2,
             email: EmailAddress::parse("a@example.com").unwrap(),
             name: SubscriberName::clean(name),
+            first_name: SubscriberName::default(),
             status,
         }
     }

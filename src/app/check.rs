@@ -70,12 +70,14 @@ impl App {
                 id: 1,
                 email: &email,
                 name: "Sample Reader",
+                first_name: "",
             },
             &crate::domain::SigningKey::new(super::DEVELOPMENT_KEY),
             plan.date,
         )?;
         let personal = rendered.personalize(&crate::render::Recipient {
             name: "Sample Reader",
+            first_name: "",
             email: email.as_str(),
             unsubscribe_url: "https://example.com/u/x",
         });

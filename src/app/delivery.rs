@@ -390,6 +390,7 @@ async fn send_one(
             id: job.subscriber_id,
             email,
             name: &job.name,
+            first_name: &job.first_name,
         },
         &shared.key,
         shared.date,

@@ -310,6 +310,7 @@ impl App {
         for editor in &config.schedule.editors {
             let personal = marked.personalize(&Recipient {
                 name: "",
+                first_name: "",
                 email: editor.as_str(),
                 unsubscribe_url: &format!("{}u/review-copy", config.newsletter.base_url),
             });

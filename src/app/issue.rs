@@ -249,6 +249,7 @@ impl App {
             .rendered
             .personalize(&crate::render::Recipient {
                 name: "Editor",
+                first_name: "",
                 email: "editor@example.com",
                 unsubscribe_url: &format!("{}u/preview", config.newsletter.base_url),
             })

@@ -52,9 +52,14 @@ impl App {
         &self,
         email: &EmailAddress,
         name: &SubscriberName,
+        first_name: &SubscriberName,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match self.store.request_subscription(email, name, now).await? {
+        match self
+            .store
+            .request_subscription(email, name, first_name, now)
+            .await?
+        {
             SubscribeOutcome::Confirm(_)
                 if self.confirmations.0.check_key(&email.key()).is_err() =>
             {
@@ -128,8 +133,12 @@ impl App {
             return Ok(Confirmation::Expired);
         }
         match self.store.confirm_subscriber(claims.subject, now).await? {
-            Some((email, name, newly)) => {
-                if newly && let Err(e) = self.send_welcome(claims.subject, &email, &name).await {
+            Some(c) => {
+                if c.newly
+                    && let Err(e) = self
+                        .send_welcome(claims.subject, &c.email, &c.name, &c.first_name)
+                        .await
+                {
                     warn!(error = %e, "could not send the welcome email");
                 }
                 Ok(Confirmation::Confirmed)
@@ -182,6 +191,7 @@ impl App {
         id: i64,
         email: &EmailAddress,
         name: &str,
+        first_name: &str,
     ) -> Result<(), AppError> {
         let config = &self.config;
         let glossary = self.glossary()?;
@@ -238,7 +248,12 @@ impl App {
             "welcome",
             &rendered,
             &self.sender,
-            Addressee { id, email, name },
+            Addressee {
+                id,
+                email,
+                name,
+                first_name,
+            },
             &self.key,
             self.clock.now(),
         )?;

@@ -75,6 +75,7 @@ pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
             id,
             email: &email,
             name: &name,
+            first_name: "",
         },
         key,
         plan.date,
@@ -82,6 +83,7 @@ pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
     let token = key.sign(crate::domain::Purpose::Unsubscribe, id, 0);
     let personal = rendered.personalize(&crate::render::Recipient {
         name: &name,
+        first_name: "",
         email: email.as_str(),
         unsubscribe_url: &sender.unsubscribe_url(&token),
     });

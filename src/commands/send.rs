@@ -232,6 +232,7 @@ async fn preview_send(
                 id: s.id,
                 email: &s.email,
                 name: &s.name,
+                first_name: "",
             },
             &app.key,
             date,

@@ -37,6 +37,16 @@ impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for SlotRecord {
     }
 }
 
+/// A confirmed subscriber, as the welcome email needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    pub email: EmailAddress,
+    pub name: String,
+    pub first_name: String,
+    /// Whether this confirmation was the first (a welcome is due).
+    pub newly: bool,
+}
+
 /// What a subscription request did. The web page says the same thing in every case, so the
 /// response never reveals whether an address was already subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +239,7 @@ impl Store {
         &self,
         email: &EmailAddress,
         name: &SubscriberName,
+        first_name: &SubscriberName,
         now: DateTime<Utc>,
     ) -> Result<SubscribeOutcome, StoreError> {
         let mut tx = self.write().await?;
@@ -243,28 +254,31 @@ impl Store {
                 if status == SubscriberStatus::Confirmed {
                     SubscribeOutcome::AlreadyConfirmed
                 } else {
-                    if !name.is_empty() {
-                        sqlx::query(
-                            "UPDATE subscribers SET name = ?1, updated_at = ?2 WHERE id = ?3",
-                        )
-                        .bind(name.as_str())
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    for (column, value) in [("name", name), ("first_name", first_name)] {
+                        if !value.is_empty() {
+                            sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "UPDATE subscribers SET {column} = ?1, updated_at = ?2 WHERE id = ?3"
+                            )))
+                            .bind(value.as_str())
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                     }
                     SubscribeOutcome::Confirm(id)
                 }
             }
             None => {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO subscribers (email, email_key, name, status, source, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'pending', 'web', ?4, ?4) RETURNING id",
+                    "INSERT INTO subscribers (email, email_key, name, first_name, status, source, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?5, 'pending', 'web', ?4, ?4) RETURNING id",
                 )
                 .bind(email.as_str())
                 .bind(email.key())
                 .bind(name.as_str())
                 .bind(now)
+                .bind(first_name.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
                 SubscribeOutcome::Confirm(id)
@@ -283,12 +297,13 @@ impl Store {
         &self,
         id: i64,
         now: DateTime<Utc>,
-    ) -> Result<Option<(EmailAddress, String, bool)>, StoreError> {
+    ) -> Result<Option<Confirmed>, StoreError> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT email, name, status FROM subscribers WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT email, name, first_name, status FROM subscribers WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(r) = row else { return Ok(None) };
         let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
         let newly = status != SubscriberStatus::Confirmed;
@@ -302,11 +317,12 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(Some((
-            r.try_get::<Text<EmailAddress>, _>("email")?.0,
-            r.try_get("name")?,
+        Ok(Some(Confirmed {
+            email: r.try_get::<Text<EmailAddress>, _>("email")?.0,
+            name: r.try_get("name")?,
+            first_name: r.try_get("first_name")?,
             newly,
-        )))
+        }))
     }
 
     /// Unsubscribes a subscriber by id (idempotent). Returns `false` for an unknown id.

@@ -90,6 +90,8 @@ pub struct Claimed {
     pub subscriber_id: i64,
     pub email: EmailAddress,
     pub name: String,
+    /// The first name to greet them by; empty when unknown.
+    pub first_name: String,
     /// Attempts so far, this one included.
     pub attempts: u32,
 }
@@ -497,7 +499,7 @@ impl Store {
             .await?;
             for row in rows {
                 let subscriber_id: i64 = row.try_get("subscriber_id")?;
-                let s = sqlx::query("SELECT email, name FROM subscribers WHERE id = ?")
+                let s = sqlx::query("SELECT email, name, first_name FROM subscribers WHERE id = ?")
                     .bind(subscriber_id)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -506,6 +508,7 @@ impl Store {
                     subscriber_id,
                     email: s.try_get::<Text<EmailAddress>, _>("email")?.0,
                     name: s.try_get("name")?,
+                    first_name: s.try_get("first_name")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(1),
                 });
             }

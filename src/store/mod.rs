@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use content::{FeedState, FeedSuccess, LastIssue};
-pub use daemon::{SlotRecord, SubscribeOutcome};
+pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, LedgerCounts, Mark, StoredIssue};
 pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
 

@@ -19,6 +19,8 @@ pub struct SubscriberRecord {
     pub id: i64,
     pub email: EmailAddress,
     pub name: String,
+    /// The first name to greet them by; empty when unknown.
+    pub first_name: String,
     pub status: SubscriberStatus,
     pub source: String,
     pub created_at: DateTime<Utc>,
@@ -55,6 +57,7 @@ impl<'r> sqlx::FromRow<'r, SqliteRow> for SubscriberRecord {
             id: row.try_get("id")?,
             email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
             name: row.try_get("name")?,
+            first_name: row.try_get("first_name")?,
             status: row.try_get::<Text<SubscriberStatus>, _>("status")?.0,
             source: row.try_get("source")?,
             created_at: row.try_get("created_at")?,
@@ -134,6 +137,16 @@ impl Store {
                 }
                 ImportAction::Unchanged => counts.unchanged += 1,
                 ImportAction::Suppressed => counts.suppressed += 1,
+            }
+            // A first name in the file is how they are greeted; an empty one erases nothing.
+            if !row.first_name.is_empty() {
+                sqlx::query(
+                    "UPDATE subscribers SET first_name = ?1 WHERE email_key = ?2 AND first_name <> ?1",
+                )
+                .bind(row.first_name.as_str())
+                .bind(row.email.key())
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -243,7 +256,7 @@ impl Store {
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<SubscriberRecord>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, email, name, status, source, created_at, updated_at FROM subscribers
+            "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
              WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
         )
         .bind(status.map(Text))
@@ -260,7 +273,7 @@ impl Store {
         email: &EmailAddress,
     ) -> Result<Option<SubscriberRecord>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, email, name, status, source, created_at, updated_at FROM subscribers
+            "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
              WHERE email_key = ?",
         )
         .bind(email.key())

@@ -81,6 +81,7 @@ async fn a_signed_issue_verifies_with_an_independent_verifier() {
             id: 9,
             email: &to,
             name: "Zoë Reader",
+            first_name: "",
         },
         &SigningKey::new("k"),
         plan.date,

@@ -50,6 +50,7 @@ fn render() -> (herald::render::RenderedIssue, herald::render::Personalized) {
     let rendered = renderer.render_issue(&plan, &info).unwrap();
     let personal = rendered.personalize(&Recipient {
         name: "Ada <Lovelace> & Co",
+        first_name: "",
         email: "ada@example.com",
         unsubscribe_url: "https://news.example.com/u/TOKEN",
     });
@@ -167,6 +168,7 @@ fn the_message_is_multipart_alternative_with_every_header() {
             id: 42,
             email: &to,
             name: clean.as_str(),
+            first_name: "",
         },
         &key,
         date,
@@ -181,6 +183,7 @@ fn the_message_is_multipart_alternative_with_every_header() {
             id: 42,
             email: &to,
             name: clean.as_str(),
+            first_name: "",
         },
         &key,
         date,
@@ -230,6 +233,7 @@ fn the_message_is_multipart_alternative_with_every_header() {
     // The encoded bodies decode to exactly what personalising gives.
     let plain = rendered.personalize(&herald::render::Recipient {
         name: clean.as_str(),
+        first_name: "",
         email: "eve@example.com",
         unsubscribe_url: &format!("https://news.example.com/u/{token}"),
     });

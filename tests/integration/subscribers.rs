@@ -228,3 +228,111 @@ fn check_reports_bad_subscriber_rows_and_counts_by_status() {
         "{run:?}"
     );
 }
+
+/// The first line of the plain-text part of each message in the outbox, by recipient.
+fn greetings(s: &Sandbox) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(s.path("outbox"))
+        .unwrap()
+        .map(|e| {
+            let raw = std::fs::read(e.unwrap().path()).unwrap();
+            let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+            let to = parsed
+                .to()
+                .unwrap()
+                .first()
+                .unwrap()
+                .address()
+                .unwrap()
+                .to_owned();
+            let text = parsed.body_text(0).unwrap().into_owned();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("Hi") || l.starts_with("Hello"))
+                .unwrap_or_default()
+                .to_owned();
+            (to, line)
+        })
+        .collect()
+}
+
+#[test]
+fn subscribers_are_greeted_by_first_name_and_never_by_a_name_with_a_comma() {
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name,first_name\ngrace@example.com,\"Hopper, Grace\",Grace\nada@example.com,Ada Lovelace,\nalan@example.com,\"Turing, Alan\",\nanon@example.com,,\n",
+    );
+    let run = s.herald(&["send"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let got = greetings(&s);
+    assert_eq!(got["grace@example.com"], "Hi Grace,");
+    assert_eq!(got["ada@example.com"], "Hi Ada Lovelace,");
+    assert_eq!(got["alan@example.com"], "Hi,", "never \"Hi Turing, Alan,\"");
+    assert_eq!(got["anon@example.com"], "Hello,");
+    let grace = find(&list(&s), "grace@example.com").clone();
+    assert_eq!(grace["first_name"], "Grace");
+}
+
+#[test]
+fn mailchimp_substack_and_buttondown_exports_import_as_they_are() {
+    let s = Sandbox::new();
+    // Mailchimp: one file per audience status, many columns of its own.
+    s.write(
+        "mailchimp-subscribed.csv",
+        "Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,OPTIN_IP,CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,LAST_CHANGED,LEID,EUID,NOTES,TAGS\n\
+         grace@example.com,Grace,Hopper,2,2026-01-02 10:00:00,,2026-01-02 10:01:00,,,,,,,US,,2026-01-02 10:01:00,1,abc,,\"\"\n",
+    );
+    s.write(
+        "mailchimp-unsubscribed.csv",
+        "Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_REASON\n\
+         left@example.com,Lef,Tover,1,2026-01-02 10:00:00,2026-03-01 09:00:00,Weekly,No longer interested\n",
+    );
+    s.write(
+        "mailchimp-cleaned.csv",
+        "Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,CLEAN_TIME,CLEAN_CAMPAIGN_TITLE\n\
+         gone@example.com,,,1,2026-01-02 10:00:00,2026-03-01 09:00:00,Weekly\n",
+    );
+    // Substack.
+    s.write(
+        "substack.csv",
+        "email,active_subscription,expiry,plan,email_disabled,created_at,first_payment_at\n\
+         reader@example.com,false,,free,false,2026-02-01T00:00:00.000Z,\n\
+         muted@example.com,false,,free,true,2026-02-01T00:00:00.000Z,\n",
+    );
+    // Buttondown.
+    s.write(
+        "buttondown.csv",
+        "email,notes,metadata,tags,subscriber_type,creation_date,referrer_url,source\n\
+         fan@example.com,,{},[],regular,2026-01-05 12:00:00,,api\n\
+         new@example.com,,{},[],unactivated,2026-01-05 12:00:00,,form\n\
+         bye@example.com,,{},[],unsubscribed,2026-01-05 12:00:00,,form\n",
+    );
+    for file in [
+        "mailchimp-subscribed.csv",
+        "mailchimp-unsubscribed.csv",
+        "mailchimp-cleaned.csv",
+        "substack.csv",
+        "buttondown.csv",
+    ] {
+        let run = s.herald(&["subscribers", "import", file]);
+        assert_eq!(run.code, 0, "{file}: {run:?}");
+    }
+    let all = list(&s);
+    let status = |email: &str| find(&all, email)["status"].as_str().unwrap().to_owned();
+    assert_eq!(status("grace@example.com"), "confirmed");
+    assert_eq!(find(&all, "grace@example.com")["name"], "Grace Hopper");
+    assert_eq!(find(&all, "grace@example.com")["first_name"], "Grace");
+    assert_eq!(status("left@example.com"), "unsubscribed");
+    assert_eq!(status("gone@example.com"), "bounced");
+    assert_eq!(status("reader@example.com"), "confirmed");
+    assert_eq!(status("muted@example.com"), "unsubscribed");
+    assert_eq!(status("fan@example.com"), "confirmed");
+    assert_eq!(status("new@example.com"), "pending");
+    assert_eq!(status("bye@example.com"), "unsubscribed");
+
+    // A Herald file with a column nobody knows is still refused: probably a typo.
+    s.write("typo.csv", "email,nmae\nx@example.com,X\n");
+    let typo = s.herald(&["subscribers", "import", "typo.csv"]);
+    assert_ne!(typo.code, 0, "{typo:?}");
+    assert!(typo.all().contains("unknown column `nmae`"), "{typo:?}");
+}
