@@ -189,6 +189,9 @@ fn state_names_are_spelled_only_where_the_store_maps_them() {
         s.contains("/src/store/")
             || s.ends_with("domain/status.rs")
             || s.ends_with("domain/subscriber.rs")
+            // Reads other services' exports, whose own vocabulary (Buttondown's
+            // `subscriber_type = unsubscribed`) happens to share words with ours.
+            || s.ends_with("core/src/subscriber_file.rs")
     };
     let mut found = Vec::new();
     for file in files.iter().filter(|f| !allowed(f)) {
