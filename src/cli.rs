@@ -110,6 +110,18 @@ pub struct PreviewArgs {
     /// Personalise for this subscriber [default: the first confirmed subscriber]
     #[arg(long, value_name = "EMAIL")]
     pub subscriber: Option<String>,
+    /// Serve a live preview page (desktop and phone widths, text part, headers) that reloads
+    /// when a file under glossary/, templates/ or news/ changes
+    #[arg(long)]
+    pub serve: bool,
+    /// Address for --serve
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8090",
+        requires = "serve"
+    )]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]

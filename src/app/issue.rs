@@ -40,6 +40,15 @@ pub enum Planned {
     NoTerms,
 }
 
+/// Where planning takes the feeds' items from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feeds {
+    /// Fetch every feed now (and record what was found).
+    Fetch,
+    /// Use the items as last fetched.
+    Cached,
+}
+
 /// The issue a send works on.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // made once per send; boxing would buy nothing
@@ -123,6 +132,23 @@ impl App {
         term: Option<&str>,
         replacing: Option<&StoredIssue>,
     ) -> Result<Planned, AppError> {
+        self.plan_with(glossary, issue_time, term, replacing, Feeds::Fetch)
+            .await
+    }
+
+    /// [`App::plan_replacing`] with the feeds fetched now or taken from the cache (the live
+    /// preview re-plans on every edit, and must not fetch every feed each time).
+    ///
+    /// # Errors
+    /// As [`App::plan`].
+    pub async fn plan_with(
+        &self,
+        glossary: &Glossary,
+        issue_time: DateTime<Utc>,
+        term: Option<&str>,
+        replacing: Option<&StoredIssue>,
+        feeds: Feeds,
+    ) -> Result<Planned, AppError> {
         let (config, store) = (&self.config, &self.store);
         let mut history = store.term_history().await?;
         let mut sent = store.sent_link_urls().await?;
@@ -179,7 +205,10 @@ impl App {
 
         let oldest = issue_time - Duration::days(i64::from(config.news.max_age_days));
         let cutoff = last.map_or(oldest, |l| l.created_at.max(oldest));
-        let batches = self.fetch_feeds(issue_time).await?;
+        let batches = match feeds {
+            Feeds::Fetch => self.fetch_feeds(issue_time).await?,
+            Feeds::Cached => cached_batches(config, &store.feed_states().await?),
+        };
         let curated = load_curated(config);
         let policy = LinkPolicy {
             links_per_issue: config.news.links_per_issue,
@@ -501,6 +530,31 @@ async fn record(
             Ok(Vec::new())
         }
     }
+}
+
+/// The feeds' items as last fetched, as selection takes them: no network. Undated items count
+/// as already seen.
+pub(crate) fn cached_batches(
+    config: &Config,
+    states: &HashMap<String, crate::store::FeedState>,
+) -> Vec<FeedBatch> {
+    config
+        .news
+        .feeds
+        .iter()
+        .map(|feed| {
+            let links = states
+                .get(feed.url.as_str())
+                .map(|s| s.items.clone())
+                .unwrap_or_default();
+            FeedBatch {
+                name: feed.name.clone(),
+                previous: Some(links.iter().map(|l| l.canonical_url.clone()).collect()),
+                links,
+                max_items: feed.max_items,
+            }
+        })
+        .collect()
 }
 
 /// Counts of the feeds' recent health, for `herald check`.

@@ -15,6 +15,7 @@
 //! | [`editorial`] | hold and release, the editors' review copy |
 //! | [`subscription`] | subscribe, confirm (and welcome), unsubscribe |
 //! | [`lease`] | the sender lease and its one heartbeat |
+//! | [`preview`] | the next issue as one subscriber gets it, recording nothing |
 //! | [`report`] | the issues so far and their ledgers |
 //! | [`supply`] | enough terms and links for the next issues? |
 //! | [`tick`] | one step of the daemon's schedule |
@@ -26,6 +27,7 @@ pub mod delivery;
 pub mod editorial;
 pub mod issue;
 pub mod lease;
+pub mod preview;
 pub mod report;
 pub mod site;
 pub mod subscribers;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{App, AppError};
 use crate::glossary::Glossary;
-use crate::selection::{self, FeedBatch, LinkPolicy};
+use crate::selection::{self, LinkPolicy};
 
 /// Fewer unsent terms than this in the current cycle earns a warning.
 pub const LOW_TERMS: usize = 4;
@@ -72,25 +72,8 @@ impl App {
             .filter(|l| !sent.contains(&l.canonical_url))
             .count();
         let states = store.feed_states().await?;
-        let mut failing_feeds = 0;
-        let batches: Vec<FeedBatch> = config
-            .news
-            .feeds
-            .iter()
-            .map(|feed| {
-                let state = states.get(feed.url.as_str());
-                if state.is_some_and(|s| s.consecutive_failures > 0) {
-                    failing_feeds += 1;
-                }
-                let links = state.map(|s| s.items.clone()).unwrap_or_default();
-                FeedBatch {
-                    name: feed.name.clone(),
-                    previous: Some(links.iter().map(|l| l.canonical_url.clone()).collect()),
-                    links,
-                    max_items: feed.max_items,
-                }
-            })
-            .collect();
+        let failing_feeds = super::issue::failing_feeds(config, &states).len();
+        let batches = super::issue::cached_batches(config, &states);
         let oldest = now - Duration::days(i64::from(config.news.max_age_days));
         let cutoff = store
             .last_issue()

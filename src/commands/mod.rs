@@ -7,6 +7,7 @@ mod feeds;
 mod glossary;
 mod issues;
 mod preview;
+mod preview_server;
 mod queue;
 mod run;
 mod schedule;

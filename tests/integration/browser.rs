@@ -80,14 +80,6 @@ impl Browser {
             );
             return None;
         };
-        // reqwest is built without a default crypto provider (as Herald installs ring when it
-        // starts); `Err` only means one is installed already.
-        if rustls::crypto::ring::default_provider()
-            .install_default()
-            .is_err()
-        {
-            eprintln!("a rustls crypto provider was already installed");
-        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -102,7 +94,7 @@ impl Browser {
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: crate::harness::http_client(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

@@ -184,3 +184,16 @@ pub fn skipped(test: &str, why: &str) {
         // Nowhere to say it: the test result still stands.
     }
 }
+
+/// An HTTP client for tests. reqwest is built without a default crypto provider (Herald
+/// installs ring when it starts); a test that talks HTTP before any Herald code ran installs
+/// it here. `Err` from the install only means one is there already.
+pub fn http_client() -> reqwest::Client {
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        // Installed already: nothing to do.
+    }
+    reqwest::Client::new()
+}

@@ -207,3 +207,109 @@ fn check_preview_and_metrics_say_when_terms_or_links_run_short() {
         "{preview:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_preview_shows_the_issue_reloads_on_edits_and_survives_broken_files() {
+    use std::io::BufRead as _;
+
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nreader@example.com,Reader\n",
+    );
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    let mut child = s
+        .command(&["preview", "--serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    let http = crate::harness::http_client();
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("{base}{}", path.trim_start_matches('/'));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+
+    let page = get("/").await;
+    for part in [
+        "Desktop (800 px)",
+        "Phone (375 px)",
+        "Text part",
+        "Subject:",
+        "reader@example.com",
+        "EventSource('/events')",
+    ] {
+        assert!(page.contains(part), "{part}: {page:.500}");
+    }
+    let term = page[page.find("term: ").unwrap() + 6..]
+        .split(" &middot;")
+        .next()
+        .unwrap()
+        .to_owned();
+    let (glossary, _) = herald::files::load_glossary(&s.path("glossary"));
+    let featured = glossary
+        .find(&term)
+        .expect("the page names a glossary term")
+        .clone();
+
+    // Edit the featured term: the page's event stream says reload, and the issue has the edit.
+    let mut events = http.get(format!("{base}events")).send().await.unwrap();
+    let text = std::fs::read_to_string(&featured.path).unwrap();
+    std::fs::write(
+        &featured.path,
+        text.replacen(
+            &featured.summary,
+            "An edited summary the live preview must show.",
+            1,
+        ),
+    )
+    .unwrap();
+    let reload = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let chunk = events
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            if String::from_utf8_lossy(&chunk).contains("data: reload") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(reload.is_ok(), "no reload event after the edit");
+    assert!(
+        get("/issue.html")
+            .await
+            .contains("An edited summary the live preview must show.")
+    );
+
+    // A broken template shows on the page with its name; the server keeps serving.
+    let good = std::fs::read_to_string(s.path("templates/issue.txt")).unwrap();
+    s.write("templates/issue.txt", "{{ no_such_variable }}");
+    let broken = get("/").await;
+    assert!(
+        broken.contains("The next issue cannot be made"),
+        "{broken:.600}"
+    );
+    assert!(broken.contains("issue.txt"), "{broken:.600}");
+    s.write("templates/issue.txt", good);
+    assert!(get("/").await.contains("Desktop (800 px)"));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
