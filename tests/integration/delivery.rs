@@ -684,3 +684,69 @@ async fn check_connects_to_the_smtp_server_and_signs_a_dkim_sample_unless_offlin
         "{offline:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_counts_messages_delivered_not_rows_attempted() {
+    use herald::app::{App, Prepared, Progress};
+    use herald::clock::SystemClock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    struct Recorded(AtomicU64);
+    impl Progress for Recorded {
+        fn update(&self, done: u64, _total: u64) {
+            self.0.fetch_max(done, Ordering::SeqCst);
+        }
+        fn finish(&self) {}
+    }
+
+    let server = smtp::start(None);
+    // The first three attempts get a 451: retried, so attempts outnumber messages.
+    server
+        .mailbox
+        .faults
+        .transient_first
+        .store(3, Ordering::SeqCst);
+    let s = sandbox(4, "");
+    let config = s.config_with_env(&[
+        ("HERALD_SMTP_URL", &server.url()),
+        ("HERALD_SECRET", SECRET),
+    ]);
+    let store = s.store().await;
+    let (glossary, _) = herald::files::load_glossary(&config.glossary_dir);
+    let renderer = herald::files::load_templates(&config.templates_dir).unwrap();
+    let now = herald::clock::Clock::now(&SystemClock);
+    let app = App::with_store(config, store, std::sync::Arc::new(SystemClock)).unwrap();
+    let Prepared::Ready {
+        issue, rendered, ..
+    } = app
+        .prepare(&glossary, &renderer, now, now, None, None)
+        .await
+        .unwrap()
+    else {
+        panic!("an issue is frozen")
+    };
+    let progress = Recorded::default();
+    let summary = app
+        .deliver(
+            &issue,
+            rendered,
+            "progress-run".into(),
+            &progress,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.counts.sent, 4);
+    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    let attempts: i64 = sqlx::query_scalar("SELECT SUM(attempts) FROM deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(attempts > 4, "retries happened: {attempts}");
+    assert_eq!(
+        progress.0.load(Ordering::SeqCst),
+        4,
+        "delivered, not attempted"
+    );
+}
