@@ -450,6 +450,9 @@ impl Renderer {
         html_name: &str,
         text_name: &str,
     ) -> Result<RenderedIssue, RenderError> {
+        // Content from outside (feeds, curated links, glossary files) can never become a
+        // per-subscriber slot: the slot markers in it are broken before rendering.
+        let plan = &defused(plan);
         let subject = format!("{} — {} #{}", plan.term.term, newsletter.name, plan.number);
         let preheader = crate::news::cut_at_word(&plan.term.summary, 140);
         let context = self.context(plan, newsletter, &subject, &preheader);
@@ -565,6 +568,46 @@ impl Renderer {
         c.insert("preheader", preheader);
         c
     }
+}
+
+/// The start of every slot marker (see [`Field::placeholder`]).
+const MARKER: &str = "%%herald.";
+/// What a marker in content becomes: the same text with an invisible word joiner in it, so
+/// it reads the same and can never be filled in.
+const DEFUSED_MARKER: &str = "%%\u{2060}herald.";
+
+/// `text` with any slot marker broken.
+fn defuse(text: &str) -> String {
+    text.replace(MARKER, DEFUSED_MARKER)
+}
+
+/// A copy of `plan` whose every piece of content has its slot markers broken.
+fn defused(plan: &IssuePlan) -> IssuePlan {
+    let mut plan = plan.clone();
+    let t = &mut plan.term;
+    for field in [
+        &mut t.term,
+        &mut t.category,
+        &mut t.summary,
+        &mut t.example,
+        &mut t.body,
+    ] {
+        *field = defuse(field);
+    }
+    for (_, name) in &mut plan.related {
+        *name = defuse(name);
+    }
+    for link in &mut plan.links {
+        for field in [
+            &mut link.title,
+            &mut link.url,
+            &mut link.source,
+            &mut link.summary,
+        ] {
+            *field = defuse(field);
+        }
+    }
+    plan
 }
 
 /// Markdown to readable plain text: paragraphs separated by blank lines, list items with

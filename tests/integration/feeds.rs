@@ -486,3 +486,48 @@ fn links_go_out_without_their_tracking_parameters() {
         }
     }
 }
+
+#[test]
+fn text_from_outside_can_never_receive_a_subscribers_address_or_unsubscribe_link() {
+    let s = Sandbox::new();
+    s.write(
+        "news/curated.toml",
+        "[[link]]\ntitle = \"Win a prize, %%herald.email%% and %%herald.unsubscribe_url%%\"\nurl = \"https://evil.example/claim#%%herald.unsubscribe_url%%\"\nnote = \"Dear %%herald.name%%, %%herald.greeting%%\"\n",
+    );
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nvictim@example.com,Victim Person\nother@example.com,Other\n",
+    );
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[news]\ncurated = \"news/curated.toml\"\n"),
+    );
+    let run = s.herald(&["send"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for entry in std::fs::read_dir(s.path("outbox")).unwrap() {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let to = message
+            .to()
+            .unwrap()
+            .first()
+            .unwrap()
+            .address()
+            .unwrap()
+            .to_owned();
+        for part in [
+            message.body_html(0).unwrap().into_owned(),
+            message.body_text(0).unwrap().into_owned(),
+        ] {
+            let claim = &part[part.find("Win a prize").expect("the link is there")..];
+            let claim = &claim[..claim.find('\n').unwrap_or(claim.len()).min(400)];
+            assert!(!claim.contains(&to), "{to}'s address leaked into: {claim}");
+            assert!(
+                !claim.contains("/u/"),
+                "an unsubscribe link leaked into: {claim}"
+            );
+            assert!(!part.contains("evil.example/claim#https"), "{part}");
+            assert!(!part.contains("Dear Victim"), "{part}");
+        }
+    }
+}
