@@ -688,8 +688,7 @@ async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Res
     };
     let term = &page.term;
     let url = format!("{base}glossary/{}", term.slug);
-    let mut explanation = String::new();
-    pulldown_cmark::html::push_html(&mut explanation, pulldown_cmark::Parser::new(&term.body));
+    let explanation = crate::render::markdown_to_html(&term.body);
     let tz = s.config.schedule.timezone;
     let featured: Vec<serde_json::Value> = page
         .featured_in

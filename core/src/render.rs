@@ -495,8 +495,7 @@ impl Renderer {
     ) -> tera::Context {
         let local = plan.date.with_timezone(&n.timezone);
         let term = &plan.term;
-        let mut explanation_html = String::new();
-        pulldown_cmark::html::push_html(&mut explanation_html, Parser::new(&term.body));
+        let explanation_html = markdown_to_html(&term.body);
         let mut c = tera::Context::new();
         c.insert(
             "newsletter",
@@ -608,6 +607,26 @@ fn defused(plan: &IssuePlan) -> IssuePlan {
         }
     }
     plan
+}
+
+/// Markdown to HTML that is safe in an email and on a web page: only an allow-list of tags
+/// and attributes survives (no `script`, `iframe`, `style`, event handlers or `javascript:`
+/// links, whatever a term file contains), and links get `rel="noopener noreferrer"`.
+///
+/// ```
+/// use herald_core::render::markdown_to_html;
+/// let html = markdown_to_html("**Bold** [x](javascript:alert(1)) <script>alert(2)</script><img src=x onerror=alert(3)>");
+/// assert!(html.contains("<strong>Bold</strong>"));
+/// assert!(!html.contains("javascript:") && !html.contains("<script") && !html.contains("onerror"));
+/// ```
+pub fn markdown_to_html(markdown: &str) -> String {
+    let mut raw = String::new();
+    pulldown_cmark::html::push_html(&mut raw, Parser::new(markdown));
+    ammonia::Builder::default()
+        .link_rel(Some("noopener noreferrer"))
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .clean(&raw)
+        .to_string()
 }
 
 /// Markdown to readable plain text: paragraphs separated by blank lines, list items with

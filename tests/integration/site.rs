@@ -211,3 +211,41 @@ fn json_ld_cannot_close_its_script_element() {
         handle.await.unwrap();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glossary_markdown_cannot_bring_scripts_into_pages_or_emails() {
+    let s = Sandbox::new();
+    let path = s.path("glossary/attention.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let hostile = "\n\n<script>alert(1)</script> <iframe src=\"https://evil.example\"></iframe> <style>body{display:none}</style> <img src=x onerror=\"alert(2)\"> [click](javascript:alert(3)) <a href=\"https://ok.example\" onclick=\"alert(4)\">ok</a>\n\nA Markdown [link](javascript:alert(5)) too.\n";
+    std::fs::write(&path, format!("{}{hostile}", text.trim_end())).unwrap();
+    let preview = s.herald(&["preview", "--term", "attention", "--out", "p"]);
+    assert_eq!(preview.code, 0, "{preview:?}");
+    let email = std::fs::read_to_string(s.path("p/issue.html")).unwrap();
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let (_, page, _) = get(&client(), &format!("{base}glossary/attention")).await;
+    for (what, html) in [("email", &email), ("page", &page)] {
+        let body = &html[html.find("<body").unwrap()..];
+        for bad in [
+            "<script>alert",
+            "<iframe",
+            "display:none}",
+            "onerror",
+            "href=\"javascript:",
+            "onclick",
+        ] {
+            assert!(
+                !body.contains(bad),
+                "{what} has {bad}: {}",
+                &body[body.find(bad).unwrap().saturating_sub(200)..]
+            );
+        }
+        assert!(
+            body.contains("https://ok.example"),
+            "{what} keeps the plain link"
+        );
+    }
+    stop.cancel();
+    handle.await.unwrap();
+}
