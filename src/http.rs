@@ -856,10 +856,13 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
     else {
         return false;
     };
-    if let Some(bearer) = value.strip_prefix("Bearer ") {
-        return constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes());
+    // Authentication schemes are case-insensitive (RFC 9110 11.1).
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("Bearer") {
+        return constant_time_eq(credentials.trim().as_bytes(), token.expose().as_bytes());
     }
-    if let Some(basic) = value.strip_prefix("Basic ") {
+    if scheme.eq_ignore_ascii_case("Basic") {
+        let basic = credentials;
         use base64::Engine as _;
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else {
             return false;

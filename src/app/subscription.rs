@@ -106,8 +106,13 @@ impl App {
             email,
             name,
             &format!("Confirm your subscription to {n}"),
-            &crate::compose::message_id("confirm", 0, id, self.sender.from.email.domain())
-                .replace('>', &format!(".{}>", now.timestamp())),
+            // A new Message-ID for every confirmation email, on the From domain.
+            &crate::compose::message_id(
+                &format!("confirm-{}", now.timestamp()),
+                0,
+                id,
+                self.sender.from.email.domain(),
+            ),
             now,
             body_text,
             body_html,
@@ -244,8 +249,9 @@ impl App {
         };
         let mut rendered = renderer.render_pair(&plan, &self.newsletter_info(), html, txt)?;
         rendered.subject = format!("Welcome to {}", config.newsletter.name);
+        // A re-sent welcome is a new message, not a duplicate for mail clients to drop.
         let message = personal_message(
-            "welcome",
+            &format!("welcome-{}", self.clock.now().timestamp_millis()),
             &rendered,
             &self.sender,
             Addressee {

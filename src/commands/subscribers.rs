@@ -14,6 +14,16 @@ fn parse_email(input: &str) -> anyhow::Result<EmailAddress> {
         .with_context(|| format!("`{}` is not a valid address", input.escape_debug()))
 }
 
+/// A cell that a spreadsheet will not run as a formula: one starting with `=`, `+`, `-`, `@`
+/// (or a tab or carriage return) gets a leading `'`.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Exit> {
     let store = &app.store;
     let now = app.clock.now();
@@ -97,7 +107,11 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
             let mut out = csv::Writer::from_writer(std::io::stdout().lock());
             out.write_record(["email", "name", "status"])?;
             for s in store.subscribers(None).await? {
-                out.write_record([s.email.as_str(), s.name.as_str(), s.status.as_str()])?;
+                out.write_record([
+                    s.email.as_str(),
+                    &spreadsheet_safe(&s.name),
+                    s.status.as_str(),
+                ])?;
             }
             out.flush()?;
             Ok(Exit::Success)

@@ -163,6 +163,12 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
             .find(|m| m.to[0].eq_ignore_ascii_case("neo@example.com"))
     })
     .await;
+    let confirmation_raw = String::from_utf8_lossy(&confirmation.data).into_owned();
+    let id = header_value(&confirmation_raw, "Message-ID");
+    assert!(
+        id.trim_end().ends_with("@example.com>"),
+        "the From domain on the right of the Message-ID: {id}"
+    );
     let text = decoded_text(&confirmation.data);
     let start_at = text
         .find(&format!("{base}confirm/"))
@@ -206,6 +212,14 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
     assert_eq!(
         header_value(&raw, "List-Unsubscribe-Post"),
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    );
+    // Before the first issue there is no issue to read on the web.
+    assert!(!raw.contains("/archive/0"), "{raw}");
+    assert!(
+        header_value(&raw, "Message-ID")
+            .trim_end()
+            .ends_with("@example.com>"),
+        "{raw}"
     );
 
     // Subscribing again answers the same and confirms nothing new.
@@ -308,6 +322,16 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
         .await
         .unwrap();
     assert_eq!(basic.status(), 200);
+    // Authentication schemes are case-insensitive.
+    for scheme in ["bearer", "BEARER"] {
+        let lower = http
+            .get(format!("{base}preview"))
+            .header("Authorization", format!("{scheme} adm1n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lower.status(), 200, "{scheme}");
+    }
 
     // Stop the daemon (it holds the sender lease) and send an issue: Neo gets it.
     stop.cancel();

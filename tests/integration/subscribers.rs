@@ -336,3 +336,33 @@ fn mailchimp_substack_and_buttondown_exports_import_as_they_are() {
     assert_ne!(typo.code, 0, "{typo:?}");
     assert!(typo.all().contains("unknown column `nmae`"), "{typo:?}");
 }
+
+#[test]
+fn an_export_never_hands_a_spreadsheet_a_formula() {
+    let s = Sandbox::new();
+    for (email, name) in [
+        (
+            "a@example.com",
+            "=HYPERLINK(\"https://evil.example\",\"x\")",
+        ),
+        ("b@example.com", "+1 (555) 123"),
+        ("c@example.com", "@SUM(A1)"),
+        ("d@example.com", "-2+3"),
+        ("e@example.com", "Plain Name"),
+    ] {
+        let run = s.herald(&["subscribers", "add", email, &format!("--name={name}")]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let export = s.herald(&["subscribers", "export"]);
+    assert_eq!(export.code, 0, "{export:?}");
+    let mut reader = csv::Reader::from_reader(export.stdout.as_bytes());
+    let names: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
+    for name in &names {
+        assert!(
+            !name.starts_with(['=', '+', '-', '@']),
+            "a formula cell: {name}"
+        );
+    }
+    assert!(names.contains(&"'=HYPERLINK(\"https://evil.example\",\"x\")".to_owned()));
+    assert!(names.contains(&"Plain Name".to_owned()));
+}

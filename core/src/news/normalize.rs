@@ -109,7 +109,18 @@ pub fn clean_text(input: &str) -> String {
     }
     out.push_str(rest);
     let decoded = html_escape::decode_html_entities(&out);
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    // Bidirectional controls could reorder how a title reads (`gnp.exe` shown as `exe.png`).
+    let visible: String = decoded.chars().filter(|c| !is_bidi_control(*c)).collect();
+    visible.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The Unicode bidirectional formatting characters: embeddings, overrides, isolates and
+/// marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Cuts `text` to at most `max` characters at a word boundary, adding an ellipsis when cut.
@@ -213,5 +224,13 @@ mod tests {
         let c = title_key("Google releases a new model for image tasks");
         assert!(same_story(&a, &b));
         assert!(!same_story(&a, &c));
+    }
+
+    #[test]
+    fn titles_lose_bidirectional_controls() {
+        assert_eq!(
+            clean_text("Invoice \u{202E}gnp.exe\u{202C} and \u{2067}isolate\u{2069}\u{200F}"),
+            "Invoice gnp.exe and isolate"
+        );
     }
 }
