@@ -373,6 +373,8 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
         kind,
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Files saved on Windows end their lines with CRLF: the same file, to an editor.
+    let text = text.replace("\r\n", "\n");
     let lines: Vec<&str> = text.split('\n').collect();
     if lines.first().map(|l| l.trim_end()) != Some("+++") {
         return Err(vec![err(
@@ -1118,5 +1120,13 @@ mod tests {
         assert_eq!(located.term.slug.as_str(), "speculative-decoding");
         assert_eq!(located.term.category, "Using models");
         assert!(located.term.body.contains("**How it works.**"));
+    }
+
+    #[test]
+    fn a_file_with_crlf_line_ends_reads_like_one_with_lf() {
+        let crlf = GOOD.replace('\n', "\r\n");
+        let a = parse_term(Path::new("glossary/large-language-model.md"), GOOD).unwrap();
+        let b = parse_term(Path::new("glossary/large-language-model.md"), &crlf).unwrap();
+        assert_eq!(a.term, b.term);
     }
 }
