@@ -181,7 +181,8 @@ fn add_remove_list_and_export_work_together() {
     let confirmed = s.herald(&["subscribers", "list", "--status", "confirmed", "--json"]);
     let confirmed: Vec<Value> = serde_json::from_str(&confirmed.stdout).unwrap();
     assert_eq!(confirmed.len(), 1);
-    assert_eq!(confirmed[0]["email"], "x@bücher.example");
+    // Stored in its IDNA form, so that both spellings are one subscriber.
+    assert_eq!(confirmed[0]["email"], "x@xn--bcher-kva.example");
     assert_eq!(
         s.herald(&["subscribers", "list", "--status", "active"])
             .code,
@@ -365,4 +366,25 @@ fn an_export_never_hands_a_spreadsheet_a_formula() {
     }
     assert!(names.contains(&"'=HYPERLINK(\"https://evil.example\",\"x\")".to_owned()));
     assert!(names.contains(&"Plain Name".to_owned()));
+}
+
+#[test]
+fn one_mailbox_is_one_subscriber_whatever_its_domain_spelling_or_invisible_characters() {
+    let s = Sandbox::new();
+    s.write(
+        "list.csv",
+        "email,name\nuser@m\u{fc}nchen.de,Unicode\nuser@xn--mnchen-3ya.de,Punycode\nus\u{200B}er@example.com,Invisible\nadmin@10.0.0.1,IP\n",
+    );
+    let run = s.herald(&["subscribers", "import", "list.csv"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("list.csv:3: rejected: `user@xn--mnchen-3ya.de` duplicates line 2"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("list.csv:4: rejected:"), "{run:?}");
+    assert!(run.stdout.contains("invisible character U+200B"), "{run:?}");
+    assert!(run.stdout.contains("list.csv:5: rejected:"), "{run:?}");
+    assert!(run.stdout.contains("is an IP address"), "{run:?}");
+    assert_eq!(list(&s).len(), 1);
 }

@@ -27,6 +27,10 @@ pub enum InvalidEmail {
     Domain(String),
     #[error("the domain `{0}` has no dot; a public mail domain is needed")]
     DomainNotQualified(String),
+    #[error("the domain `{0}` is an IP address; a mail domain name is needed")]
+    IpLiteral(String),
+    #[error("the address contains the invisible character U+{:04X}", *.0 as u32)]
+    Invisible(char),
 }
 
 /// A syntactically valid email address (dot-atom local part, internationalised domains allowed).
@@ -66,6 +70,11 @@ impl EmailAddress {
         if input.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(InvalidEmail::ControlOrSpace);
         }
+        // An invisible character would make two spellings of one mailbox look the same
+        // (IDNA would even drop some of them silently): refused, not removed.
+        if let Some(c) = input.chars().find(|c| is_default_ignorable(*c)) {
+            return Err(InvalidEmail::Invisible(c));
+        }
         let at = input.rfind('@').ok_or(InvalidEmail::NoAt)?;
         let (local, domain) = (&input[..at], &input[at + 1..]);
         validate_local(local)?;
@@ -88,7 +97,8 @@ impl EmailAddress {
         &self.address[..self.at]
     }
 
-    /// The domain, in lower case (Unicode form if it was given so).
+    /// The domain, in lower case, in its IDNA (punycode) form: `münchen.de` is stored and
+    /// compared as `xn--mnchen-3ya.de`, so both spellings are one subscriber.
     pub fn domain(&self) -> &str {
         &self.address[self.at + 1..]
     }
@@ -155,7 +165,24 @@ fn validate_domain(domain: &str) -> Result<String, InvalidEmail> {
     if !ascii.contains('.') {
         return Err(InvalidEmail::DomainNotQualified(domain.to_owned()));
     }
-    Ok(domain.to_lowercase())
+    if ascii
+        .split('.')
+        .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(InvalidEmail::IpLiteral(domain.to_owned()));
+    }
+    Ok(ascii)
+}
+
+/// Unicode's default-ignorable code points (soft hyphen, zero-width spaces and joiners,
+/// bidirectional controls, variation selectors, the byte-order mark ...): characters that
+/// render as nothing.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
 }
 
 /// An address with an optional display name, as in `AI Weekly <weekly@example.com>`.
@@ -278,5 +305,36 @@ mod tests {
         let b = EmailAddress::parse("ada@example.COM").unwrap();
         assert_ne!(a, b);
         assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn one_mailbox_is_one_address_whatever_its_spelling() {
+        let unicode = EmailAddress::parse("user@M\u{fc}nchen.de").unwrap();
+        let puny = EmailAddress::parse("user@xn--mnchen-3ya.de").unwrap();
+        assert_eq!(unicode.key(), puny.key());
+        assert_eq!(unicode.as_str(), "user@xn--mnchen-3ya.de");
+        for invisible in [
+            '\u{200B}', '\u{00AD}', '\u{2060}', '\u{FEFF}', '\u{034F}', '\u{180B}',
+        ] {
+            for address in [
+                format!("us{invisible}er@example.com"),
+                format!("user@exa{invisible}mple.com"),
+            ] {
+                assert_eq!(
+                    EmailAddress::parse(&address),
+                    Err(InvalidEmail::Invisible(invisible)),
+                    "{address:?}"
+                );
+            }
+        }
+        assert!(matches!(
+            EmailAddress::parse("user@192.168.0.1"),
+            Err(InvalidEmail::IpLiteral(_))
+        ));
+        assert!(EmailAddress::parse("user@[192.168.0.1]").is_err());
+        assert!(matches!(
+            EmailAddress::parse("user@localhost"),
+            Err(InvalidEmail::DomainNotQualified(_))
+        ));
     }
 }
