@@ -97,6 +97,17 @@ pub enum IssuesCommand {
     /// Drop a frozen or held issue that sent nothing: its term and links return to the
     /// pool, and the next issue takes its number
     Discard { number: u32 },
+    /// Settle an issue's ambiguous deliveries (sent, but no reply came): --sent when the
+    /// relay's log shows they were accepted, --unsent to send them again with the next send
+    Resolve {
+        number: u32,
+        /// They were delivered: mark them sent
+        #[arg(long, conflicts_with = "unsent", required_unless_present = "unsent")]
+        sent: bool,
+        /// They were not delivered: the next `herald send` sends them
+        #[arg(long)]
+        unsent: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -94,6 +94,11 @@ pub enum SendError {
     /// Will never succeed: 5xx. `bounce` when the mailbox does not exist (5.1.x).
     #[error("{message}")]
     Permanent { message: String, bounce: bool },
+    /// The message was written to the end (the final `.`), but no reply came (a timeout or
+    /// a dropped connection): the server may or may not have accepted it. Never retried
+    /// without an operator's word.
+    #[error("{0}")]
+    Ambiguous(String),
     /// No SMTP session could be opened (connection refused or timed out, TLS or greeting
     /// failed, authentication refused): nothing was sent, and the message was not attempted.
     #[error("{0}")]
@@ -232,6 +237,9 @@ impl Mailer {
         };
         let timeout = settings.timeout;
         let settings = settings.clone();
+        // Whether the message's final `.` may have reached the server: from then on, a
+        // failure without a reply is ambiguous, not transient.
+        let data_sent = std::sync::atomic::AtomicBool::new(false);
         let result = tokio::time::timeout(timeout, async {
             if self
                 .connection
@@ -244,10 +252,7 @@ impl Mailer {
                 self.nodelay = Some(nodelay);
             }
             let connection = self.connection.as_mut().expect("just connected");
-            connection
-                .send(&envelope, message)
-                .await
-                .map_err(|e| classify(&e))
+            transaction(connection, &envelope, message, &data_sent).await
         })
         .await;
         match result {
@@ -261,6 +266,13 @@ impl Mailer {
             Ok(Err(e)) => {
                 self.connection = None;
                 Err(e)
+            }
+            Err(_) if data_sent.load(std::sync::atomic::Ordering::SeqCst) => {
+                self.connection = None;
+                Err(SendError::Ambiguous(format!(
+                    "no reply within {} s after the message was sent: it may or may not have been accepted",
+                    timeout.as_secs_f64()
+                )))
             }
             Err(_) if self.connection.is_none() => Err(SendError::Unreachable(format!(
                 "connecting to {}:{} took longer than {} s",
@@ -344,6 +356,62 @@ impl Mailer {
             }
         }
     }
+}
+
+/// One SMTP transaction (MAIL, RCPT, DATA, the message), phase by phase, so that a failure
+/// after the message was written is told apart from one before: `data_sent` is set once the
+/// message's last bytes may have reached the server.
+async fn transaction(
+    connection: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    message: &[u8],
+    data_sent: &std::sync::atomic::AtomicBool,
+) -> Result<lettre::transport::smtp::response::Response, SendError> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
+
+    let mut options = Vec::new();
+    let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+    let non_ascii =
+        envelope.from().is_some_and(|a| !ascii(a)) || envelope.to().iter().any(|a| !ascii(a));
+    if non_ascii {
+        if !connection
+            .server_info()
+            .supports_feature(Extension::SmtpUtfEight)
+        {
+            return Err(SendError::Permanent {
+                message: "the address needs SMTPUTF8, which the server does not offer".into(),
+                bounce: false,
+            });
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !message.is_ascii() {
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let fail = |e: lettre::transport::smtp::Error| classify(&e);
+    connection
+        .command(Mail::new(envelope.from().cloned(), options))
+        .await
+        .map_err(fail)?;
+    for to in envelope.to() {
+        connection
+            .command(Rcpt::new(to.clone(), vec![]))
+            .await
+            .map_err(fail)?;
+    }
+    connection.command(Data).await.map_err(fail)?;
+    data_sent.store(true, std::sync::atomic::Ordering::SeqCst);
+    connection.message(message).await.map_err(|e| {
+        if e.is_permanent() || e.is_transient() {
+            // A reply came: the server's word is final either way.
+            classify(&e)
+        } else {
+            SendError::Ambiguous(format!(
+                "the connection failed after the message was sent ({e}): it may or may not have been accepted"
+            ))
+        }
+    })
 }
 
 /// A failure while opening a session: nothing could be sent.

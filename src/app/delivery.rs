@@ -257,8 +257,9 @@ pub async fn deliver(
                         stopping = true;
                     }
                 }
-                Err(SendError::Transient(_)) => {
-                    // A 4xx or a dropped transaction: a session did open.
+                Err(SendError::Transient(_) | SendError::Ambiguous(_)) => {
+                    // A 4xx, a dropped transaction or a message without a reply: a session
+                    // did open.
                     sessions_opened = true;
                     unreachable_in_a_row = 0;
                 }
@@ -365,6 +366,7 @@ fn mark(
         }) => Mark::Bounced { error: message },
         Err(SendError::Permanent { message, .. }) => Mark::Failed { error: message },
         Err(SendError::Unreachable(_)) => Mark::Unclaim,
+        Err(SendError::Ambiguous(error)) => Mark::Ambiguous { error },
         Err(SendError::Transient(error)) => {
             let delay = backoff(s.retry_base, s.retry_max, id, attempts);
             Mark::Retry {

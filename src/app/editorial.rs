@@ -143,6 +143,29 @@ impl App {
         Ok(Some(issue.number))
     }
 
+    /// Settles issue `number`'s ambiguous deliveries as delivered or not. Refused while a
+    /// sender is running (its rows in flight look the same).
+    ///
+    /// # Errors
+    /// [`AppError::Refused`] for an unknown issue or a running sender; a database error.
+    pub async fn resolve_ambiguous(&self, number: u32, delivered: bool) -> Result<u64, AppError> {
+        let issue = self
+            .store
+            .issue(number)
+            .await?
+            .ok_or_else(|| AppError::Refused(format!("no issue #{number}")))?;
+        let run = super::lease::run_id("resolve", self.clock.now());
+        if !self.take_sender_lease(&run).await? {
+            return Err(AppError::LeaseHeld);
+        }
+        let result = self
+            .store
+            .resolve_ambiguous(issue.id, delivered, self.clock.now())
+            .await;
+        self.release_sender_lease(&run).await?;
+        Ok(result?)
+    }
+
     /// Drops a frozen or held issue that sent nothing (see [`crate::store::Store::discard_issue`]).
     /// Returns `false` when there is no such issue.
     ///

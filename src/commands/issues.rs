@@ -171,6 +171,17 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                 }
             );
         }
+        IssuesCommand::Resolve { number, sent, .. } => {
+            let n = app.resolve_ambiguous(number, sent).await?;
+            println!(
+                "issue #{number}: {n} ambiguous deliveries marked {}",
+                if sent {
+                    "delivered"
+                } else {
+                    "not delivered: the next `herald send` sends them"
+                }
+            );
+        }
         IssuesCommand::Discard { number } => {
             if !app.discard_issue(number).await? {
                 bail!(

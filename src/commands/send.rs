@@ -169,9 +169,10 @@ async fn send(
     }
     if summary.ambiguous > 0 {
         println!(
-            "{} deliveries are ambiguous after an interrupted send: see `herald issues show {}`; \
-             `herald send --retry-ambiguous` resends them",
-            summary.ambiguous, summary.issue_number
+            "{} deliveries are ambiguous (sent, but no reply came, or a send was interrupted): see `herald issues show {n}`; \
+             settle them with `herald issues resolve {n} --sent` or `--unsent`, or resend them with `herald send --retry-ambiguous`",
+            summary.ambiguous,
+            n = summary.issue_number
         );
     }
     if let Some(reason) = &summary.unreachable {
@@ -187,6 +188,10 @@ async fn send(
             "{} deliveries are still pending: run `herald send` again to resume",
             c.pending
         );
+        return Ok(Exit::Pending);
+    }
+    if summary.ambiguous > 0 {
+        // Unresolved: the run is not a clean success.
         return Ok(Exit::Pending);
     }
     Ok(Exit::Success)

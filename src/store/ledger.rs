@@ -111,6 +111,10 @@ pub enum Mark {
     Failed { error: String },
     /// The mailbox does not exist (5.1.x): the subscriber is marked bounced too.
     Bounced { error: String },
+    /// The message was sent but no reply came: it may or may not have been delivered. The
+    /// row stays in `sending`, released by this run, so it counts as ambiguous: reported, and
+    /// resent only on request (`send --retry-ambiguous`, `issues resolve`).
+    Ambiguous { error: String },
     /// Never attempted (no SMTP session could be opened): back to pending as if it had not
     /// been claimed, its attempt not counted.
     Unclaim,
@@ -381,6 +385,49 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Settles issue `issue_id`'s ambiguous rows (in `sending`, no run working on them): as
+    /// delivered (`sent`, the operator checked the relay's log) or as not delivered (back to
+    /// pending, for the next send). Returns how many rows were settled.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn resolve_ambiguous(
+        &self,
+        issue_id: i64,
+        delivered: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let n = if delivered {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?1, updated_at = ?1,
+                        smtp_reply = 'marked delivered by an operator (herald issues resolve --sent)'
+                 WHERE issue_id = ?2 AND status = 'sending'",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', updated_at = ?1, claimed_by = NULL,
+                        last_error = 'ambiguous: marked not delivered by an operator'
+                 WHERE issue_id = ?2 AND status = 'sending'",
+            )
+        }
+        .bind(now)
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE issues SET status = 'sending', finished_at = NULL
+             WHERE id = ?1 AND status = 'sent'
+               AND EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND status = 'pending')",
+        )
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Puts the ambiguous rows of every unfinished issue back to pending, so they are sent
     /// again (`herald send --retry-ambiguous`). Returns how many.
     ///
@@ -444,6 +491,13 @@ impl Store {
                 .bind(retry_at)
                 .bind(now)
                 .bind(give_up_this_run.then_some(run))
+                .bind(delivery_id),
+                Mark::Ambiguous { error } => sqlx::query(
+                    "UPDATE deliveries SET claimed_by = NULL, last_error = ?1, updated_at = ?2
+                     WHERE id = ?3 AND status = 'sending'",
+                )
+                .bind(error.as_str())
+                .bind(now)
                 .bind(delivery_id),
                 Mark::Unclaim => sqlx::query(
                     "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0),

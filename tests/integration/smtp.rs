@@ -32,6 +32,9 @@ pub struct Faults {
     pub unknown: Mutex<HashSet<String>>,
     /// Sleep this long when DATA starts (before the 354), for every message.
     pub stall: Mutex<Option<Duration>>,
+    /// Keep the message, then sleep this long before the final reply: a slow relay that has
+    /// accepted a message its client may already have given up on.
+    pub slow_reply: Mutex<Option<Duration>>,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +138,10 @@ impl Handler for Session {
             to: self.to.clone(),
             data: std::mem::take(&mut self.data),
         });
+        let slow = *self.mailbox.faults.slow_reply.lock().unwrap();
+        if let Some(d) = slow {
+            std::thread::sleep(d);
+        }
         Response::custom(250, "2.0.0 Ok: queued".to_owned())
     }
 }
