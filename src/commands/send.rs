@@ -96,6 +96,8 @@ async fn send(
     run: &str,
 ) -> anyhow::Result<Exit> {
     let now = app.clock.now();
+    // A damaged database could lose the ledger's record of who got the issue: stop first.
+    app.store.integrity_check().await?;
     if args.retry_ambiguous {
         let n = app.store.retry_ambiguous(run, now).await?;
         println!("{n} ambiguous deliveries put back to pending");

@@ -35,6 +35,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("the database is damaged ({0}); restore it from a backup before sending")]
+    Damaged(String),
     #[error("database holds an unreadable value in {column}: {value}")]
     Corrupt { column: &'static str, value: String },
 }
@@ -93,6 +95,21 @@ impl Store {
         query: sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments>,
     ) -> Result<u64, StoreError> {
         Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// SQLite's quick integrity check: `Ok` when the database file is sound.
+    ///
+    /// # Errors
+    /// [`StoreError::Damaged`] with what SQLite found, or a database error.
+    pub async fn integrity_check(&self) -> Result<(), StoreError> {
+        let found: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_all(&self.pool)
+            .await?;
+        if found.len() == 1 && found[0] == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Damaged(found.join("; ")))
+        }
     }
 
     /// Whether the database answers (for health checks).

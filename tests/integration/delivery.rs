@@ -789,3 +789,29 @@ fn a_relay_slower_than_the_timeout_gets_one_copy_and_the_rows_are_reported_ambig
     assert_eq!(show["sent"], 2, "{show}");
     assert_eq!(show["status"], "sent", "{show}");
 }
+
+#[test]
+fn a_damaged_database_stops_the_send_before_anyone_is_mailed() {
+    let s = sandbox(40, "");
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    // Corrupt the middle of the database file (the subscribers' pages), as a failing disk
+    // would; the header stays intact so the file still opens.
+    let path = s.path("herald.db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 3 * 4096, "a database of several pages");
+    for b in &mut bytes[4096 + 100..3 * 4096] {
+        *b = 0x5A;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let run = s.herald(&["send"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("damaged") || run.stderr.contains("malformed"),
+        "{run:?}"
+    );
+    assert!(!s.path("outbox").exists(), "nobody was mailed: {run:?}");
+}
