@@ -58,7 +58,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(subscribe_page))
         .route("/subscribe", post(subscribe))
-        .route("/confirm/{token}", get(confirm))
+        .route("/confirm/{token}", get(confirm_page).post(confirm))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/hold/{token}", get(hold_page).post(hold))
         .route("/archive", get(archive))
@@ -301,6 +301,36 @@ async fn subscribe(
     )
 }
 
+/// `GET /confirm/{token}`: a page with a confirm button. Link scanners follow GETs (and
+/// HEADs); only the button's POST confirms.
+async fn confirm_page(State(s): State<Shared>, Path(token): Path<String>) -> Response {
+    match s.confirmation_link(&token) {
+        Confirmation::Confirmed => action_page(
+            &s,
+            "Confirm your subscription",
+            &format!("Confirm your subscription to {}", s.config.newsletter.name),
+            "Press the button to start receiving the newsletter.",
+            &format!("{}confirm/{token}", s.config.newsletter.base_url),
+            "Confirm my subscription",
+        ),
+        Confirmation::Expired => expired(&s),
+        Confirmation::Invalid => not_found(&s),
+    }
+}
+
+fn expired(s: &Web) -> Response {
+    message(
+        s,
+        StatusCode::NOT_FOUND,
+        "Link expired",
+        "This link has expired",
+        &[&format!(
+            "Confirmation links work for {CONFIRMATION_DAYS} days. Please subscribe again."
+        )],
+        None,
+    )
+}
+
 async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response {
     match s.confirm(&token).await {
         Ok(Confirmation::Confirmed) => {
@@ -316,16 +346,7 @@ async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response
                 Some((&archive, "Read past issues")),
             )
         }
-        Ok(Confirmation::Expired) => message(
-            &s,
-            StatusCode::NOT_FOUND,
-            "Link expired",
-            "This link has expired",
-            &[&format!(
-                "Confirmation links work for {CONFIRMATION_DAYS} days. Please subscribe again."
-            )],
-            None,
-        ),
+        Ok(Confirmation::Expired) => expired(&s),
         Ok(Confirmation::Invalid) => not_found(&s),
         Err(e) => {
             warn!(error = %e, "confirmation failed");

@@ -70,7 +70,7 @@ impl App {
                     warn!(error = %e, "could not send a confirmation email");
                 }
             }
-            SubscribeOutcome::AlreadyConfirmed => {}
+            SubscribeOutcome::AlreadyConfirmed | SubscribeOutcome::Bounced => {}
         }
         // Forget addresses whose allowance has refilled, so memory stays bounded.
         if self.confirmations.0.len() > 10_000 {
@@ -129,15 +129,16 @@ impl App {
     /// A database error.
     pub async fn confirm(&self, token: &str) -> Result<Confirmation, StoreError> {
         let now = self.clock.now();
-        let Some(claims) = self.key.verify(Purpose::Confirm, token) else {
-            return Ok(Confirmation::Invalid);
+        let claims = match self.confirmation_claims(token) {
+            Ok(claims) => claims,
+            Err(refused) => return Ok(refused),
         };
-        if now.timestamp() - claims.issued_at > CONFIRMATION_DAYS * 86_400
-            || claims.issued_at > now.timestamp() + 300
+        let issued = chrono::DateTime::from_timestamp(claims.issued_at, 0).unwrap_or(now);
+        match self
+            .store
+            .confirm_subscriber(claims.subject, issued, now)
+            .await?
         {
-            return Ok(Confirmation::Expired);
-        }
-        match self.store.confirm_subscriber(claims.subject, now).await? {
             Some(c) => {
                 if c.newly
                     && let Err(e) = self
@@ -150,6 +151,29 @@ impl App {
             }
             None => Ok(Confirmation::Invalid),
         }
+    }
+
+    /// Whether a confirmation link is genuine and not expired, without confirming anything
+    /// (the page a GET shows: link scanners follow GETs).
+    pub fn confirmation_link(&self, token: &str) -> Confirmation {
+        match self.confirmation_claims(token) {
+            Ok(_) => Confirmation::Confirmed,
+            Err(refused) => refused,
+        }
+    }
+
+    fn confirmation_claims(&self, token: &str) -> Result<crate::domain::Claims, Confirmation> {
+        let now = self.clock.now();
+        let claims = self
+            .key
+            .verify(Purpose::Confirm, token)
+            .ok_or(Confirmation::Invalid)?;
+        if now.timestamp() - claims.issued_at > CONFIRMATION_DAYS * 86_400
+            || claims.issued_at > now.timestamp() + 300
+        {
+            return Err(Confirmation::Expired);
+        }
+        Ok(claims)
     }
 
     /// The subscriber an unsubscribe link names, if the token is genuine and they exist.

@@ -55,6 +55,8 @@ pub enum SubscribeOutcome {
     Confirm(i64),
     /// Already confirmed: nothing to send.
     AlreadyConfirmed,
+    /// The address bounced: no confirmation is sent to it.
+    Bounced,
 }
 
 impl Store {
@@ -251,22 +253,14 @@ impl Store {
             Some(r) => {
                 let id: i64 = r.try_get("id")?;
                 let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
-                if status == SubscriberStatus::Confirmed {
-                    SubscribeOutcome::AlreadyConfirmed
-                } else {
-                    for (column, value) in [("name", name), ("first_name", first_name)] {
-                        if !value.is_empty() {
-                            sqlx::query(sqlx::AssertSqlSafe(format!(
-                                "UPDATE subscribers SET {column} = ?1, updated_at = ?2 WHERE id = ?3"
-                            )))
-                            .bind(value.as_str())
-                            .bind(now)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
+                // A form anyone can post never renames an existing subscriber, and never
+                // mails an address that bounced.
+                match status {
+                    SubscriberStatus::Confirmed => SubscribeOutcome::AlreadyConfirmed,
+                    SubscriberStatus::Bounced => SubscribeOutcome::Bounced,
+                    SubscriberStatus::Pending | SubscriberStatus::Unsubscribed => {
+                        SubscribeOutcome::Confirm(id)
                     }
-                    SubscribeOutcome::Confirm(id)
                 }
             }
             None => {
@@ -296,14 +290,22 @@ impl Store {
     pub async fn confirm_subscriber(
         &self,
         id: i64,
+        link_issued: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<Confirmed>, StoreError> {
         let mut tx = self.write().await?;
-        let row =
-            sqlx::query("SELECT email, name, first_name, status FROM subscribers WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // A link issued before the address unsubscribed (or bounced) cannot bring it back:
+        // only a new request's link can. (Links carry whole seconds.)
+        let issued = link_issued + chrono::Duration::seconds(1);
+        let row = sqlx::query(
+            "SELECT email, name, first_name, status FROM subscribers
+             WHERE id = ?1 AND (unsubscribed_at IS NULL OR unsubscribed_at < ?2)
+               AND (bounced_at IS NULL OR bounced_at < ?2)",
+        )
+        .bind(id)
+        .bind(issued)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(r) = row else { return Ok(None) };
         let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
         let newly = status != SubscriberStatus::Confirmed;

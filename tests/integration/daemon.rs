@@ -183,7 +183,23 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
     let mut tampered = link.clone();
     tampered.replace_range(tampered.len() - 3.., "AAA");
     assert_eq!(http.get(&tampered).send().await.unwrap().status(), 404);
-    let confirmed = http.get(&link).send().await.unwrap();
+    // A GET (or HEAD: link scanners) shows a button and confirms nothing; the POST confirms.
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Confirm my subscription")
+    );
+    assert_eq!(http.head(&link).send().await.unwrap().status(), 200);
+    let pending = s.herald(&["subscribers", "list", "--status", "confirmed", "--json"]);
+    assert_eq!(
+        pending.stdout.trim(),
+        "[]",
+        "a GET confirmed nobody: {pending:?}"
+    );
+    let confirmed = http.post(&link).send().await.unwrap();
     assert_eq!(confirmed.status(), 200);
     assert!(
         confirmed
@@ -1090,4 +1106,100 @@ fn a_held_issue_can_be_refrozen_from_fixed_content_or_replanned_or_discarded() {
     assert_eq!(s.herald(&["issues", "discard", "1"]).code, 1);
     assert_eq!(s.herald(&["issues", "refreeze", "1"]).code, 1);
     assert_eq!(show(&s)["status"], "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_confirmation_link_from_before_an_unsubscribe_cannot_resubscribe() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The daemon's clock an hour behind the command line's: the link is issued "then".
+    let clock = TestClock::at(
+        herald::clock::Clock::now(&herald::clock::SystemClock) - chrono::Duration::hours(1),
+    );
+    let (base, stop, handle) = start(&s, &env_ref, clock.clone()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http
+        .post(format!("{base}subscribe"))
+        .form(&[("email", "trinity@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let confirmation = wait_for("the confirmation email", || {
+        server.mailbox.messages().into_iter().next()
+    })
+    .await;
+    let text = decoded_text(&confirmation.data);
+    let at = text.find(&format!("{base}confirm/")).unwrap();
+    let link: String = text[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert_eq!(http.post(&link).send().await.unwrap().status(), 200);
+    // She leaves (now, an hour after the link was issued).
+    let left = s.herald_env(&["subscribers", "remove", "trinity@example.com"], &env_ref);
+    assert_eq!(left.code, 0, "{left:?}");
+    // The old link, still inside its 7 days, cannot bring her back.
+    clock.set(clock.now() + chrono::Duration::hours(2));
+    assert_eq!(http.post(&link).send().await.unwrap().status(), 404);
+    let list = s.herald(&["subscribers", "list", "--status", "unsubscribed", "--json"]);
+    assert!(list.stdout.contains("trinity@example.com"), "{list:?}");
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_form_neither_renames_a_subscriber_nor_mails_a_bounced_address() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name,status\nknown@example.com,Real Name,pending\ndead@example.com,Dead,bounced\n",
+    );
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (base, stop, handle) = start(&s, &env_ref, Arc::new(herald::clock::SystemClock)).await;
+    let http = reqwest::Client::new();
+    for (email, name) in [
+        ("known@example.com", "Attacker's Choice"),
+        ("dead@example.com", "X"),
+    ] {
+        let r = http
+            .post(format!("{base}subscribe"))
+            .form(&[("email", email), ("name", name)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    wait_for("the confirmation to the pending address", || {
+        server
+            .mailbox
+            .per_recipient()
+            .get("known@example.com")
+            .copied()
+    })
+    .await;
+    assert_eq!(server.mailbox.per_recipient().get("dead@example.com"), None);
+    let list = s.herald(&["subscribers", "list", "--json"]);
+    assert!(list.stdout.contains("\"Real Name\""), "{list:?}");
+    assert!(!list.stdout.contains("Attacker"), "{list:?}");
+    stop.cancel();
+    handle.await.unwrap();
 }
