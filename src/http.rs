@@ -247,11 +247,49 @@ struct SubscribeForm {
     first_name: String,
 }
 
+/// Whether a state-changing form post comes from our own pages: a browser's
+/// `Sec-Fetch-Site` says `same-origin` (or `none`: typed, bookmarked), and an `Origin` header
+/// names `[newsletter] base_url`'s origin. A request with neither (a script, a mail client)
+/// is let through: the forms only ever act on what their signed tokens or the address name.
+fn same_origin(s: &Web, headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let site = header("sec-fetch-site");
+    if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return false;
+    }
+    match header("origin") {
+        None => true,
+        // Our pages send `Referrer-Policy: no-referrer`, so a browser posts their forms with
+        // `Origin: null`; then only its `Sec-Fetch-Site` can vouch (a sandboxed frame elsewhere
+        // sends `null` too).
+        Some("null") => site.is_some(),
+        Some(origin) => {
+            let base = &s.config.newsletter.base_url;
+            origin == base.origin().ascii_serialization()
+        }
+    }
+}
+
+fn cross_site(s: &Web) -> Response {
+    message(
+        s,
+        StatusCode::FORBIDDEN,
+        "Not from this site",
+        "This form was sent from another site",
+        &["Please use the form on our own page."],
+        None,
+    )
+}
+
 async fn subscribe(
     State(s): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<SubscribeForm>,
 ) -> Response {
+    if !same_origin(&s, &headers) {
+        return cross_site(&s);
+    }
     // Forget clients whose allowance has refilled, so the limiter's memory stays bounded
     // over years of running.
     if s.subscribe_limit.len() > 10_000 {
@@ -331,7 +369,14 @@ fn expired(s: &Web) -> Response {
     )
 }
 
-async fn confirm(State(s): State<Shared>, Path(token): Path<String>) -> Response {
+async fn confirm(
+    State(s): State<Shared>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !same_origin(&s, &headers) {
+        return cross_site(&s);
+    }
     match s.confirm(&token).await {
         Ok(Confirmation::Confirmed) => {
             let archive = format!("{}archive", s.config.newsletter.base_url);
@@ -437,7 +482,10 @@ async fn hold_page(State(s): State<Shared>, Path(token): Path<String>) -> Respon
     )
 }
 
-async fn hold(State(s): State<Shared>, Path(token): Path<String>) -> Response {
+async fn hold(State(s): State<Shared>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    if !same_origin(&s, &headers) {
+        return cross_site(&s);
+    }
     let Some(number) = s.hold_token_issue(&token) else {
         return not_found(&s);
     };

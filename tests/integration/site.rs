@@ -249,3 +249,46 @@ async fn glossary_markdown_cannot_bring_scripts_into_pages_or_emails() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_posted_from_another_site_are_refused() {
+    let s = Sandbox::new();
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let post = |origin: Option<&str>, site: Option<&str>| {
+        let mut request = http
+            .post(format!("{base}subscribe"))
+            .form(&[("email", "victim@example.com")]);
+        if let Some(o) = origin {
+            request = request.header("Origin", o);
+        }
+        if let Some(site) = site {
+            request = request.header("Sec-Fetch-Site", site);
+        }
+        request.send()
+    };
+    let ours = base.trim_end_matches('/').to_owned();
+    assert_eq!(
+        post(Some("https://evil.example"), None)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(post(None, Some("cross-site")).await.unwrap().status(), 403);
+    assert_eq!(
+        post(Some(&ours), Some("same-origin"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(None, None).await.unwrap().status(),
+        200,
+        "no browser headers: a script"
+    );
+    stop.cancel();
+    handle.await.unwrap();
+}
