@@ -38,6 +38,16 @@ async fn ctrl_c() {
 }
 
 pub(super) async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
+    // The daemon serves signed links (confirm, unsubscribe, hold) to the world: never with
+    // the public development key.
+    if config.signing_key().is_none() {
+        return Err(crate::config::ConfigError::Invalid {
+            key: None,
+            origin: crate::config::Origin::Env(crate::config::ENV_SECRET.into()),
+            message: "not set: `herald run` serves signed links (confirm, unsubscribe, hold) and will not sign them with the public development key; set it (for example `openssl rand -hex 32`)".into(),
+        }
+        .into());
+    }
     crate::daemon::run(config, clock, termination()).await?;
     Ok(Exit::Success)
 }

@@ -347,3 +347,12 @@ fn the_shipped_systemd_unit_is_hardened_does_not_restart_on_bad_config_and_is_th
         ),
     }
 }
+
+#[test]
+fn the_daemon_refuses_to_serve_signed_links_with_the_development_key() {
+    let s = Sandbox::new();
+    let run = s.herald(&["run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("HERALD_SECRET"), "{run:?}");
+    assert!(run.stderr.contains("development key"), "{run:?}");
+}
