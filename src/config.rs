@@ -254,12 +254,14 @@ impl Default for RawSchedule {
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
     listen: String,
+    metrics_listen: Option<String>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
         }
     }
 }
@@ -374,6 +376,9 @@ pub struct Schedule {
 #[derive(Debug, Clone)]
 pub struct Http {
     pub listen: SocketAddr,
+    /// A separate address that serves `/metrics` without a token (for a scraper on a
+    /// private network); without it, `/metrics` needs `HERALD_ADMIN_TOKEN`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Values that only the environment may provide.
@@ -771,6 +776,19 @@ impl Validator {
         let store_url = self.store_url(&raw.store.url);
         let delivery = self.delivery(raw.delivery);
         let schedule = self.schedule(raw.schedule);
+        let metrics_listen =
+            raw.http.metrics_listen.as_deref().and_then(|value| {
+                match value.parse::<SocketAddr>() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.fail(
+                            "http.metrics_listen",
+                            format!("`{value}` is not an address and port such as 127.0.0.1:9090"),
+                        );
+                        None
+                    }
+                }
+            });
         let listen = match raw.http.listen.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
@@ -839,7 +857,10 @@ impl Validator {
             store_url: store_url?,
             delivery,
             schedule: schedule?,
-            http: Http { listen: listen? },
+            http: Http {
+                listen: listen?,
+                metrics_listen,
+            },
             smtp,
             secrets,
         })

@@ -91,6 +91,26 @@ pub async fn run_with_listener(
         .await
     });
     info!(%addr, run = %daemon.run_id, "serving HTTP");
+    // `/metrics` without a token, on a private address of its own, when configured.
+    let metrics_server = match daemon.app.config.http.metrics_listen {
+        Some(metrics_addr) => {
+            let listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|source| DaemonError::Listen {
+                    addr: metrics_addr,
+                    source,
+                })?;
+            info!(addr = %listener.local_addr().map_err(DaemonError::Http)?, "serving /metrics");
+            let router = crate::http::metrics_router(daemon.app.clone());
+            let cancel = daemon.cancel.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
 
     // tokio-cron-scheduler only wakes us; due times are computed by `schedule`.
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -150,10 +170,12 @@ pub async fn run_with_listener(
     if let Err(e) = scheduler.shutdown().await {
         warn!(error = %e, "stopping the scheduler");
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "the HTTP server stopped with an error"),
-        Err(e) => warn!(error = %e, "the HTTP server task ended abnormally"),
+    for server in std::iter::once(server).chain(metrics_server) {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "an HTTP server stopped with an error"),
+            Err(e) => warn!(error = %e, "an HTTP server task ended abnormally"),
+        }
     }
     daemon.app.release_sender_lease(&daemon.run_id).await?;
     daemon.app.close().await;

@@ -862,7 +862,53 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-async fn metrics(State(s): State<Shared>) -> Response {
+/// `/metrics` on the public listener: behind `HERALD_ADMIN_TOKEN` (without one, it does not
+/// exist there; `[http] metrics_listen` serves it on a private address instead).
+async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(refused) = admin_only(&s, &headers, "herald metrics") {
+        return refused;
+    }
+    metrics_text(&s).await
+}
+
+/// The admin routes' guard: `None` when the request carries `HERALD_ADMIN_TOKEN`.
+fn admin_only(s: &Web, headers: &HeaderMap, realm: &'static str) -> Option<Response> {
+    let Some(token) = &s.config.secrets.admin_token else {
+        return Some(not_found(s));
+    };
+    if authorized(headers, token) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+            )],
+            "authorization required\n",
+        )
+            .into_response(),
+    )
+}
+
+/// The metrics router for `[http] metrics_listen`: `/metrics` without a token, nothing else.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    let state = Arc::new(Web {
+        app,
+        subscribe_limit: RateLimiter::keyed(Quota::per_minute(
+            NonZeroU32::new(5).expect("non-zero"),
+        )),
+    });
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Shared>| async move { metrics_text(&s).await }),
+        )
+        .with_state(state)
+}
+
+async fn metrics_text(s: &Web) -> Response {
     let m = match s.metrics().await {
         Ok(m) => m,
         Err(e) => {
@@ -943,19 +989,8 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
 }
 
 async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    let Some(token) = &s.config.secrets.admin_token else {
-        return not_found(&s);
-    };
-    if !authorized(&headers, token) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"herald preview\", charset=\"UTF-8\"",
-            )],
-            "authorization required\n",
-        )
-            .into_response();
+    if let Some(refused) = admin_only(&s, &headers, "herald preview") {
+        return refused;
     }
     match s.preview_html().await {
         Ok(html) => Html(html).into_response(),

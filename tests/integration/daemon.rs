@@ -284,8 +284,18 @@ async fn subscribe_confirm_receive_and_leave_with_one_click() {
             .status(),
         200
     );
+    // Metrics are for the operator: behind the admin token on the public listener.
+    assert_eq!(
+        http.get(format!("{base}metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     let metrics = http
         .get(format!("{base}metrics"))
+        .bearer_auth("adm1n")
         .send()
         .await
         .unwrap()

@@ -292,3 +292,33 @@ async fn forms_posted_from_another_site_are_refused() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_private_without_a_token_and_open_on_their_own_address() {
+    let s = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = [
+        ("HERALD_SECRET", SECRET),
+        (
+            "HERALD_HTTP__METRICS_LISTEN",
+            &format!("\"127.0.0.1:{port}\""),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, *v)).collect();
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    // No admin token: the public listener has no /metrics at all.
+    let (status, _, _) = get(&client(), &format!("{base}metrics")).await;
+    assert_eq!(status, 404);
+    let (status, text, _) = get(&client(), &format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("herald_subscribers{status=\"confirmed\"}"),
+        "{text}"
+    );
+    stop.cancel();
+    handle.await.unwrap();
+}
