@@ -255,6 +255,7 @@ impl Default for RawSchedule {
 struct RawHttp {
     listen: String,
     metrics_listen: Option<String>,
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for RawHttp {
@@ -262,6 +263,7 @@ impl Default for RawHttp {
         Self {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -379,6 +381,8 @@ pub struct Http {
     /// A separate address that serves `/metrics` without a token (for a scraper on a
     /// private network); without it, `/metrics` needs `HERALD_ADMIN_TOKEN`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Values that only the environment may provide.
@@ -776,6 +780,19 @@ impl Validator {
         let store_url = self.store_url(&raw.store.url);
         let delivery = self.delivery(raw.delivery);
         let schedule = self.schedule(raw.schedule);
+        let mut trusted_proxies = Vec::new();
+        for (i, value) in raw.http.trusted_proxies.iter().enumerate() {
+            let parsed = value
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => self.fail(
+                    &format!("http.trusted_proxies[{i}]"),
+                    format!("`{value}` is not an address or a CIDR range such as 10.0.0.0/8"),
+                ),
+            }
+        }
         let metrics_listen =
             raw.http.metrics_listen.as_deref().and_then(|value| {
                 match value.parse::<SocketAddr>() {
@@ -860,6 +877,7 @@ impl Validator {
             http: Http {
                 listen: listen?,
                 metrics_listen,
+                trusted_proxies,
             },
             smtp,
             secrets,

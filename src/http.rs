@@ -36,6 +36,74 @@ struct Web {
     app: Arc<App>,
     /// `POST /subscribe`: 5 requests per minute per client address.
     subscribe_limit: DefaultKeyedRateLimiter<IpAddr>,
+    /// Wrong admin tokens (`/preview`, `/metrics`): 5 per minute per client address.
+    admin_failures: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Web {
+    fn new(app: Arc<App>) -> Self {
+        let five_a_minute =
+            || RateLimiter::keyed(Quota::per_minute(NonZeroU32::new(5).expect("non-zero")));
+        Self {
+            app,
+            subscribe_limit: five_a_minute(),
+            admin_failures: five_a_minute(),
+        }
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted reverse proxy
+    /// (`[http] trusted_proxies`), the nearest untrusted address its `X-Forwarded-For` or
+    /// `Forwarded` header names. Headers from anyone else are ignored: they are trivial to
+    /// forge.
+    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| {
+            self.config
+                .http
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(ip))
+        };
+        if !trusted(&peer) {
+            return peer;
+        }
+        let mut hops: Vec<IpAddr> = Vec::new();
+        for value in headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            hops.extend(
+                value
+                    .split(',')
+                    .filter_map(|h| h.trim().parse::<IpAddr>().ok()),
+            );
+        }
+        for value in headers
+            .get_all(header::FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            for element in value.split([',', ';']) {
+                let Some((key, node)) = element.trim().split_once('=') else {
+                    continue;
+                };
+                if key.trim().eq_ignore_ascii_case("for") {
+                    let node = node.trim().trim_matches('"');
+                    let host = match node.strip_prefix('[') {
+                        Some(v6) => v6.split(']').next().unwrap_or(""),
+                        None => node.split(':').next().unwrap_or(""),
+                    };
+                    if let Ok(ip) = host.parse() {
+                        hops.push(ip);
+                    }
+                }
+            }
+        }
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer)
+    }
 }
 
 impl std::ops::Deref for Web {
@@ -49,12 +117,7 @@ type Shared = Arc<Web>;
 
 /// The application's routes.
 pub fn router(app: Arc<App>) -> Router {
-    let state = Arc::new(Web {
-        app,
-        subscribe_limit: RateLimiter::keyed(Quota::per_minute(
-            NonZeroU32::new(5).expect("non-zero"),
-        )),
-    });
+    let state = Arc::new(Web::new(app));
     Router::new()
         .route("/", get(subscribe_page))
         .route("/subscribe", post(subscribe))
@@ -270,6 +333,22 @@ fn same_origin(s: &Web, headers: &HeaderMap) -> bool {
     }
 }
 
+/// 429 with `Retry-After`: the limits here refill within a minute.
+fn too_many(s: &Web) -> Response {
+    let mut response = message(
+        s,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "Too many requests",
+        &["Please wait a minute and try again."],
+        None,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    response
+}
+
 fn cross_site(s: &Web) -> Response {
     message(
         s,
@@ -294,16 +373,13 @@ async fn subscribe(
     // over years of running.
     if s.subscribe_limit.len() > 10_000 {
         s.subscribe_limit.retain_recent();
+        s.admin_failures.retain_recent();
     }
-    if s.subscribe_limit.check_key(&peer.ip()).is_err() {
-        return message(
-            &s,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Too many requests",
-            &["Please wait a minute and try again."],
-            None,
-        );
+    if s.subscribe_limit
+        .check_key(&s.client_ip(peer.ip(), &headers))
+        .is_err()
+    {
+        return too_many(&s);
     }
     let email = match EmailAddress::parse(&form.email) {
         Ok(e) => e,
@@ -864,20 +940,34 @@ fn label(value: &str) -> String {
 
 /// `/metrics` on the public listener: behind `HERALD_ADMIN_TOKEN` (without one, it does not
 /// exist there; `[http] metrics_listen` serves it on a private address instead).
-async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(refused) = admin_only(&s, &headers, "herald metrics") {
+async fn metrics(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = admin_only(&s, peer, &headers, "herald metrics") {
         return refused;
     }
     metrics_text(&s).await
 }
 
 /// The admin routes' guard: `None` when the request carries `HERALD_ADMIN_TOKEN`.
-fn admin_only(s: &Web, headers: &HeaderMap, realm: &'static str) -> Option<Response> {
+fn admin_only(
+    s: &Web,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    realm: &'static str,
+) -> Option<Response> {
     let Some(token) = &s.config.secrets.admin_token else {
         return Some(not_found(s));
     };
+    // Guessing is slow: after 5 wrong tokens in a minute, a client waits.
+    let client = s.client_ip(peer.ip(), headers);
     if authorized(headers, token) {
         return None;
+    }
+    if s.admin_failures.check_key(&client).is_err() {
+        return Some(too_many(s));
     }
     Some(
         (
@@ -894,12 +984,7 @@ fn admin_only(s: &Web, headers: &HeaderMap, realm: &'static str) -> Option<Respo
 
 /// The metrics router for `[http] metrics_listen`: `/metrics` without a token, nothing else.
 pub fn metrics_router(app: Arc<App>) -> Router {
-    let state = Arc::new(Web {
-        app,
-        subscribe_limit: RateLimiter::keyed(Quota::per_minute(
-            NonZeroU32::new(5).expect("non-zero"),
-        )),
-    });
+    let state = Arc::new(Web::new(app));
     Router::new()
         .route(
             "/metrics",
@@ -988,8 +1073,12 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
     false
 }
 
-async fn preview(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(refused) = admin_only(&s, &headers, "herald preview") {
+async fn preview(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = admin_only(&s, peer, &headers, "herald preview") {
         return refused;
     }
     match s.preview_html().await {

@@ -322,3 +322,73 @@ async fn metrics_are_private_without_a_token_and_open_on_their_own_address() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_limits_apply_per_client_and_say_when_to_retry() {
+    let s = Sandbox::new();
+    let env = [
+        ("HERALD_SECRET", SECRET),
+        ("HERALD_ADMIN_TOKEN", "the-admin-token"),
+        ("HERALD_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+    ];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let post = |client: &'static str, n: usize| {
+        http.post(format!("{base}subscribe"))
+            .header("X-Forwarded-For", format!("198.51.100.9, {client}"))
+            .form(&[("email", format!("reader{n}@example.com"))])
+            .send()
+    };
+    for n in 0..5 {
+        assert_eq!(post("203.0.113.1", n).await.unwrap().status(), 200);
+    }
+    let limited = post("203.0.113.1", 5).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "60");
+    // Another client behind the same proxy is not held back.
+    assert_eq!(post("203.0.113.2", 6).await.unwrap().status(), 200);
+
+    // Guessing the admin token is slow: after five wrong tries, 429.
+    for _ in 0..5 {
+        let r = http
+            .get(format!("{base}preview"))
+            .header("Authorization", "Bearer wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = http
+        .get(format!("{base}preview"))
+        .header("Authorization", "Bearer wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+    let s = Sandbox::new();
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    // A client that changes its X-Forwarded-For each time is still one client.
+    let mut last = 0;
+    for n in 0..6 {
+        last = http
+            .post(format!("{base}subscribe"))
+            .header("X-Forwarded-For", format!("203.0.113.{n}"))
+            .form(&[("email", format!("reader{n}@example.com"))])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+    stop.cancel();
+    handle.await.unwrap();
+}
