@@ -115,8 +115,6 @@ pub struct App {
     pub fetcher: FeedFetcher,
     /// What the daemon reports at `/healthz` and `/metrics`.
     pub health: Health,
-    /// The per-address limit on confirmation emails.
-    pub(crate) confirmations: subscription::ConfirmationLimit,
 }
 
 impl App {
@@ -167,7 +165,6 @@ impl App {
             transport,
             sender,
             health,
-            confirmations: subscription::ConfirmationLimit::default(),
         })
     }
 

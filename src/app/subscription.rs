@@ -3,9 +3,6 @@
 //! (RFC 8058 one-click). Every link carries a signed token; a forged, tampered or expired
 //! one is refused without detail.
 
-use std::num::NonZeroU32;
-
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use tracing::{info, warn};
 
@@ -18,17 +15,9 @@ use crate::store::{StoreError, SubscribeOutcome};
 /// How long a confirmation link stays valid.
 pub const CONFIRMATION_DAYS: i64 = 7;
 
-/// At most 3 confirmation emails per address per hour, whatever the client address, so
-/// the form cannot be used to flood someone's inbox.
-pub(crate) struct ConfirmationLimit(DefaultKeyedRateLimiter<String>);
-
-impl Default for ConfirmationLimit {
-    fn default() -> Self {
-        Self(RateLimiter::keyed(Quota::per_hour(
-            NonZeroU32::new(3).expect("non-zero"),
-        )))
-    }
-}
+/// At most this many confirmation emails per address per hour, whatever the client address,
+/// so the form cannot be used to flood someone's inbox.
+const CONFIRMATIONS_PER_HOUR: u32 = 3;
 
 /// What a confirmation link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +50,10 @@ impl App {
             .await?
         {
             SubscribeOutcome::Confirm(_)
-                if self.confirmations.0.check_key(&email.key()).is_err() =>
+                if !self
+                    .store
+                    .allow_confirmation(email, CONFIRMATIONS_PER_HOUR, now)
+                    .await? =>
             {
                 info!("confirmation not resent: three were sent to this address in the last hour");
             }
@@ -71,10 +63,6 @@ impl App {
                 }
             }
             SubscribeOutcome::AlreadyConfirmed | SubscribeOutcome::Bounced => {}
-        }
-        // Forget addresses whose allowance has refilled, so memory stays bounded.
-        if self.confirmations.0.len() > 10_000 {
-            self.confirmations.0.retain_recent();
         }
         Ok(())
     }

@@ -89,6 +89,44 @@ impl Store {
             == 1)
     }
 
+    /// Records a confirmation email to `email` if fewer than `limit` went to it in the hour
+    /// before `now`; returns whether one may be sent. Kept in the database, so the limit holds
+    /// across restarts and web instances.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn allow_confirmation(
+        &self,
+        email: &EmailAddress,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let hour_ago = now - chrono::Duration::hours(1);
+        // Forget what no longer counts, so the table stays small.
+        sqlx::query("DELETE FROM confirmation_sends WHERE sent_at < ?")
+            .bind(hour_ago)
+            .execute(&mut *tx)
+            .await?;
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM confirmation_sends WHERE email_key = ? AND sent_at >= ?",
+        )
+        .bind(email.key())
+        .bind(hour_ago)
+        .fetch_one(&mut *tx)
+        .await?;
+        let allowed = sent < i64::from(limit);
+        if allowed {
+            sqlx::query("INSERT INTO confirmation_sends (email_key, sent_at) VALUES (?, ?)")
+                .bind(email.key())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(allowed)
+    }
+
     /// When a daemon first ran on this database: recorded by the first call (as `now`), read
     /// back by every later one.
     ///

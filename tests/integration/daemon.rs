@@ -1213,3 +1213,35 @@ async fn the_form_neither_renames_a_subscriber_nor_mails_a_bounced_address() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_confirmation_limit_holds_across_restarts() {
+    let server = smtp::start(None);
+    let s = Sandbox::new();
+    let env = [
+        ("HERALD_SMTP_URL", server.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        // Each daemon (a restart, or another web instance) gets two requests.
+        let (base, stop, handle) = start(&s, &env_ref, Arc::new(herald::clock::SystemClock)).await;
+        for _ in 0..2 {
+            let r = http
+                .post(format!("{base}subscribe"))
+                .form(&[("email", "target@example.com")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        stop.cancel();
+        handle.await.unwrap();
+    }
+    assert_eq!(
+        server.mailbox.per_recipient().get("target@example.com"),
+        Some(&3),
+        "at most three an hour, whatever restarts in between"
+    );
+}
