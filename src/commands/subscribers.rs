@@ -86,27 +86,35 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
                 .map(SubscriberStatus::parse)
                 .transpose()
                 .context("--status")?;
-            let list = store.subscribers(status).await?;
+            // Streamed row by row: a million subscribers list in constant memory.
+            use futures::TryStreamExt as _;
+            use std::io::Write as _;
+            let mut rows = std::pin::pin!(store.subscriber_stream(status));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                write!(out, "[")?;
+                let mut first = true;
+                while let Some(s) = rows.try_next().await? {
+                    write!(out, "{}\n  ", if first { "" } else { "," })?;
+                    serde_json::to_writer(&mut out, &s)?;
+                    first = false;
+                }
+                writeln!(out, "{}]", if first { "" } else { "\n" })?;
             } else {
-                let width = list
-                    .iter()
-                    .map(|s| s.email.as_str().len())
-                    .max()
-                    .unwrap_or(5)
-                    .max(5);
-                println!("{:width$}  {:12}  NAME", "EMAIL", "STATUS");
-                for s in &list {
-                    println!("{:width$}  {:12}  {}", s.email, s.status.as_str(), s.name);
+                writeln!(out, "{:40}  {:12}  NAME", "EMAIL", "STATUS")?;
+                while let Some(s) = rows.try_next().await? {
+                    writeln!(out, "{:40}  {:12}  {}", s.email, s.status.as_str(), s.name)?;
                 }
             }
+            out.flush()?;
             Ok(Exit::Success)
         }
         SubscribersCommand::Export => {
             let mut out = csv::Writer::from_writer(std::io::stdout().lock());
             out.write_record(["email", "name", "status"])?;
-            for s in store.subscribers(None).await? {
+            use futures::TryStreamExt as _;
+            let mut rows = std::pin::pin!(store.subscriber_stream(None));
+            while let Some(s) = rows.try_next().await? {
                 out.write_record([
                     s.email.as_str(),
                     &spreadsheet_safe(&s.name),

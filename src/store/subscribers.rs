@@ -264,6 +264,22 @@ impl Store {
         .await?)
     }
 
+    /// Every subscriber (or those with `status`), in id order, one at a time: memory stays
+    /// flat whatever the size of the list.
+    pub fn subscriber_stream(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> impl futures::Stream<Item = Result<SubscriberRecord, StoreError>> + '_ {
+        use futures::TryStreamExt as _;
+        sqlx::query_as(
+            "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
+             WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
+        )
+        .bind(status.map(Text))
+        .fetch(&self.pool)
+        .map_err(StoreError::from)
+    }
+
     /// The subscriber with this address, if any.
     ///
     /// # Errors
