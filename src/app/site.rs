@@ -46,6 +46,8 @@ impl Health {
 pub enum Unhealthy {
     #[error("store unreachable: {0}")]
     Store(#[from] StoreError),
+    #[error("store cannot take a write: {0}")]
+    ReadOnly(StoreError),
     #[error("scheduler stalled: last tick {0} s ago")]
     Stalled(i64),
 }
@@ -211,6 +213,10 @@ impl App {
     /// [`Unhealthy`] with the reason.
     pub async fn health_check(&self) -> Result<(), Unhealthy> {
         self.store.ping().await?;
+        self.store
+            .write_probe(self.clock.now())
+            .await
+            .map_err(Unhealthy::ReadOnly)?;
         let now = self.clock.now().timestamp();
         let last = self.health.last_tick.load(Ordering::Relaxed);
         let started = self.health.started.load(Ordering::Relaxed);

@@ -112,6 +112,23 @@ impl Store {
         }
     }
 
+    /// Whether the database takes a write (a full disk or a read-only file would refuse):
+    /// one tiny committed write.
+    ///
+    /// # Errors
+    /// The database error when it does not.
+    pub async fn write_probe(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO daemon_state (key, value) VALUES ('health_probe', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(now.to_rfc3339()),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Whether the database answers (for health checks).
     ///
     /// # Errors

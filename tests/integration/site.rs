@@ -392,3 +392,27 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_when_the_store_cannot_take_a_write() {
+    let s = Sandbox::new();
+    // The database exists and is migrated; then the daemon gets it read-only (a full disk or
+    // a read-only mount refuses writes the same way).
+    assert_eq!(s.herald(&["check", "--offline"]).code, 0);
+    let read_only = format!("sqlite://{}?mode=ro", s.path("herald.db").display());
+    let env = [
+        ("HERALD_SECRET", SECRET),
+        ("HERALD_DATABASE_URL", read_only.as_str()),
+    ];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let (status, body, _) = get(&client(), &format!("{base}healthz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store cannot take a write"), "{body}");
+    stop.cancel();
+    // Stopping gives up the sender lease, which a read-only store refuses too: the daemon
+    // task ends with that error, which is what this test is about.
+    assert!(
+        handle.await.is_err(),
+        "releasing the lease on a read-only store fails"
+    );
+}
