@@ -256,6 +256,8 @@ struct RawHttp {
     listen: String,
     metrics_listen: Option<String>,
     trusted_proxies: Vec<String>,
+    header_timeout_seconds: i64,
+    max_connections: i64,
 }
 
 impl Default for RawHttp {
@@ -264,6 +266,8 @@ impl Default for RawHttp {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: None,
             trusted_proxies: Vec::new(),
+            header_timeout_seconds: 10,
+            max_connections: 4096,
         }
     }
 }
@@ -383,6 +387,10 @@ pub struct Http {
     pub metrics_listen: Option<SocketAddr>,
     /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Time a client has to send a request's headers; also the keep-alive idle timeout.
+    pub header_timeout: Duration,
+    /// Connections open at once (lowered to fit the open file limit).
+    pub max_connections: usize,
 }
 
 /// Values that only the environment may provide.
@@ -793,6 +801,18 @@ impl Validator {
                 ),
             }
         }
+        let header_timeout = Duration::from_secs(self.count(
+            "http.header_timeout_seconds",
+            raw.http.header_timeout_seconds,
+            1,
+            300,
+        ) as u64);
+        let max_connections = self.count(
+            "http.max_connections",
+            raw.http.max_connections,
+            16,
+            1_000_000,
+        ) as usize;
         let metrics_listen =
             raw.http.metrics_listen.as_deref().and_then(|value| {
                 match value.parse::<SocketAddr>() {
@@ -878,6 +898,8 @@ impl Validator {
                 listen: listen?,
                 metrics_listen,
                 trusted_proxies,
+                header_timeout,
+                max_connections,
             },
             smtp,
             secrets,

@@ -80,17 +80,27 @@ pub async fn run_with_listener(
 ) -> Result<(), DaemonError> {
     let daemon = Arc::new(daemon);
     let addr = listener.local_addr().map_err(DaemonError::Http)?;
+    let http = &daemon.app.config.http;
+    let fd_limit = crate::http::server::raise_fd_limit();
+    let limits = crate::http::server::Limits {
+        header_timeout: http.header_timeout,
+        max_connections: http.max_connections,
+    }
+    .fitted_to(fd_limit);
     let router = crate::http::router(daemon.app.clone());
-    let http_cancel = daemon.cancel.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_cancel.cancelled().await })
-        .await
-    });
-    info!(%addr, run = %daemon.run_id, "serving HTTP");
+    let server = tokio::spawn(crate::http::server::serve(
+        listener,
+        router,
+        limits,
+        daemon.cancel.clone(),
+    ));
+    info!(
+        %addr,
+        run = %daemon.run_id,
+        max_connections = limits.max_connections,
+        open_file_limit = ?fd_limit,
+        "serving HTTP"
+    );
     // `/metrics` without a token, on a private address of its own, when configured.
     let metrics_server = match daemon.app.config.http.metrics_listen {
         Some(metrics_addr) => {
@@ -103,11 +113,9 @@ pub async fn run_with_listener(
             info!(addr = %listener.local_addr().map_err(DaemonError::Http)?, "serving /metrics");
             let router = crate::http::metrics_router(daemon.app.clone());
             let cancel = daemon.cancel.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { cancel.cancelled().await })
-                    .await
-            }))
+            Some(tokio::spawn(crate::http::server::serve(
+                listener, router, limits, cancel,
+            )))
         }
         None => None,
     };

@@ -7,6 +7,8 @@
 //! limited to 16 KiB; `POST /subscribe` is rate-limited per client address; every response
 //! carries security headers.
 
+pub mod server;
+
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -18,3 +18,4 @@ mod site;
 mod smtp;
 mod store;
 mod subscribers;
+mod web_limits;
