@@ -146,6 +146,13 @@ pub async fn run_with_listener(
         .await?;
     scheduler.start().await?;
 
+    // Confirmation and welcome emails, queued by the web requests.
+    let mail_queue = {
+        let app = daemon.app.clone();
+        let cancel = daemon.cancel.clone();
+        tokio::spawn(async move { app.run_mail_queue(cancel).await })
+    };
+
     // The heartbeat keeps the lease while a long send runs.
     let heartbeat = daemon.app.heartbeat(&daemon.run_id);
 
@@ -175,6 +182,9 @@ pub async fn run_with_listener(
         warn!(error = %e, "the scheduler task ended abnormally");
     }
     drop(heartbeat);
+    if let Err(e) = mail_queue.await {
+        warn!(error = %e, "the mail queue task ended abnormally");
+    }
     if let Err(e) = scheduler.shutdown().await {
         warn!(error = %e, "stopping the scheduler");
     }

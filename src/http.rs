@@ -1036,6 +1036,21 @@ async fn metrics_text(s: &Web) -> Response {
     for (status, n) in &m.subscribers {
         out.push_str(&format!("herald_subscribers{{status=\"{status}\"}} {n}\n"));
     }
+    out.push_str("# HELP herald_mail_queue_waiting Confirmation and welcome emails waiting to be sent.\n# TYPE herald_mail_queue_waiting gauge\n");
+    out.push_str(&format!(
+        "herald_mail_queue_waiting {}\n",
+        m.mail_queue.waiting
+    ));
+    out.push_str("# HELP herald_mail_queue_retrying Queued emails that failed at least once and wait for a retry.\n# TYPE herald_mail_queue_retrying gauge\n");
+    out.push_str(&format!(
+        "herald_mail_queue_retrying {}\n",
+        m.mail_queue.retrying
+    ));
+    out.push_str("# HELP herald_mail_queue_failed Queued emails given up on in the last 24 hours.\n# TYPE herald_mail_queue_failed gauge\n");
+    out.push_str(&format!(
+        "herald_mail_queue_failed {}\n",
+        m.mail_queue.failed_last_day
+    ));
     (
         [(
             header::CONTENT_TYPE,

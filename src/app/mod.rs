@@ -14,6 +14,7 @@
 //! | [`subscribers`] | import subscriber files |
 //! | [`editorial`] | hold and release, the editors' review copy |
 //! | [`subscription`] | subscribe, confirm (and welcome), unsubscribe |
+//! | [`mail_queue`] | send the queued confirmation and welcome emails, retrying while the SMTP server is down |
 //! | [`lease`] | the sender lease and its one heartbeat |
 //! | [`preview`] | the next issue as one subscriber gets it, recording nothing |
 //! | [`report`] | the issues so far and their ledgers |
@@ -27,6 +28,7 @@ pub mod delivery;
 pub mod editorial;
 pub mod issue;
 pub mod lease;
+pub mod mail_queue;
 pub mod preview;
 pub mod report;
 pub mod site;
@@ -115,6 +117,8 @@ pub struct App {
     pub fetcher: FeedFetcher,
     /// What the daemon reports at `/healthz` and `/metrics`.
     pub health: Health,
+    /// Wakes the mail queue when an email was queued.
+    pub mail_queue: tokio::sync::Notify,
 }
 
 impl App {
@@ -165,6 +169,7 @@ impl App {
             transport,
             sender,
             health,
+            mail_queue: tokio::sync::Notify::new(),
         })
     }
 

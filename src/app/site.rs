@@ -67,6 +67,8 @@ pub struct Metrics {
     pub next_issue_links: usize,
     /// Glossary terms not yet sent in the current cycle.
     pub unsent_terms: usize,
+    /// Confirmation and welcome emails waiting in the mail queue, and given up on.
+    pub mail_queue: crate::store::QueueCounts,
 }
 
 /// What a glossary page request found.
@@ -261,6 +263,7 @@ impl App {
             last_send_seconds: self.health.last_send_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             feed_failures,
             subscribers: self.store.subscriber_counts().await?,
+            mail_queue: self.store.mail_queue_counts(self.clock.now()).await?,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! one is refused without detail.
 
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{App, AppError};
 use crate::compose::{Addressee, personal_message};
@@ -31,12 +31,13 @@ pub enum Confirmation {
 }
 
 impl App {
-    /// A subscription request from the web form: records a pending subscriber and sends a
-    /// confirmation email (at most three per address per hour). The caller answers the same
-    /// whatever happened, so that nothing is revealed about the address.
+    /// A subscription request from the web form: records a pending subscriber and queues a
+    /// confirmation email (at most three per address per hour) for the mail queue to send.
+    /// The caller answers the same whatever happened, so that nothing is revealed about the
+    /// address.
     ///
     /// # Errors
-    /// A database error; a confirmation that cannot be sent is logged, not returned.
+    /// A database error.
     pub async fn subscribe(
         &self,
         email: &EmailAddress,
@@ -49,17 +50,20 @@ impl App {
             .request_subscription(email, name, first_name, now)
             .await?
         {
-            SubscribeOutcome::Confirm(_)
-                if !self
-                    .store
-                    .allow_confirmation(email, CONFIRMATIONS_PER_HOUR, now)
-                    .await? =>
-            {
-                info!("confirmation not resent: three were sent to this address in the last hour");
-            }
             SubscribeOutcome::Confirm(id) => {
-                if let Err(e) = self.send_confirmation(id, email, name.as_str()).await {
-                    warn!(error = %e, "could not send a confirmation email");
+                // Queued, not sent: the answer never waits for the SMTP server (nor reveals by
+                // its timing whether the address was known), and a server that is down only
+                // delays the email.
+                if self
+                    .store
+                    .queue_confirmation(id, email, CONFIRMATIONS_PER_HOUR, now)
+                    .await?
+                {
+                    self.mail_queue.notify_one();
+                } else {
+                    info!(
+                        "confirmation not queued: three were sent to this address in the last hour"
+                    );
                 }
             }
             SubscribeOutcome::AlreadyConfirmed | SubscribeOutcome::Bounced => {}
@@ -67,7 +71,7 @@ impl App {
         Ok(())
     }
 
-    async fn send_confirmation(
+    pub(super) async fn send_confirmation(
         &self,
         id: i64,
         email: &EmailAddress,
@@ -111,7 +115,7 @@ impl App {
     }
 
     /// Follows a confirmation link: confirms the subscriber it names and, the first time,
-    /// sends the welcome email (a welcome that cannot be sent is logged).
+    /// queues the welcome email.
     ///
     /// # Errors
     /// A database error.
@@ -128,12 +132,9 @@ impl App {
             .await?
         {
             Some(c) => {
-                if c.newly
-                    && let Err(e) = self
-                        .send_welcome(claims.subject, &c.email, &c.name, &c.first_name)
-                        .await
-                {
-                    warn!(error = %e, "could not send the welcome email");
+                if c.newly {
+                    // The store queued the welcome with the confirmation.
+                    self.mail_queue.notify_one();
                 }
                 Ok(Confirmation::Confirmed)
             }
@@ -203,7 +204,7 @@ impl App {
     ///
     /// # Errors
     /// When the glossary or templates fail, or the message cannot be sent.
-    async fn send_welcome(
+    pub(super) async fn send_welcome(
         &self,
         id: i64,
         email: &EmailAddress,

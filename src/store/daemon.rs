@@ -8,7 +8,8 @@ use sqlx::Row;
 use super::states::Text;
 use super::{Store, StoreError};
 use crate::domain::{
-    DeliveryStatus, EmailAddress, IssueStatus, SlotOutcome, SubscriberName, SubscriberStatus,
+    DeliveryStatus, EmailAddress, IssueStatus, ServiceMail, SlotOutcome, SubscriberName,
+    SubscriberStatus,
 };
 
 /// A schedule slot as recorded.
@@ -43,7 +44,7 @@ pub struct Confirmed {
     pub email: EmailAddress,
     pub name: String,
     pub first_name: String,
-    /// Whether this confirmation was the first (a welcome is due).
+    /// Whether this confirmation was the first (a welcome was queued).
     pub newly: bool,
 }
 
@@ -57,6 +58,24 @@ pub enum SubscribeOutcome {
     AlreadyConfirmed,
     /// The address bounced: no confirmation is sent to it.
     Bounced,
+}
+
+/// Queues a service email, due now, in the caller's transaction.
+async fn queue_mail(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    subscriber: i64,
+    kind: ServiceMail,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO mail_queue (subscriber_id, kind, created_at, due_at) VALUES (?1, ?2, ?3, ?3)",
+    )
+    .bind(subscriber)
+    .bind(Text(kind))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -89,14 +108,15 @@ impl Store {
             == 1)
     }
 
-    /// Records a confirmation email to `email` if fewer than `limit` went to it in the hour
-    /// before `now`; returns whether one may be sent. Kept in the database, so the limit holds
-    /// across restarts and web instances.
+    /// Queues a confirmation email to subscriber `id` (address `email`) if fewer than `limit`
+    /// were queued for that address in the hour before `now`; returns whether it was queued.
+    /// Kept in the database, so the limit holds across restarts and web instances.
     ///
     /// # Errors
     /// A database error.
-    pub async fn allow_confirmation(
+    pub async fn queue_confirmation(
         &self,
+        id: i64,
         email: &EmailAddress,
         limit: u32,
         now: DateTime<Utc>,
@@ -122,6 +142,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            queue_mail(&mut tx, id, ServiceMail::Confirmation, now).await?;
         }
         tx.commit().await?;
         Ok(allowed)
@@ -355,6 +376,8 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            // The welcome is queued with the confirmation: one without the other never is.
+            queue_mail(&mut tx, id, ServiceMail::Welcome, now).await?;
         }
         tx.commit().await?;
         Ok(Some(Confirmed {

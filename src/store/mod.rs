@@ -9,6 +9,7 @@
 mod content;
 mod daemon;
 mod ledger;
+mod queue;
 mod states;
 mod subscribers;
 
@@ -21,6 +22,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 pub use content::{FeedState, FeedSuccess, LastIssue};
 pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, LedgerCounts, Mark, StoredIssue};
+pub use queue::{QueueCounts, QueuedMail};
 pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
 
 /// How long a connection waits for another writer before giving up.

@@ -8,7 +8,8 @@ use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type, encode::IsNull};
 
 use crate::domain::{
-    DeliveryStatus, EmailAddress, IssueStatus, SlotOutcome, Slug, SubscriberStatus,
+    DeliveryStatus, EmailAddress, IssueStatus, QueueOutcome, ServiceMail, SlotOutcome, Slug,
+    SubscriberStatus,
 };
 
 /// A domain value with a stored text form.
@@ -35,6 +36,8 @@ stored_text!(
     DeliveryStatus,
     SlotOutcome,
     SubscriberStatus,
+    ServiceMail,
+    QueueOutcome,
     EmailAddress,
     Slug
 );

@@ -78,12 +78,23 @@ pub async fn start(
     env: &[(&str, &str)],
     clock: Arc<dyn Clock>,
 ) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
+    start_with(s, "", env, clock).await
+}
+
+/// [`start`] with `extra` appended to the configuration.
+pub async fn start_with(
+    s: &Sandbox,
+    extra: &str,
+    env: &[(&str, &str)],
+    clock: Arc<dyn Clock>,
+) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/", listener.local_addr().unwrap());
     s.write(
         "herald.toml",
         CONFIG.replace("https://news.example.com/", &base)
-            + "\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n",
+            + "\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n"
+            + extra,
     );
     let config = s.config_with_env(env);
     let daemon = Daemon::new(config, clock, "test-daemon@elsewhere:1:1".into())
@@ -813,14 +824,92 @@ async fn the_form_cannot_flood_one_inbox_with_confirmations() {
             .unwrap();
         assert_eq!(r.status(), 200, "the page answers the same every time");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Three were queued and sent; the queue then holds nothing more for the address.
+    wait_for("three confirmations", || {
+        (server.mailbox.per_recipient().get("target@example.com") == Some(&3)).then_some(())
+    })
+    .await;
+    stop.cancel();
+    handle.await.unwrap();
+    let store = s.store().await;
+    assert_eq!(
+        store
+            .mail_queue_counts(herald::clock::SystemClock.now())
+            .await
+            .unwrap()
+            .waiting,
+        0
+    );
     assert_eq!(
         server.mailbox.per_recipient().get("target@example.com"),
         Some(&3),
         "at most three confirmations an hour"
     );
+}
+
+/// The form answers without waiting for the SMTP server (so its timing reveals nothing about
+/// the address either), and a confirmation queued while the server is down is sent, once,
+/// when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_does_not_wait_for_a_dead_relay_and_the_confirmation_follows_when_it_is_back() {
+    let relay = smtp::SilentRelay::start();
+    let s = Sandbox::new();
+    let env = [
+        ("HERALD_SMTP_URL", relay.url()),
+        ("HERALD_SECRET", SECRET.to_owned()),
+    ];
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (base, stop, handle) = start_with(
+        &s,
+        "\n[delivery]\ntimeout_seconds = 30\nretry_base_ms = 100\nretry_max_ms = 400\n",
+        &env_ref,
+        Arc::new(herald::clock::SystemClock),
+    )
+    .await;
+    // The relay accepts and never greets: a request that waited for it would take 30 s.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for email in ["first@example.com", "second@example.com"] {
+        let answer = http
+            .post(format!("{base}subscribe"))
+            .form(&[("email", email)])
+            .send()
+            .await
+            .expect("the form answers while the relay hangs");
+        assert_eq!(answer.status(), 200);
+    }
+    let store = s.store().await;
+    assert_eq!(
+        store
+            .mail_queue_counts(herald::clock::SystemClock.now())
+            .await
+            .unwrap()
+            .waiting,
+        2,
+        "both confirmations wait in the queue"
+    );
+    // The relay drops its connections (a failure before DATA: retried) and comes back.
+    let listener = relay.stop();
+    let server = smtp::start_on(listener, None);
+    wait_for("both confirmations after the relay came back", || {
+        (server.mailbox.per_recipient().len() == 2).then_some(())
+    })
+    .await;
     stop.cancel();
     handle.await.unwrap();
+    let per = server.mailbox.per_recipient();
+    assert_eq!(per.get("first@example.com"), Some(&1));
+    assert_eq!(per.get("second@example.com"), Some(&1));
+    let counts = store
+        .mail_queue_counts(herald::clock::SystemClock.now())
+        .await
+        .unwrap();
+    assert_eq!((counts.waiting, counts.failed_last_day), (0, 0));
+    // The email that arrived carries a working link.
+    let text = decoded_text(&server.mailbox.messages()[0].data);
+    assert!(text.contains(&format!("{base}confirm/")), "{text}");
 }
 
 #[tokio::test]

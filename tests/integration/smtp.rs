@@ -182,8 +182,13 @@ pub fn test_cert() -> TestCert {
 
 /// Starts a server on 127.0.0.1 with an ephemeral port, optionally offering STARTTLS.
 pub fn start(tls: Option<&TestCert>) -> SmtpServer {
+    start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), tls)
+}
+
+/// Starts a server on a listener the test already holds (a server that comes back on the
+/// address an earlier, broken one had).
+pub fn start_on(listener: std::net::TcpListener, tls: Option<&TestCert>) -> SmtpServer {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mailbox = Arc::new(Mailbox::default());
     let session = Session {
@@ -209,6 +214,49 @@ pub fn start(tls: Option<&TestCert>) -> SmtpServer {
         let _ = server.serve();
     });
     SmtpServer { addr, mailbox }
+}
+
+/// A relay that is down in the worst way: it accepts connections and never says a word (no
+/// greeting), holding them open until it is [`stop`](SilentRelay::stop)ped, which closes
+/// them and gives the listener back for a real server to use.
+pub struct SilentRelay {
+    pub addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::net::TcpListener>,
+}
+
+impl SilentRelay {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            drop(held);
+            listener.set_nonblocking(false).unwrap();
+            listener
+        });
+        Self { addr, stop, thread }
+    }
+
+    /// `smtp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Closes the connections it holds and returns its listener.
+    pub fn stop(self) -> std::net::TcpListener {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
 }
 
 /// An implicit-TLS front end on 127.0.0.1: terminates TLS with `cert` and relays the bytes to

@@ -16,7 +16,9 @@ pub use email::{EmailAddress, InvalidEmail, Mailbox};
 pub use news::NewsLink;
 pub use secret::Secret;
 pub use slug::{InvalidSlug, Slug};
-pub use status::{DeliveryStatus, IssueStatus, SlotOutcome, UnknownState};
+pub use status::{
+    DeliveryStatus, IssueStatus, QueueOutcome, ServiceMail, SlotOutcome, UnknownState,
+};
 pub use subscriber::{SubscriberName, SubscriberStatus, UnknownStatus};
 pub use term::Term;
 pub use token::{Claims, Purpose, SigningKey};

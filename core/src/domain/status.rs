@@ -118,6 +118,31 @@ states! {
     }
 }
 
+states! {
+    /// A service email the mail queue sends one subscriber (not an issue).
+    ServiceMail, "service mail" {
+        /// The double opt-in confirmation link.
+        Confirmation => "confirmation",
+        /// The welcome email, after the confirmation.
+        Welcome => "welcome",
+    }
+}
+
+states! {
+    /// How a queued service email ended.
+    QueueOutcome, "queue outcome" {
+        /// The SMTP server accepted it.
+        Sent => "sent",
+        /// It was written to the end but no reply came: perhaps sent; never repeated.
+        Ambiguous => "ambiguous",
+        /// Refused for good (5xx), or still failing a day after it was queued.
+        Failed => "failed",
+        /// No longer due: the subscriber left, bounced, was removed, or (a confirmation) is
+        /// confirmed already.
+        Dropped => "dropped",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +157,12 @@ mod tests {
         }
         for s in SlotOutcome::ALL {
             assert_eq!(SlotOutcome::parse(s.as_str()), Ok(*s));
+        }
+        for s in ServiceMail::ALL {
+            assert_eq!(ServiceMail::parse(s.as_str()), Ok(*s));
+        }
+        for s in QueueOutcome::ALL {
+            assert_eq!(QueueOutcome::parse(s.as_str()), Ok(*s));
         }
         assert_eq!(
             DeliveryStatus::parse("delivered").unwrap_err().to_string(),
