@@ -81,7 +81,57 @@ impl Store {
             .await
             .map_err(open_err)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.normalise_legacy_addresses().await?;
+        Ok(store)
+    }
+
+    /// Brings addresses stored before they were normalised (a Unicode domain, stored as typed)
+    /// to their normal form (the domain in IDNA form), so that `user@münchen.de` stored by an
+    /// older Herald and `user@xn--mnchen-3ya.de` are one subscriber. A row whose normal form
+    /// another row already has, or whose address is now refused (invisible characters, an IP
+    /// literal), is left as it is and reported, for the operator to decide.
+    async fn normalise_legacy_addresses(&self) -> Result<(), StoreError> {
+        // Text and byte lengths differ only for non-ASCII text.
+        let legacy: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, email, email_key FROM subscribers
+             WHERE length(email) <> length(CAST(email AS BLOB))
+                OR length(email_key) <> length(CAST(email_key AS BLOB))",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, stored, stored_key) in legacy {
+            let address = match crate::domain::EmailAddress::parse(&stored) {
+                Ok(address) => address,
+                Err(e) => {
+                    tracing::error!(subscriber = id, address = %stored, error = %e, "a stored address is no longer accepted; remove the subscriber or correct the address");
+                    continue;
+                }
+            };
+            if address.as_str() == stored && address.key() == stored_key {
+                continue;
+            }
+            let mut tx = self.write().await?;
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM subscribers WHERE email_key = ?1 AND id <> ?2")
+                    .bind(address.key())
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(other) = taken {
+                tracing::warn!(subscriber = id, duplicate_of = other, address = %stored, "two subscribers are one mailbox (an address stored before addresses were normalised); remove one of them");
+                continue;
+            }
+            sqlx::query("UPDATE subscribers SET email = ?1, email_key = ?2 WHERE id = ?3")
+                .bind(address.as_str())
+                .bind(address.key())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(subscriber = id, from = %stored, to = %address, "normalised a stored address");
+        }
+        Ok(())
     }
 
     /// Starts a write transaction with `BEGIN IMMEDIATE`: it takes the write lock at once, so

@@ -135,3 +135,66 @@ async fn the_store_uses_wal_and_addresses_are_unique_ignoring_case() {
     .unwrap_err();
     assert!(is_constraint(&err), "{err}");
 }
+
+/// An installation upgraded from a Herald that stored addresses as typed: a Unicode domain
+/// becomes its IDNA form at start-up, so the same mailbox typed either way is one subscriber;
+/// a pair that is already two rows is left alone (and reported), never merged blindly.
+#[tokio::test]
+async fn addresses_stored_before_normalisation_are_normalised_when_the_store_opens() {
+    let s = Sandbox::new();
+    let pool = seeded(&s).await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
+    for (id, email) in [
+        (10, "User@München.de"),
+        (11, "b@bücher.de"),
+        (12, "b@xn--bcher-kva.de"),
+    ] {
+        sqlx::query(
+            "INSERT INTO subscribers (id, email, email_key, name, status, source, created_at, updated_at)
+             VALUES (?1, ?2, lower(?2), '', 'confirmed', 'import:old.csv', ?3, ?3)",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&s.db_url()).await.unwrap();
+    let punycode = herald::domain::EmailAddress::parse("user@xn--mnchen-3ya.de").unwrap();
+    let found = store
+        .subscriber(&punycode)
+        .await
+        .unwrap()
+        .expect("found by its IDNA form");
+    assert_eq!(found.id, 10);
+    let typed = herald::domain::EmailAddress::parse("USER@münchen.de").unwrap();
+    assert_eq!(
+        store.subscriber(&typed).await.unwrap().map(|r| r.id),
+        Some(10)
+    );
+    // A second request for the same mailbox adds no one.
+    let before = store.subscribers(None).await.unwrap().len();
+    store
+        .request_subscription(
+            &typed,
+            &herald::domain::SubscriberName::clean(""),
+            &herald::domain::SubscriberName::clean(""),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.subscribers(None).await.unwrap().len(), before);
+    // The pair that was already two rows stays two rows, both readable.
+    let ids: Vec<i64> = store
+        .subscribers(None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.email.as_str().ends_with("xn--bcher-kva.de"))
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, [11, 12]);
+}
