@@ -146,6 +146,42 @@ pub async fn run_with_listener(
         .await?;
     scheduler.start().await?;
 
+    // The glossary, templates and curated links, in memory; reloaded when a file changes
+    // (a burst of events, as an editor saves, is one reload) and on SIGHUP.
+    daemon.app.enable_content_cache();
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = match crate::files::watch_content(&daemon.app.config, move || {
+        // A full channel means a reload is pending already.
+        let _already_pending = changed_tx.try_send(());
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the content files; reload with SIGHUP");
+            None
+        }
+    };
+    let reloader = {
+        let app = daemon.app.clone();
+        let cancel = daemon.cancel.clone();
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(DaemonError::Http)?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = changed_rx.recv() => {
+                        // Let the burst of events an editor's save makes settle.
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                        while changed_rx.try_recv().is_ok() {}
+                        info!("content files changed: reloading");
+                    }
+                    Some(()) = hangup.recv() => info!("SIGHUP: reloading the content"),
+                    () = cancel.cancelled() => break,
+                }
+                app.reload_content();
+            }
+        })
+    };
+
     // Confirmation and welcome emails, queued by the web requests.
     let mail_queue = {
         let app = daemon.app.clone();
@@ -182,6 +218,10 @@ pub async fn run_with_listener(
         warn!(error = %e, "the scheduler task ended abnormally");
     }
     drop(heartbeat);
+    drop(watcher);
+    if let Err(e) = reloader.await {
+        warn!(error = %e, "the content reloader ended abnormally");
+    }
     if let Err(e) = mail_queue.await {
         warn!(error = %e, "the mail queue task ended abnormally");
     }

@@ -161,3 +161,48 @@ pub fn create_new(path: &Path, contents: &str) -> Result<(), FileError> {
             source,
         })
 }
+
+/// Watches the content (the glossary and templates directories, and the curated links
+/// file) and calls `changed` on notify's thread for every event that may change one of those
+/// files (reads are ignored, and so are other files next to the curated links file, such as
+/// the database). Keep the returned watcher alive as long as events are wanted.
+///
+/// # Errors
+/// When the watcher cannot start or a directory cannot be watched.
+pub fn watch_content(
+    config: &crate::config::Config,
+    changed: impl Fn() + Send + 'static,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::{RecursiveMode, Watcher as _};
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let dirs = [
+        absolute(&config.glossary_dir),
+        absolute(&config.templates_dir),
+    ];
+    let curated = config.news.curated.as_deref().map(absolute);
+    let relevant = {
+        let (dirs, curated) = (dirs.clone(), curated.clone());
+        move |path: &Path| {
+            dirs.iter().any(|d| path.starts_with(d)) || curated.as_deref() == Some(path)
+        }
+    };
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(e) if !e.kind.is_access() && e.paths.iter().any(|p| relevant(p)) => changed(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "watching the content files"),
+        })?;
+    let watch = |watcher: &mut notify::RecommendedWatcher, dir: &Path, mode| {
+        watcher
+            .watch(dir, mode)
+            .map_err(|e| notify::Error::generic(&format!("watching {}: {e}", dir.display())))
+    };
+    for dir in &dirs {
+        watch(&mut watcher, dir, RecursiveMode::Recursive)?;
+    }
+    // The file's directory, not the file: editors save by writing a new file and renaming it.
+    if let Some(dir) = curated.as_deref().and_then(Path::parent) {
+        watch(&mut watcher, dir, RecursiveMode::NonRecursive)?;
+    }
+    Ok(watcher)
+}

@@ -927,10 +927,28 @@ async fn robots(State(s): State<Shared>) -> Response {
 }
 
 async fn healthz(State(s): State<Shared>) -> Response {
-    match s.health_check().await {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    let (status, mut body) = match s.health_check().await {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    };
+    // The content in use, and a reload that failed (the previous version is still served).
+    if let Some(c) = s.content.current() {
+        body.push_str(&format!(
+            "content: version {} loaded at {}\n",
+            c.version,
+            c.loaded_at.to_rfc3339()
+        ));
     }
+    if let Some(e) = s.content.last_error() {
+        body.push_str(&format!(
+            "content reload failed at {} (the previous version is in use):\n",
+            e.at.to_rfc3339()
+        ));
+        for line in &e.errors {
+            body.push_str(&format!("  {line}\n"));
+        }
+    }
+    (status, body).into_response()
 }
 
 fn label(value: &str) -> String {

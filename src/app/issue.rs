@@ -209,12 +209,12 @@ impl App {
             Feeds::Fetch => self.fetch_feeds(issue_time).await?,
             Feeds::Cached => cached_batches(config, &store.feed_states().await?),
         };
-        let curated = load_curated(config);
+        let curated = self.curated();
         let policy = LinkPolicy {
             links_per_issue: config.news.links_per_issue,
             keywords: config.news.keywords.clone(),
         };
-        let links = selection::select_links(curated, batches, &sent, cutoff, &policy);
+        let links = selection::select_links(curated.to_vec(), batches, &sent, cutoff, &policy);
         info!(term = %chosen.slug, cycle, queued, links = links.len(), "planned the next issue");
         Ok(Planned::Ready {
             plan: Box::new(IssuePlan {

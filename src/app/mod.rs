@@ -21,9 +21,11 @@
 //! | [`supply`] | enough terms and links for the next issues? |
 //! | [`tick`] | one step of the daemon's schedule |
 //! | [`site`] | what the web pages show: archive, glossary, health, metrics |
+//! | [`content`] | the glossary, templates and curated links, kept in memory by the daemon and reloaded on change |
 //! | [`check`] | `herald check`'s template and page rendering |
 
 pub mod check;
+pub mod content;
 pub mod delivery;
 pub mod editorial;
 pub mod issue;
@@ -47,9 +49,9 @@ use crate::config::Config;
 use crate::domain::SigningKey;
 use crate::feeds::FeedFetcher;
 use crate::files::FileError;
-use crate::glossary::{Glossary, GlossaryError};
+use crate::glossary::GlossaryError;
 use crate::mailer::{SendError, Transport};
-use crate::render::{NewsletterInfo, RenderError, Renderer};
+use crate::render::{NewsletterInfo, RenderError};
 use crate::store::{Store, StoreError};
 
 pub use delivery::{DeliveryError, DeliverySettings, Progress, SendSummary, Silent};
@@ -119,6 +121,8 @@ pub struct App {
     pub health: Health,
     /// Wakes the mail queue when an email was queued.
     pub mail_queue: tokio::sync::Notify,
+    /// The daemon's glossary, templates and curated links in memory.
+    pub content: content::ContentCache,
 }
 
 impl App {
@@ -170,6 +174,7 @@ impl App {
             sender,
             health,
             mail_queue: tokio::sync::Notify::new(),
+            content: content::ContentCache::default(),
         })
     }
 
@@ -217,27 +222,6 @@ impl App {
             Transport::Smtp(settings) => crate::mailer::Mailer::probe(settings).await.map(Some),
             Transport::Outbox(_) => Ok(None),
         }
-    }
-
-    /// The glossary, failing when any term file has an error.
-    ///
-    /// # Errors
-    /// [`AppError::Glossary`] with every problem.
-    pub fn glossary(&self) -> Result<Glossary, AppError> {
-        let (glossary, report) = crate::files::load_glossary(&self.config.glossary_dir);
-        if report.errors.is_empty() {
-            Ok(glossary)
-        } else {
-            Err(AppError::Glossary(report.errors))
-        }
-    }
-
-    /// The templates.
-    ///
-    /// # Errors
-    /// [`AppError::Render`] when a template is missing or broken.
-    pub fn renderer(&self) -> Result<Renderer, AppError> {
-        Ok(crate::files::load_templates(&self.config.templates_dir)?)
     }
 
     /// The newsletter facts templates need.

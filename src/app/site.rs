@@ -5,11 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use tracing::warn;
 
 use super::App;
 use crate::domain::{DeliveryStatus, SubscriberStatus, Term};
-use crate::glossary::Glossary;
+
 use crate::store::{StoreError, StoredIssue};
 
 /// Daemon health, shared by the scheduler and the web server.
@@ -122,20 +121,6 @@ impl App {
             .await?
             .into_iter()
             .find(|i| i.number == number))
-    }
-
-    /// The glossary as the web pages show it: every term file that parses. Broken files
-    /// are logged (and reported by `herald glossary check`), and the other terms are served.
-    pub fn glossary_for_pages(&self) -> Glossary {
-        let (glossary, report) = crate::files::load_glossary(&self.config.glossary_dir);
-        if !report.errors.is_empty() {
-            warn!(
-                errors = report.errors.len(),
-                first = %report.errors[0],
-                "the glossary has errors: pages show the terms that parse"
-            );
-        }
-        glossary
     }
 
     /// What `/glossary/{name}` shows for a slug, name or alias.

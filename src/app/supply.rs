@@ -66,7 +66,7 @@ impl App {
         let (config, store) = (&self.config, &self.store);
         let history = store.term_history().await?;
         let sent = store.sent_link_urls().await?;
-        let curated = super::issue::load_curated(config);
+        let curated = self.curated();
         let unsent_curated = curated
             .iter()
             .filter(|l| !sent.contains(&l.canonical_url))
@@ -84,7 +84,7 @@ impl App {
             keywords: config.news.keywords.clone(),
         };
         let next_issue_links =
-            selection::select_links(curated, batches, &sent, cutoff, &policy).len();
+            selection::select_links(curated.to_vec(), batches, &sent, cutoff, &policy).len();
         Ok(Supply {
             cycle: history.current_cycle(),
             unsent_terms: selection::remaining_in_cycle(glossary, &history),

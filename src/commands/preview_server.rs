@@ -18,7 +18,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures::Stream;
 use html_escape::encode_text as text;
-use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::broadcast;
 
 use crate::Exit;
@@ -70,29 +69,13 @@ pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit>
 
     // File events come on notify's own thread; each one wakes every open page.
     let notify_tx = changes.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
-            Ok(e) if !e.kind.is_access() => {
-                // No page open is fine: nobody to tell.
-                if notify_tx.send(()).is_err() {
-                    tracing::trace!("a file changed; no page is open");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "watching files"),
+    let watcher = crate::files::watch_content(&app.config, move || {
+        // No page open is fine: nobody to tell.
+        if notify_tx.send(()).is_err() {
+            tracing::trace!("a file changed; no page is open");
         }
     })
     .context("starting the file watcher")?;
-    let config = &app.config;
-    let mut watched = vec![config.glossary_dir.clone(), config.templates_dir.clone()];
-    if let Some(dir) = config.news.curated.as_ref().and_then(|p| p.parent()) {
-        watched.push(dir.to_path_buf());
-    }
-    for dir in &watched {
-        watcher
-            .watch(dir, RecursiveMode::Recursive)
-            .with_context(|| format!("watching {}", dir.display()))?;
-    }
 
     let router = Router::new()
         .route("/", get(page))
@@ -105,11 +88,16 @@ pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit>
     let addr = listener.local_addr()?;
     println!(
         "preview: http://{addr}/ (reloads when {} change; ctrl-c stops)",
-        watched
-            .iter()
-            .map(|d| super::shown(d).display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        [
+            Some(&app.config.glossary_dir),
+            Some(&app.config.templates_dir),
+            app.config.news.curated.as_ref()
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| super::shown(d).display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
     );
     use std::io::Write as _;
     std::io::stdout()

@@ -1325,6 +1325,19 @@ async fn the_confirmation_limit_holds_across_restarts() {
                 .unwrap();
             assert_eq!(r.status(), 200);
         }
+        // What this daemon queued is sent before it stops (a queued email would otherwise
+        // wait for the next start: it is never lost).
+        let store = s.store().await;
+        let clock = herald::clock::SystemClock;
+        let mut waiting = u64::MAX;
+        for _ in 0..400 {
+            waiting = store.mail_queue_counts(clock.now()).await.unwrap().waiting;
+            if waiting == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(waiting, 0, "the queue was not drained");
         stop.cancel();
         handle.await.unwrap();
     }

@@ -416,3 +416,95 @@ async fn healthz_fails_when_the_store_cannot_take_a_write() {
         "releasing the lease on a read-only store fails"
     );
 }
+
+/// The daemon serves the glossary from memory: an edit is served without a restart, a
+/// broken edit keeps the last good version and shows (with its file) in `/healthz`, and the
+/// fix clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glossary_edit_is_served_without_a_restart_and_a_broken_one_keeps_the_last_good_version()
+{
+    let s = Sandbox::new();
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let page = |http: &reqwest::Client| {
+        let url = format!("{base}glossary/adam-optimizer");
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let health = |http: &reqwest::Client| {
+        let url = format!("{base}healthz");
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert!(page(&http).await.contains("Kingma and Ba, 2014"));
+    let (status, body) = health(&http).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("content: version 1"), "{body}");
+
+    let original = std::fs::read_to_string(s.path("glossary/adam-optimizer.md")).unwrap();
+    let edited = original.replace("Kingma and Ba, 2014", "Kingma and Ba, ICLR 2015");
+    s.write("glossary/adam-optimizer.md", &edited);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !page(&http).await.contains("Kingma and Ba, ICLR 2015") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit was not served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A broken edit (the front matter loses its closing line): the last good version stays.
+    s.write(
+        "glossary/adam-optimizer.md",
+        edited.replacen("+++\n\nAdam", "\nAdam", 1),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = health(&http).await;
+        if body.contains("reload failed") {
+            assert_eq!(status, 200, "the previous version is still served: {body}");
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken edit never showed: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(body.contains("adam-optimizer.md"), "{body}");
+    let served = page(&http).await;
+    assert!(served.contains("Kingma and Ba, ICLR 2015"), "{served}");
+    let index = http
+        .get(format!("{base}glossary"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        index.contains("Adam optimizer"),
+        "the term did not vanish from the index"
+    );
+
+    // The fix is served and clears the error.
+    s.write("glossary/adam-optimizer.md", &original);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, body) = health(&http).await;
+        if !body.contains("reload failed") && page(&http).await.contains("Kingma and Ba, 2014") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fix was not picked up: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap();
+}
