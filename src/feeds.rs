@@ -33,6 +33,11 @@ pub struct FetchSettings {
     /// `Retry-After` waits up to this long are honoured once; longer ones fail the feed.
     pub max_retry_after: Duration,
     pub user_agent: String,
+    /// Feeds fetched at once from one host: a slow host delays only its own feeds, and no
+    /// server gets a burst of connections from one preview.
+    pub per_host: usize,
+    /// Feeds fetched at once in all.
+    pub total: usize,
 }
 
 impl Default for FetchSettings {
@@ -48,6 +53,8 @@ impl Default for FetchSettings {
                 "Herald/{} (newsletter feed reader)",
                 env!("CARGO_PKG_VERSION")
             ),
+            per_host: 2,
+            total: 16,
         }
     }
 }
@@ -105,6 +112,12 @@ pub struct Validators<'a> {
 pub struct FeedFetcher {
     client: reqwest::Client,
     settings: FetchSettings,
+    /// Fetches in flight in all.
+    total: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Fetches in flight per host (`host:port`).
+    hosts: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
+    >,
 }
 
 impl FeedFetcher {
@@ -129,7 +142,12 @@ impl FeedFetcher {
             .gzip(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { client, settings })
+        Ok(Self {
+            client,
+            total: std::sync::Arc::new(tokio::sync::Semaphore::new(settings.total.max(1))),
+            hosts: std::sync::Arc::default(),
+            settings,
+        })
     }
 
     /// Fetches and parses one feed. Never fails: problems are a [`FetchOutcome::Failed`].
@@ -138,10 +156,32 @@ impl FeedFetcher {
             .permanent_url
             .and_then(|u| Url::parse(u).ok())
             .unwrap_or_else(|| feed.url.clone());
+        // Wait for a turn at this host and overall; the timeouts run from the request's
+        // start, so time spent waiting here never fails a feed.
+        let host = self.host_limit(&start);
+        let (Ok(_host_turn), Ok(_turn)) = (host.acquire().await, self.total.acquire().await) else {
+            unreachable!("the fetcher's semaphores are never closed")
+        };
         match self.fetch_inner(feed, start, &validators).await {
             Ok(outcome) => outcome,
             Err(e) => FetchOutcome::Failed(e),
         }
+    }
+
+    fn host_limit(&self, url: &Url) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let key = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default().to_ascii_lowercase(),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        self.hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_insert_with(|| {
+                std::sync::Arc::new(tokio::sync::Semaphore::new(self.settings.per_host.max(1)))
+            })
+            .clone()
     }
 
     async fn fetch_inner(

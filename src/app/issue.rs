@@ -342,6 +342,7 @@ impl App {
             updated = imported.updated,
             suppressed = imported.suppressed,
             rejected = imported.rejected,
+            files_unchanged = imported.files_unchanged,
             "imported subscriber files"
         );
         let (plan, cycle, skipped) = match self.plan(glossary, issue_time, None).await? {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{App, AppError};
 use crate::store::ImportCounts;
@@ -30,8 +30,17 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<FileImport, AppError> {
         let bytes = crate::files::read(file)?;
+        self.import_subscriber_bytes(file, &bytes, now).await
+    }
+
+    async fn import_subscriber_bytes(
+        &self,
+        file: &Path,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<FileImport, AppError> {
         let parsed =
-            crate::subscriber_file::parse(&bytes).map_err(|source| AppError::SubscriberFile {
+            crate::subscriber_file::parse(bytes).map_err(|source| AppError::SubscriberFile {
                 file: file.to_path_buf(),
                 source,
             })?;
@@ -50,8 +59,10 @@ impl App {
         })
     }
 
-    /// Imports every CSV file of `[subscribers] dir`, logging each rejected row with its file
-    /// and line. Returns the summed counts.
+    /// Imports every CSV file of `[subscribers] dir` that changed since its last import (a
+    /// SHA-256 of its content is kept in the store; an unchanged file is skipped and counted
+    /// in `files_unchanged`), logging each rejected row with its file and line. Returns the
+    /// summed counts.
     ///
     /// # Errors
     /// When a file cannot be read or its header is unusable, or the store fails.
@@ -61,11 +72,29 @@ impl App {
     ) -> Result<ImportCounts, AppError> {
         let mut total = ImportCounts::default();
         for file in crate::files::subscriber_csv_files(&self.config.subscribers_dir)? {
-            let imported = self.import_subscriber_file(&file, now).await?;
+            let bytes = crate::files::read(&file)?;
+            let hash = sha256_hex(&bytes);
+            let key = file.display().to_string();
+            if self.store.subscriber_file_hash(&key).await?.as_deref() == Some(hash.as_str()) {
+                info!(file = %file.display(), "subscriber file unchanged since its last import; not imported again");
+                total.files_unchanged += 1;
+                continue;
+            }
+            let imported = self.import_subscriber_bytes(&file, &bytes, now).await?;
             for r in &imported.rejected {
                 warn!(file = %file.display(), line = r.line, "subscriber row rejected: {}", r.reason);
             }
             let c = imported.counts;
+            info!(file = %file.display(), added = c.added, updated = c.updated, unchanged = c.unchanged, suppressed = c.suppressed, rejected = c.rejected, "imported a subscriber file");
+            // Recorded only once the whole file is in: a failed import is done again.
+            self.store
+                .record_subscriber_file(
+                    &key,
+                    &hash,
+                    c.added + c.updated + c.unchanged + c.suppressed,
+                    now,
+                )
+                .await?;
             total.added += c.added;
             total.updated += c.updated;
             total.unchanged += c.unchanged;
@@ -74,4 +103,12 @@ impl App {
         }
         Ok(total)
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

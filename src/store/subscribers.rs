@@ -1,10 +1,10 @@
 //! Subscriber rows: import, add, unsubscribe, list and count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Row, Sqlite};
 
 use sqlx::sqlite::SqliteRow;
 
@@ -37,6 +37,8 @@ pub struct ImportCounts {
     pub suppressed: u64,
     /// Rows that could not be read (counted by the caller, which holds the reasons).
     pub rejected: u64,
+    /// Whole files skipped because their content did not change since their last import.
+    pub files_unchanged: u64,
 }
 
 /// What `add_subscriber` did.
@@ -77,12 +79,20 @@ const INSERT: &str = "INSERT INTO subscribers
        (email, email_key, name, status, source, created_at, updated_at, confirmed_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE WHEN ?4 = 'confirmed' THEN ?6 END)";
 
+/// Rows per import transaction: large enough that a row costs a fraction of a statement,
+/// small enough that the write lock is held for milliseconds.
+pub const IMPORT_BATCH: usize = 500;
+
 impl Store {
-    /// Upserts rows in one transaction, applying the suppression rule: an unsubscribed or
-    /// bounced address is never re-activated by an import.
+    /// Upserts rows with the suppression rule: an unsubscribed or bounced address is never
+    /// re-activated by an import. Set-based and in batches of [`IMPORT_BATCH`] rows, each
+    /// its own short transaction (one lookup and one multi-row insert per batch), so that a
+    /// large file never holds the write lock for long: the sender lease's heartbeat and the
+    /// web pages get their turn between batches.
     ///
     /// # Errors
-    /// A database error; then nothing of this import is kept.
+    /// A database error; the batches before it are kept (an import is idempotent: running it
+    /// again finishes the job).
     pub async fn import_subscribers(
         &self,
         rows: &[SubscriberRow],
@@ -90,67 +100,184 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ImportCounts, StoreError> {
         let mut counts = ImportCounts::default();
+        for batch in rows.chunks(IMPORT_BATCH) {
+            self.import_batch(batch, source, now, &mut counts).await?;
+        }
+        Ok(counts)
+    }
+
+    async fn import_batch(
+        &self,
+        batch: &[SubscriberRow],
+        source: &str,
+        now: DateTime<Utc>,
+        counts: &mut ImportCounts,
+    ) -> Result<(), StoreError> {
+        /// An address of this batch: as stored (or to be inserted), and what changes.
+        struct Entry<'a> {
+            id: Option<i64>,
+            email: &'a EmailAddress,
+            name: String,
+            first_name: String,
+            status: SubscriberStatus,
+            changed: bool,
+            first_name_changed: bool,
+        }
         let mut tx = self.write().await?;
-        for row in rows {
-            let existing =
-                sqlx::query("SELECT id, name, status FROM subscribers WHERE email_key = ?")
-                    .bind(row.email.key())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let existing = match existing {
-                Some(r) => Some((
-                    r.try_get::<i64, _>("id")?,
-                    r.try_get::<String, _>("name")?,
-                    r.try_get::<Text<SubscriberStatus>, _>("status")?.0,
-                )),
-                None => None,
-            };
-            let current = existing
-                .as_ref()
-                .map(|(_, name, status)| (name.as_str(), *status));
+        let mut lookup = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT id, email_key, name, first_name, status FROM subscribers WHERE email_key IN (",
+        );
+        let mut keys = lookup.separated(", ");
+        for row in batch {
+            keys.push_bind(row.email.key());
+        }
+        lookup.push(")");
+        let mut entries: HashMap<String, Entry<'_>> = HashMap::with_capacity(batch.len());
+        // New addresses in file order, so ids follow the file.
+        let mut new_keys: Vec<String> = Vec::new();
+        let stored = lookup.build().fetch_all(&mut *tx).await?;
+        let by_key: HashMap<String, &sqlx::sqlite::SqliteRow> = stored
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>("email_key")?, r)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        for row in batch {
+            let key = row.email.key();
+            if !entries.contains_key(&key)
+                && let Some(r) = by_key.get(&key)
+            {
+                entries.insert(
+                    key.clone(),
+                    Entry {
+                        id: Some(r.try_get("id")?),
+                        email: &row.email,
+                        name: r.try_get("name")?,
+                        first_name: r.try_get("first_name")?,
+                        status: r.try_get::<Text<SubscriberStatus>, _>("status")?.0,
+                        changed: false,
+                        first_name_changed: false,
+                    },
+                );
+            }
+            let entry = entries.get_mut(&key);
+            let current = entry.as_ref().map(|e| (e.name.as_str(), e.status));
             match decide_import(current, row) {
                 ImportAction::Insert(status) => {
-                    sqlx::query(INSERT)
-                        .bind(row.email.as_str())
-                        .bind(row.email.key())
-                        .bind(row.name.as_str())
-                        .bind(status.as_str())
-                        .bind(source)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    entries.insert(
+                        key.clone(),
+                        Entry {
+                            id: None,
+                            email: &row.email,
+                            name: row.name.as_str().to_owned(),
+                            first_name: row.first_name.as_str().to_owned(),
+                            status,
+                            changed: true,
+                            first_name_changed: false,
+                        },
+                    );
+                    new_keys.push(key);
                     counts.added += 1;
+                    continue;
                 }
                 ImportAction::Update { status, name } => {
-                    let id = existing
-                        .as_ref()
-                        .map(|e| e.0)
-                        .expect("update implies a row");
-                    sqlx::query(SET_STATUS)
-                        .bind(status.as_str())
-                        .bind(name)
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    if let Some(e) = entries.get_mut(&key) {
+                        e.status = status;
+                        e.name = name;
+                        e.changed = true;
+                    }
                     counts.updated += 1;
                 }
                 ImportAction::Unchanged => counts.unchanged += 1,
                 ImportAction::Suppressed => counts.suppressed += 1,
             }
             // A first name in the file is how they are greeted; an empty one erases nothing.
-            if !row.first_name.is_empty() {
-                sqlx::query(
-                    "UPDATE subscribers SET first_name = ?1 WHERE email_key = ?2 AND first_name <> ?1",
-                )
-                .bind(row.first_name.as_str())
-                .bind(row.email.key())
-                .execute(&mut *tx)
-                .await?;
+            if let Some(e) = entries.get_mut(&key)
+                && !row.first_name.is_empty()
+                && e.first_name != row.first_name.as_str()
+            {
+                e.first_name = row.first_name.as_str().to_owned();
+                e.first_name_changed = true;
+            }
+        }
+        if !new_keys.is_empty() {
+            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO subscribers (email, email_key, name, first_name, status, source,
+                    created_at, updated_at, confirmed_at) ",
+            );
+            insert.push_values(
+                new_keys.iter().filter_map(|k| entries.get(k)),
+                |mut b, e| {
+                    b.push_bind(e.email.as_str())
+                        .push_bind(e.email.key())
+                        .push_bind(e.name.as_str())
+                        .push_bind(e.first_name.as_str())
+                        .push_bind(Text(e.status))
+                        .push_bind(source)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind((e.status == SubscriberStatus::Confirmed).then_some(now));
+                },
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        for e in entries.values() {
+            let Some(id) = e.id else { continue };
+            if e.changed {
+                sqlx::query(SET_STATUS)
+                    .bind(e.status.as_str())
+                    .bind(e.name.as_str())
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if e.first_name_changed {
+                sqlx::query("UPDATE subscribers SET first_name = ?1 WHERE id = ?2")
+                    .bind(e.first_name.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
-        Ok(counts)
+        Ok(())
+    }
+
+    /// The content hash a subscriber file had when it was last imported in full.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn subscriber_file_hash(&self, path: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sha256 FROM subscriber_files WHERE path = ?")
+                .bind(path)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records that a subscriber file with this content hash was imported in full.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn record_subscriber_file(
+        &self,
+        path: &str,
+        sha256: &str,
+        rows: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO subscriber_files (path, sha256, rows, imported_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET sha256 = ?2, rows = ?3, imported_at = ?4",
+            )
+            .bind(path)
+            .bind(sha256)
+            .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+            .bind(now),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Adds one address as confirmed (an operator's deliberate act). An unsubscribed or

@@ -531,3 +531,76 @@ fn text_from_outside_can_never_receive_a_subscribers_address_or_unsubscribe_link
         }
     }
 }
+
+/// A host that answers slowly gets at most two of Herald's connections at a time, its queued
+/// feeds do not time out while they wait, and another host's feed is not held up by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_host_gets_two_connections_and_delays_only_its_own_feeds() {
+    #[derive(Default)]
+    struct Slow {
+        open: AtomicUsize,
+        most: AtomicUsize,
+        finished: AtomicUsize,
+    }
+    let slow = Arc::new(Slow::default());
+    let body = rss(&[("A story", "https://example.com/a")]);
+    let slow_router = {
+        let (slow, body) = (slow.clone(), body.clone());
+        Router::new().route(
+            "/{n}",
+            get(move || {
+                let (slow, body) = (slow.clone(), body.clone());
+                async move {
+                    let now = slow.open.fetch_add(1, Ordering::SeqCst) + 1;
+                    slow.most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    slow.open.fetch_sub(1, Ordering::SeqCst);
+                    slow.finished.fetch_add(1, Ordering::SeqCst);
+                    body
+                }
+            }),
+        )
+    };
+    let slow_addr = serve(slow_router).await;
+    let fast_addr = serve(Router::new().route("/", get(move || async move { body }))).await;
+    let settings = FetchSettings {
+        // Six feeds at two at a time take three rounds: more than one request's timeout,
+        // so a timeout that counted the wait would fail the last ones.
+        total_timeout: Duration::from_millis(1_000),
+        ..FetchSettings::default()
+    };
+    let fetcher = FeedFetcher::new(settings).unwrap();
+    let slow_feeds: Vec<FeedSource> = (0..6)
+        .map(|n| feed(&format!("Slow {n}"), format!("http://{slow_addr}/{n}")))
+        .collect();
+    let fast_feed = feed("Fast", format!("http://{fast_addr}/"));
+    let fast = async {
+        let outcome = fetcher.fetch(&fast_feed, Validators::default()).await;
+        (outcome, slow.finished.load(Ordering::SeqCst))
+    };
+    let slows = futures::future::join_all(
+        slow_feeds
+            .iter()
+            .map(|f| fetcher.fetch(f, Validators::default())),
+    );
+    let ((fast_outcome, slow_done_before_fast), slow_outcomes) = tokio::join!(fast, slows);
+    assert!(
+        matches!(fast_outcome, FetchOutcome::Fetched { .. }),
+        "{fast_outcome:?}"
+    );
+    assert_eq!(
+        slow_done_before_fast, 0,
+        "the fast host waited for the slow one"
+    );
+    for outcome in &slow_outcomes {
+        assert!(
+            matches!(outcome, FetchOutcome::Fetched { .. }),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        slow.most.load(Ordering::SeqCst),
+        2,
+        "connections to one host at once"
+    );
+}

@@ -388,3 +388,53 @@ fn one_mailbox_is_one_subscriber_whatever_its_domain_spelling_or_invisible_chara
     assert!(run.stdout.contains("is an IP address"), "{run:?}");
     assert_eq!(list(&s).len(), 1);
 }
+
+/// `herald send` imports a subscriber file only when its content changed since the last
+/// import; a large file is imported in batches with the same outcome as row by row.
+#[test]
+fn an_unchanged_subscriber_file_is_not_imported_again_and_a_changed_one_is() {
+    let s = Sandbox::new();
+    let mut csv = String::from("email,name,first_name\n");
+    for i in 0..1_203 {
+        csv.push_str(&format!("reader{i}@example.com,Reader {i},R{i}\n"));
+    }
+    // A duplicate in a later batch is reported, not imported over the first.
+    csv.push_str("READER7@example.com,Seven,\n");
+    s.write("subscribers/list.csv", &csv);
+
+    let first = s.herald(&["send"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stderr.contains("imported a subscriber file"),
+        "{first:?}"
+    );
+    let all = list(&s);
+    assert_eq!(all.len(), 1_203);
+    assert!(first.stderr.contains("rejected=1"), "{first:?}");
+    assert_eq!(find(&all, "reader7@example.com")["name"], "Reader 7");
+    assert_eq!(find(&all, "reader1202@example.com")["first_name"], "R1202");
+
+    // Unchanged: skipped, and an address the operator unsubscribed stays so.
+    let unsub = s.herald(&["subscribers", "remove", "reader3@example.com"]);
+    assert_eq!(unsub.code, 0, "{unsub:?}");
+    let second = s.herald(&["send"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(
+        second.stderr.contains("unchanged since its last import"),
+        "{second:?}"
+    );
+    assert!(
+        !second.stderr.contains("imported a subscriber file"),
+        "{second:?}"
+    );
+
+    // Changed: imported (one row added), with the suppression rule still applied.
+    csv.push_str("newcomer@example.com,New,\n");
+    s.write("subscribers/list.csv", &csv);
+    let third = s.herald(&["send"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert!(third.stderr.contains("added=1"), "{third:?}");
+    let all = list(&s);
+    assert_eq!(all.len(), 1_204);
+    assert_eq!(find(&all, "reader3@example.com")["status"], "unsubscribed");
+}
