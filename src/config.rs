@@ -195,6 +195,7 @@ struct RawDelivery {
     timeout_seconds: i64,
     retry_base_ms: i64,
     retry_max_ms: i64,
+    lease_seconds: i64,
     dkim: Option<RawDkim>,
 }
 
@@ -209,6 +210,7 @@ impl Default for RawDelivery {
             timeout_seconds: 60,
             retry_base_ms: 2000,
             retry_max_ms: 60_000,
+            lease_seconds: 60,
             dkim: None,
         }
     }
@@ -347,6 +349,8 @@ pub struct Delivery {
     pub retry_base: std::time::Duration,
     /// Longest retry delay.
     pub retry_max: std::time::Duration,
+    /// How long the sender lease lasts without a heartbeat (renewed every quarter of it).
+    pub lease: std::time::Duration,
     pub dkim: Option<Dkim>,
 }
 
@@ -1083,6 +1087,7 @@ impl Validator {
         let retry_base =
             self.count("delivery.retry_base_ms", raw.retry_base_ms, 1, 3_600_000) as u64;
         let retry_max = self.count("delivery.retry_max_ms", raw.retry_max_ms, 1, 3_600_000) as u64;
+        let lease_seconds = self.count("delivery.lease_seconds", raw.lease_seconds, 2, 3600) as u64;
         let dkim = raw.dkim.and_then(|d| {
             const KEY: &str = "delivery.dkim.private_key_path";
             let private_key_path = self.path(KEY, &d.private_key_path);
@@ -1118,6 +1123,7 @@ impl Validator {
             timeout: std::time::Duration::from_secs(timeout),
             retry_base: std::time::Duration::from_millis(retry_base),
             retry_max: std::time::Duration::from_millis(retry_max.max(retry_base)),
+            lease: std::time::Duration::from_secs(lease_seconds),
             dkim,
         }
     }

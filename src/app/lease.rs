@@ -14,10 +14,6 @@ use crate::store::{Store, StoreError};
 
 /// The name of the lease that makes one sender at a time.
 const SENDER_LEASE: &str = "sender";
-/// How long a lease lasts without a heartbeat.
-const LEASE_TTL: Duration = Duration::from_secs(60);
-/// How often the holder renews it: four chances before it expires.
-const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// A name for a run, unique enough to tell runs apart in leases and the ledger:
 /// `KIND@HOST:PID:MILLIS`.
@@ -61,7 +57,7 @@ impl App {
     /// A database error.
     pub async fn take_sender_lease(&self, run: &str) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let until = now + LEASE_TTL;
+        let until = now + self.lease_ttl();
         if self
             .store
             .acquire_lease(SENDER_LEASE, run, now, until)
@@ -89,22 +85,30 @@ impl App {
         self.store.release_lease(SENDER_LEASE, run).await
     }
 
-    /// Starts the heartbeat that renews the sender lease of `run` every [`HEARTBEAT`] for as
-    /// long as `run` holds it. The heartbeat stops when the returned guard is dropped.
+    /// How long the sender lease lasts without a heartbeat (`[delivery] lease_seconds`).
+    fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.delivery.lease)
+            .unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    /// Starts the heartbeat that renews the sender lease of `run` every quarter of the lease
+    /// time (four chances before it expires) for as long as `run` holds it. The heartbeat
+    /// stops when the returned guard is dropped.
     pub fn heartbeat(&self, run: &str) -> Heartbeat {
         let (store, clock, run) = (self.store.clone(), self.clock.clone(), run.to_owned());
-        Heartbeat(tokio::spawn(beat(store, clock, run)))
+        Heartbeat(tokio::spawn(beat(store, clock, run, self.lease_ttl())))
     }
 }
 
-async fn beat(store: Store, clock: Arc<dyn Clock>, run: String) {
+async fn beat(store: Store, clock: Arc<dyn Clock>, run: String, ttl: chrono::Duration) {
+    let every = (ttl / 4).to_std().unwrap_or(Duration::from_secs(15));
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep(every).await;
         let now = clock.now();
         match store.lease_holder(SENDER_LEASE).await {
             Ok(Some((holder, _))) if holder == run => {
                 match store
-                    .acquire_lease(SENDER_LEASE, &run, now, now + LEASE_TTL)
+                    .acquire_lease(SENDER_LEASE, &run, now, now + ttl)
                     .await
                 {
                     Ok(true) => {}
