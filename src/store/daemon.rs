@@ -62,7 +62,7 @@ pub enum SubscribeOutcome {
 
 /// Queues a service email, due now, in the caller's transaction.
 async fn queue_mail(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut super::WriteTx,
     subscriber: i64,
     kind: ServiceMail,
     now: DateTime<Utc>,

@@ -715,7 +715,7 @@ impl Store {
 
 /// Freezes an issue inside `tx`; see [`Store::freeze_issue`].
 async fn freeze_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut super::WriteTx,
     issue: &FrozenIssue<'_>,
     now: DateTime<Utc>,
 ) -> Result<(i64, u64), StoreError> {
@@ -777,10 +777,7 @@ async fn freeze_in(
 }
 
 /// The id of issue `number` if it is frozen or held and none of its rows left `pending`.
-async fn unsent_issue_id(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    number: u32,
-) -> Result<Option<i64>, StoreError> {
+async fn unsent_issue_id(tx: &mut super::WriteTx, number: u32) -> Result<Option<i64>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM issues WHERE number = ?1 AND status IN (?2, ?3)
            AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = issues.id AND status <> ?4)",
@@ -794,10 +791,7 @@ async fn unsent_issue_id(
 }
 
 /// Deletes an unsent issue and everything that hangs off it.
-async fn delete_issue(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    id: i64,
-) -> Result<(), StoreError> {
+async fn delete_issue(tx: &mut super::WriteTx, id: i64) -> Result<(), StoreError> {
     for table in ["deliveries", "links_sent", "terms_sent"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE issue_id = ?"

@@ -54,6 +54,36 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// This process's writers take turns here, first come first served, before they ask
+    /// SQLite for its write lock. SQLite's own wait is polling, and a writer that commits and
+    /// begins again at once (a large import, the delivery coordinator) would otherwise win
+    /// every time and starve a short one, such as the sender lease's heartbeat.
+    turns: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction, holding this process's turn to write until it ends.
+pub(crate) struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -81,7 +111,10 @@ impl Store {
             .await
             .map_err(open_err)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            turns: std::sync::Arc::default(),
+        };
         store.normalise_legacy_addresses().await?;
         Ok(store)
     }
@@ -136,8 +169,12 @@ impl Store {
 
     /// Starts a write transaction with `BEGIN IMMEDIATE`: it takes the write lock at once, so
     /// concurrent writers wait (up to the busy timeout) instead of failing mid-transaction.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn write(&self) -> Result<WriteTx, StoreError> {
+        let turn = self.turns.clone().lock_owned().await;
+        Ok(WriteTx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
     }
 
     /// Runs one write statement on its own (SQLite makes a single statement atomic) and
@@ -146,6 +183,7 @@ impl Store {
         &self,
         query: sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments>,
     ) -> Result<u64, StoreError> {
+        let _turn = self.turns.lock().await;
         Ok(query.execute(&self.pool).await?.rows_affected())
     }
 

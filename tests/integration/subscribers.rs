@@ -438,3 +438,83 @@ fn an_unchanged_subscriber_file_is_not_imported_again_and_a_changed_one_is() {
     assert_eq!(all.len(), 1_204);
     assert_eq!(find(&all, "reader3@example.com")["status"], "unsubscribed");
 }
+
+/// A large import before a send never lets the sender lease lapse: the import goes in short
+/// transactions and this process's writers take turns, so the heartbeat (every quarter of a
+/// 2-second lease here) renews it between two batches.
+#[test]
+fn the_sender_lease_is_held_throughout_a_large_import() {
+    let s = Sandbox::new();
+    let mut csv = String::from("email,name,status\n");
+    for i in 0..100_000 {
+        // Mostly former subscribers: the import does all the work, the send little.
+        let status = if i % 10_000 == 0 {
+            "confirmed"
+        } else {
+            "unsubscribed"
+        };
+        csv.push_str(&format!("reader{i}@example.com,Reader {i},{status}\n"));
+    }
+    s.write("subscribers/big.csv", &csv);
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[delivery]\nlease_seconds = 2\n",
+            crate::harness::CONFIG
+        ),
+    );
+    // The database exists before the send starts, so the lease can be watched from the start.
+    assert_eq!(s.herald(&["subscribers", "list", "--json"]).code, 0);
+    let mut send = s
+        .command(&["send"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = send.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pool = rt
+        .block_on(sqlx::sqlite::SqlitePoolOptions::new().connect(&s.db_url()))
+        .unwrap();
+    let mut held_checks = 0;
+    let mut holder_seen = None::<String>;
+    while send.try_wait().unwrap().is_none() {
+        let lease: Option<(String, chrono::DateTime<chrono::Utc>)> = rt
+            .block_on(
+                sqlx::query_as("SELECT holder, expires_at FROM leases WHERE name = 'sender'")
+                    .fetch_optional(&pool),
+            )
+            .unwrap();
+        let now = herald::clock::Clock::now(&herald::clock::SystemClock);
+        // Checked only while the send still runs (it releases the lease as it ends).
+        if let Some((holder, expires)) = lease
+            && send.try_wait().unwrap().is_none()
+        {
+            assert_eq!(
+                holder_seen.get_or_insert_with(|| holder.clone()),
+                &holder,
+                "the lease changed hands"
+            );
+            assert!(
+                expires > now,
+                "the lease lapsed while the send ran (expired {expires}, now {now})"
+            );
+            held_checks += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = send.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "{log}");
+    // Long enough to have needed several renewals.
+    assert!(
+        held_checks > 60,
+        "the send was too quick to tell: {held_checks} checks"
+    );
+    assert!(log.contains("added=100000"), "{log}");
+}
