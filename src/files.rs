@@ -137,6 +137,48 @@ pub fn read(path: &Path) -> Result<Vec<u8>, FileError> {
     })
 }
 
+/// A file opened for reading (buffered), with its path in the error.
+///
+/// # Errors
+/// [`FileError::Read`].
+pub fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, FileError> {
+    std::fs::File::open(path)
+        .map(|f| std::io::BufReader::with_capacity(64 * 1024, f))
+        .map_err(|source| FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The SHA-256 of a file's content, as lower-case hex, read in chunks (any size of file in
+/// bounded memory).
+///
+/// # Errors
+/// [`FileError::Read`].
+pub fn sha256_hex(path: &Path) -> Result<String, FileError> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let err = |source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// When a file last changed, if the file system says.
 pub fn modified(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
     std::fs::metadata(path)

@@ -50,107 +50,218 @@ pub enum SubscriberFileError {
     DuplicateColumn(String),
     #[error("line 1: the header cannot be read: {0}")]
     Header(String),
+    #[error("line {line}: reading the file failed: {message}")]
+    Read { line: u64, message: String },
 }
 
-/// Parses a subscriber file.
+/// Parses a subscriber file held in memory (all its rows at once; see [`SubscriberReader`]
+/// for a large file).
 ///
 /// # Errors
 /// [`SubscriberFileError`] when the header is unusable; bad rows are returned in
 /// [`SubscriberFile::rejected`] instead.
 pub fn parse(bytes: &[u8]) -> Result<SubscriberFile, SubscriberFileError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let header = reader
-        .headers()
-        .map_err(|e| SubscriberFileError::Header(e.to_string()))?
-        .clone();
-    let export = Export::recognise(&header);
-    let mut columns: HashMap<Column, usize> = HashMap::new();
-    for (i, name) in header.iter().enumerate() {
-        let Some(column) = Column::named(name) else {
-            // An export carries many columns Herald has no use for; a Herald file with a
-            // column it does not know is more likely a typo.
-            if export.is_some() {
-                continue;
-            }
-            return Err(SubscriberFileError::UnknownColumn(
-                name.to_ascii_lowercase(),
-            ));
-        };
-        if columns.insert(column, i).is_some() {
-            return Err(SubscriberFileError::DuplicateColumn(
-                name.to_ascii_lowercase(),
-            ));
-        }
-    }
-    let columns = Columns {
-        email: *columns
-            .get(&Column::Email)
-            .ok_or(SubscriberFileError::NoEmailColumn)?,
-        name: columns.get(&Column::Name).copied(),
-        first_name: columns.get(&Column::FirstName).copied(),
-        last_name: columns.get(&Column::LastName).copied(),
-        status: columns.get(&Column::Status).copied(),
-        buttondown_type: columns.get(&Column::ButtondownType).copied(),
-        substack_disabled: columns.get(&Column::SubstackDisabled).copied(),
-        file_status: export.and_then(Export::status),
-    };
-
+    let mut reader = SubscriberReader::new(bytes)?;
     let mut file = SubscriberFile::default();
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut record = csv::ByteRecord::new();
-    // Line numbers are counted from byte offsets: csv's own line counter lags by one after a
-    // CRLF line end.
-    let newlines: Vec<usize> = bytes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &b)| (b == b'\n').then_some(i))
-        .collect();
-    let line_at = |offset: u64| {
-        let mut offset = offset as usize;
-        while offset < bytes.len() && matches!(bytes[offset], b'\r' | b'\n') {
-            offset += 1;
-        }
-        newlines.partition_point(|&n| n < offset) as u64 + 1
-    };
-    loop {
-        let line = line_at(reader.position().byte());
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(line, |p| line_at(p.byte()));
-                file.rejected.push(RejectedRow {
-                    line,
-                    reason: format!("cannot be read as CSV: {e}"),
-                });
-                continue;
+    while reader.next_batch(usize::MAX, &mut file.rows, &mut file.rejected)? {}
+    Ok(file)
+}
+
+/// Reads a subscriber file from any byte source a batch of rows at a time, in bounded
+/// memory: the bytes stream through, and the addresses seen so far (to report a duplicate
+/// with the line it repeats) are kept as 128-bit digests, 40 bytes an address at most.
+pub struct SubscriberReader<R: std::io::Read> {
+    reader: csv::Reader<LineCounter<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>>,
+    lines: std::sync::Arc<std::sync::Mutex<NewlineOffsets>>,
+    columns: Columns,
+    seen: HashMap<u128, u64>,
+    record: csv::ByteRecord,
+}
+
+impl<R: std::io::Read> SubscriberReader<R> {
+    /// Reads the header.
+    ///
+    /// # Errors
+    /// [`SubscriberFileError`] when the header is unusable.
+    pub fn new(mut source: R) -> Result<Self, SubscriberFileError> {
+        // The first three bytes, to drop a UTF-8 byte-order mark however the source splits
+        // its reads.
+        let mut start = Vec::with_capacity(3);
+        while start.len() < 3 {
+            let mut byte = [0u8; 3];
+            let want = 3 - start.len();
+            match source.read(&mut byte[..want]) {
+                Ok(0) => break,
+                Ok(n) => start.extend_from_slice(&byte[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(SubscriberFileError::Read {
+                        line: 1,
+                        message: e.to_string(),
+                    });
+                }
             }
         }
-        if record.iter().all(<[u8]>::is_empty) {
-            continue; // a blank line
+        if start == b"\xEF\xBB\xBF" {
+            start.clear();
         }
-        match parse_row(&record, line, &columns) {
-            Ok(row) => match seen.get(&row.email.key()) {
-                Some(first) => file.rejected.push(RejectedRow {
-                    line,
-                    reason: format!(
-                        "`{}` duplicates line {first} (addresses ignore case)",
-                        row.email
-                    ),
-                }),
-                None => {
-                    seen.insert(row.email.key(), line);
-                    file.rows.push(row);
-                }
-            },
-            Err(reason) => file.rejected.push(RejectedRow { line, reason }),
-        }
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(NewlineOffsets::default()));
+        let counter = LineCounter {
+            inner: std::io::Read::chain(std::io::Cursor::new(start), source),
+            lines: lines.clone(),
+            offset: 0,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(counter);
+        let header = reader
+            .headers()
+            .map_err(|e| SubscriberFileError::Header(e.to_string()))?
+            .clone();
+        let columns = Columns::from_header(&header)?;
+        Ok(Self {
+            reader,
+            lines,
+            columns,
+            seen: HashMap::new(),
+            record: csv::ByteRecord::new(),
+        })
     }
-    Ok(file)
+
+    /// Reads up to `max` good rows into `rows` (bad ones go to `rejected`, with their line
+    /// and reason). Returns `false` once the file is read to its end.
+    ///
+    /// # Errors
+    /// [`SubscriberFileError::Read`] when the source fails (not a bad row: the rest of the
+    /// file cannot be read).
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        rows: &mut Vec<SubscriberRow>,
+        rejected: &mut Vec<RejectedRow>,
+    ) -> Result<bool, SubscriberFileError> {
+        let mut taken = 0;
+        while taken < max {
+            // Where the record starts, taken before reading it; turned into a line number
+            // once its bytes (and the line ends before it) have passed through the counter.
+            let start = self.reader.position().byte();
+            let outcome = self.reader.read_byte_record(&mut self.record);
+            let mut lines = self
+                .lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let line = lines.line_at(start);
+            match outcome {
+                Ok(false) => return Ok(false),
+                Ok(true) => {}
+                Err(e) if e.is_io_error() => {
+                    return Err(SubscriberFileError::Read {
+                        line,
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    let line = e.position().map_or(line, |p| lines.line_at(p.byte()));
+                    rejected.push(RejectedRow {
+                        line,
+                        reason: format!("cannot be read as CSV: {e}"),
+                    });
+                    continue;
+                }
+            }
+            drop(lines);
+            if self.record.iter().all(<[u8]>::is_empty) {
+                continue; // a blank line
+            }
+            match parse_row(&self.record, line, &self.columns) {
+                Ok(row) => {
+                    let digest = digest(&row.email.key());
+                    match self.seen.get(&digest) {
+                        Some(first) => rejected.push(RejectedRow {
+                            line,
+                            reason: format!(
+                                "`{}` duplicates line {first} (addresses ignore case)",
+                                row.email
+                            ),
+                        }),
+                        None => {
+                            self.seen.insert(digest, line);
+                            rows.push(row);
+                            taken += 1;
+                        }
+                    }
+                }
+                Err(reason) => rejected.push(RejectedRow { line, reason }),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A 128-bit digest of an address key (the first half of its SHA-256): two different
+/// addresses share one with a probability far below that of a disk error.
+fn digest(key: &str) -> u128 {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// Where the line ends are, for the bytes the CSV reader may still ask about. Line numbers
+/// come from byte offsets: csv's own line counter lags by one after a CRLF line end.
+#[derive(Debug, Default)]
+struct NewlineOffsets {
+    /// Newlines before the first pending byte, forgotten.
+    before: u64,
+    /// Offsets of the CR and LF bytes not yet passed (`true` for LF), ascending.
+    pending: std::collections::VecDeque<(u64, bool)>,
+}
+
+impl NewlineOffsets {
+    /// The 1-based line of the record starting at `offset`, past any line-end bytes there.
+    /// Offsets asked about only grow, so the line ends before one can be forgotten.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut offset = offset;
+        while let Some(&(at, lf)) = self.pending.front() {
+            if at > offset {
+                break;
+            }
+            if at == offset {
+                offset += 1;
+            }
+            self.pending.pop_front();
+            self.before += u64::from(lf);
+        }
+        self.before + 1
+    }
+}
+
+/// Passes bytes through, noting where the line ends are.
+struct LineCounter<R> {
+    inner: R,
+    lines: std::sync::Arc<std::sync::Mutex<NewlineOffsets>>,
+    offset: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if matches!(b, b'\r' | b'\n') {
+                lines
+                    .pending
+                    .push_back((self.offset + i as u64, b == b'\n'));
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// The columns Herald reads, under the names the supported formats give them.
@@ -234,6 +345,42 @@ struct Columns {
     substack_disabled: Option<usize>,
     /// A status the whole file has (a Mailchimp export of unsubscribed addresses ...).
     file_status: Option<SubscriberStatus>,
+}
+
+impl Columns {
+    fn from_header(header: &csv::StringRecord) -> Result<Self, SubscriberFileError> {
+        let export = Export::recognise(header);
+        let mut columns: HashMap<Column, usize> = HashMap::new();
+        for (i, name) in header.iter().enumerate() {
+            let Some(column) = Column::named(name) else {
+                // An export carries many columns Herald has no use for; a Herald file with a
+                // column it does not know is more likely a typo.
+                if export.is_some() {
+                    continue;
+                }
+                return Err(SubscriberFileError::UnknownColumn(
+                    name.to_ascii_lowercase(),
+                ));
+            };
+            if columns.insert(column, i).is_some() {
+                return Err(SubscriberFileError::DuplicateColumn(
+                    name.to_ascii_lowercase(),
+                ));
+            }
+        }
+        Ok(Self {
+            email: *columns
+                .get(&Column::Email)
+                .ok_or(SubscriberFileError::NoEmailColumn)?,
+            name: columns.get(&Column::Name).copied(),
+            first_name: columns.get(&Column::FirstName).copied(),
+            last_name: columns.get(&Column::LastName).copied(),
+            status: columns.get(&Column::Status).copied(),
+            buttondown_type: columns.get(&Column::ButtondownType).copied(),
+            substack_disabled: columns.get(&Column::SubstackDisabled).copied(),
+            file_status: export.and_then(Export::status),
+        })
+    }
 }
 
 fn parse_row(
@@ -436,5 +583,43 @@ mod tests {
             Err(SubscriberFileError::UnknownColumn("mail".into()))
         );
         assert_eq!(parse(b"name\nX\n"), Err(SubscriberFileError::NoEmailColumn));
+    }
+
+    /// A source that hands out one byte per read: the byte-order mark, CRLF line ends and
+    /// line numbers come out as from one buffer, batch by batch.
+    #[test]
+    fn a_file_read_a_byte_at_a_time_in_batches_reads_as_one_buffer() {
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                match (self.0.split_first(), buf.first_mut()) {
+                    (Some((b, rest)), Some(slot)) => {
+                        *slot = *b;
+                        self.0 = rest;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let text = "\u{FEFF}email,name\r\na@example.com,A\r\n\r\nnot an address,B\r\nb@example.com,\"B, Bee\"\r\nA@EXAMPLE.COM,again\r\nc@example.com,C\r\n";
+        let whole = parse(text.as_bytes()).unwrap();
+        let mut reader = SubscriberReader::new(Trickle(text.as_bytes())).unwrap();
+        let (mut rows, mut rejected) = (Vec::new(), Vec::new());
+        let mut calls = 1;
+        while reader.next_batch(2, &mut rows, &mut rejected).unwrap() {
+            calls += 1;
+        }
+        assert_eq!(calls, 2, "three good rows in batches of two");
+        assert_eq!(rows, whole.rows);
+        assert_eq!(rejected, whole.rejected);
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 5, 7]);
+        let bad: Vec<u64> = rejected.iter().map(|r| r.line).collect();
+        assert_eq!(bad, [4, 6]);
+        assert!(
+            rejected[1].reason.contains("duplicates line 2"),
+            "{rejected:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::{App, AppError};
-use crate::store::ImportCounts;
+use crate::store::{IMPORT_BATCH, ImportCounts};
 use crate::subscriber_file::RejectedRow;
 
 /// The outcome of importing one subscriber file.
@@ -29,34 +29,36 @@ impl App {
         file: &Path,
         now: DateTime<Utc>,
     ) -> Result<FileImport, AppError> {
-        let bytes = crate::files::read(file)?;
-        self.import_subscriber_bytes(file, &bytes, now).await
-    }
-
-    async fn import_subscriber_bytes(
-        &self,
-        file: &Path,
-        bytes: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<FileImport, AppError> {
-        let parsed =
-            crate::subscriber_file::parse(bytes).map_err(|source| AppError::SubscriberFile {
-                file: file.to_path_buf(),
-                source,
-            })?;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut counts = self
-            .store
-            .import_subscribers(&parsed.rows, &format!("import:{name}"), now)
-            .await?;
-        counts.rejected = parsed.rejected.len() as u64;
-        Ok(FileImport {
-            counts,
-            rejected: parsed.rejected,
-        })
+        let bad_file = |source| AppError::SubscriberFile {
+            file: file.to_path_buf(),
+            source,
+        };
+        let mut reader = crate::subscriber_file::SubscriberReader::new(crate::files::open(file)?)
+            .map_err(bad_file)?;
+        let source = format!(
+            "import:{}",
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let mut imported = FileImport::default();
+        let mut rows = Vec::with_capacity(IMPORT_BATCH);
+        loop {
+            rows.clear();
+            let more = reader
+                .next_batch(IMPORT_BATCH, &mut rows, &mut imported.rejected)
+                .map_err(bad_file)?;
+            let c = self.store.import_subscribers(&rows, &source, now).await?;
+            imported.counts.added += c.added;
+            imported.counts.updated += c.updated;
+            imported.counts.unchanged += c.unchanged;
+            imported.counts.suppressed += c.suppressed;
+            if !more {
+                break;
+            }
+        }
+        imported.counts.rejected = imported.rejected.len() as u64;
+        Ok(imported)
     }
 
     /// Imports every CSV file of `[subscribers] dir` that changed since its last import (a
@@ -72,15 +74,14 @@ impl App {
     ) -> Result<ImportCounts, AppError> {
         let mut total = ImportCounts::default();
         for file in crate::files::subscriber_csv_files(&self.config.subscribers_dir)? {
-            let bytes = crate::files::read(&file)?;
-            let hash = sha256_hex(&bytes);
+            let hash = crate::files::sha256_hex(&file)?;
             let key = file.display().to_string();
             if self.store.subscriber_file_hash(&key).await?.as_deref() == Some(hash.as_str()) {
                 info!(file = %file.display(), "subscriber file unchanged since its last import; not imported again");
                 total.files_unchanged += 1;
                 continue;
             }
-            let imported = self.import_subscriber_bytes(&file, &bytes, now).await?;
+            let imported = self.import_subscriber_file(&file, now).await?;
             for r in &imported.rejected {
                 warn!(file = %file.display(), line = r.line, "subscriber row rejected: {}", r.reason);
             }
@@ -103,12 +104,4 @@ impl App {
         }
         Ok(total)
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

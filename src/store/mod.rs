@@ -23,7 +23,7 @@ pub use content::{FeedState, FeedSuccess, LastIssue};
 pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, LedgerCounts, Mark, StoredIssue};
 pub use queue::{QueueCounts, QueuedMail};
-pub use subscribers::{AddOutcome, ImportCounts, SubscriberRecord};
+pub use subscribers::{AddOutcome, IMPORT_BATCH, ImportCounts, SubscriberRecord};
 
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
