@@ -64,17 +64,29 @@ pub fn parse(bytes: &[u8]) -> Result<SubscriberFile, SubscriberFileError> {
     let mut reader = SubscriberReader::new(bytes)?;
     let mut file = SubscriberFile::default();
     while reader.next_batch(usize::MAX, &mut file.rows, &mut file.rejected)? {}
+    let suspects = reader.into_suspects();
+    if !suspects.is_empty() {
+        let (rows, duplicates) = settle_duplicates(bytes, suspects)?;
+        file.rows.extend(rows);
+        file.rows.sort_by_key(|r| r.line);
+        file.rejected.extend(duplicates);
+    }
+    file.rejected.sort_by_key(|r| r.line);
     Ok(file)
 }
 
 /// Reads a subscriber file from any byte source a batch of rows at a time, in bounded
-/// memory: the bytes stream through, and the addresses seen so far (to report a duplicate
-/// with the line it repeats) are kept as 128-bit digests, 40 bytes an address at most.
+/// memory: the bytes stream through, and the addresses seen so far are kept as 64-bit
+/// digests (8 bytes an address, about 18 bytes with the table's slack). A row whose digest
+/// was seen before is held back as a suspect, not imported: [`settle_duplicates`] reads the
+/// file again to tell a true duplicate (reported with the line it repeats) from the rare
+/// digest collision (imported after all).
 pub struct SubscriberReader<R: std::io::Read> {
     reader: csv::Reader<LineCounter<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>>,
     lines: std::sync::Arc<std::sync::Mutex<NewlineOffsets>>,
     columns: Columns,
-    seen: HashMap<u128, u64>,
+    seen: std::collections::HashSet<u64>,
+    suspects: Vec<SubscriberRow>,
     record: csv::ByteRecord,
 }
 
@@ -124,7 +136,8 @@ impl<R: std::io::Read> SubscriberReader<R> {
             reader,
             lines,
             columns,
-            seen: HashMap::new(),
+            seen: std::collections::HashSet::new(),
+            suspects: Vec::new(),
             record: csv::ByteRecord::new(),
         })
     }
@@ -176,20 +189,11 @@ impl<R: std::io::Read> SubscriberReader<R> {
             }
             match parse_row(&self.record, line, &self.columns) {
                 Ok(row) => {
-                    let digest = digest(&row.email.key());
-                    match self.seen.get(&digest) {
-                        Some(first) => rejected.push(RejectedRow {
-                            line,
-                            reason: format!(
-                                "`{}` duplicates line {first} (addresses ignore case)",
-                                row.email
-                            ),
-                        }),
-                        None => {
-                            self.seen.insert(digest, line);
-                            rows.push(row);
-                            taken += 1;
-                        }
+                    if self.seen.insert(digest(&row.email.key())) {
+                        rows.push(row);
+                        taken += 1;
+                    } else {
+                        self.suspects.push(row);
                     }
                 }
                 Err(reason) => rejected.push(RejectedRow { line, reason }),
@@ -199,14 +203,73 @@ impl<R: std::io::Read> SubscriberReader<R> {
     }
 }
 
-/// A 128-bit digest of an address key (the first half of its SHA-256): two different
-/// addresses share one with a probability far below that of a disk error.
-fn digest(key: &str) -> u128 {
+impl<R: std::io::Read> SubscriberReader<R> {
+    /// The rows held back because their address's digest had been seen before in the file,
+    /// for [`settle_duplicates`]. Take them once the file is read to its end.
+    pub fn into_suspects(self) -> Vec<SubscriberRow> {
+        self.suspects
+    }
+}
+
+/// Reads the file again (`source`) to settle the suspects [`SubscriberReader`] held back:
+/// a suspect whose address appears on an earlier line is a duplicate, rejected with that
+/// line; one whose address does not (another address had the same digest) is returned, to
+/// be imported.
+///
+/// # Errors
+/// [`SubscriberFileError`] when the file can no longer be read.
+pub fn settle_duplicates<R: std::io::Read>(
+    source: R,
+    suspects: Vec<SubscriberRow>,
+) -> Result<(Vec<SubscriberRow>, Vec<RejectedRow>), SubscriberFileError> {
+    let mut first: HashMap<String, Option<u64>> =
+        suspects.iter().map(|r| (r.email.key(), None)).collect();
+    let mut reader = SubscriberReader::new(source)?;
+    let (mut rows, mut ignored) = (Vec::new(), Vec::new());
+    loop {
+        rows.clear();
+        let more = reader.next_batch(4096, &mut rows, &mut ignored)?;
+        ignored.clear();
+        note_first_lines(&mut first, &rows);
+        if !more {
+            break;
+        }
+    }
+    // Rows this pass held back too (an address sharing a digest with an earlier, different
+    // one): their lines count as well.
+    note_first_lines(&mut first, &reader.into_suspects());
+    let (mut keep, mut duplicates) = (Vec::new(), Vec::new());
+    for row in suspects {
+        match first.get(&row.email.key()).copied().flatten() {
+            Some(line) if line < row.line => duplicates.push(RejectedRow {
+                line: row.line,
+                reason: format!(
+                    "`{}` duplicates line {line} (addresses ignore case)",
+                    row.email
+                ),
+            }),
+            _ => keep.push(row),
+        }
+    }
+    Ok((keep, duplicates))
+}
+
+/// Notes the earliest line of each address in `first`.
+fn note_first_lines(first: &mut HashMap<String, Option<u64>>, rows: &[SubscriberRow]) {
+    for row in rows {
+        if let Some(slot) = first.get_mut(&row.email.key()) {
+            *slot = Some(slot.map_or(row.line, |l| l.min(row.line)));
+        }
+    }
+}
+
+/// A 64-bit digest of an address key (the first bytes of its SHA-256).
+fn digest(key: &str) -> u64 {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(key.as_bytes());
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&hash[..16]);
-    u128::from_le_bytes(first)
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// Where the line ends are, for the bytes the CSV reader may still ask about. Line numbers
@@ -611,6 +674,10 @@ mod tests {
             calls += 1;
         }
         assert_eq!(calls, 2, "three good rows in batches of two");
+        let (kept, duplicates) =
+            settle_duplicates(Trickle(text.as_bytes()), reader.into_suspects()).unwrap();
+        assert!(kept.is_empty());
+        rejected.extend(duplicates);
         assert_eq!(rows, whole.rows);
         assert_eq!(rejected, whole.rejected);
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
@@ -620,6 +687,29 @@ mod tests {
         assert!(
             rejected[1].reason.contains("duplicates line 2"),
             "{rejected:?}"
+        );
+    }
+
+    /// A suspect whose address first appears on its own line (another address shared its
+    /// digest) is imported after all; a true repeat is rejected with the line it repeats.
+    #[test]
+    fn settling_suspects_tells_a_digest_collision_from_a_duplicate() {
+        let text = "email,name\na@example.com,A\nb@example.com,B\nA@Example.com,again\n";
+        let row = |email: &str, line: u64| SubscriberRow {
+            line,
+            email: EmailAddress::parse(email).unwrap(),
+            name: SubscriberName::clean(""),
+            first_name: SubscriberName::clean(""),
+            status: None,
+        };
+        let suspects = vec![row("b@example.com", 3), row("A@Example.com", 4)];
+        let (keep, duplicates) = settle_duplicates(text.as_bytes(), suspects).unwrap();
+        assert_eq!(keep, [row("b@example.com", 3)]);
+        assert_eq!(duplicates.len(), 1);
+        assert_eq!(duplicates[0].line, 4);
+        assert!(
+            duplicates[0].reason.contains("duplicates line 2"),
+            "{duplicates:?}"
         );
     }
 }

@@ -48,14 +48,20 @@ impl App {
             let more = reader
                 .next_batch(IMPORT_BATCH, &mut rows, &mut imported.rejected)
                 .map_err(bad_file)?;
-            let c = self.store.import_subscribers(&rows, &source, now).await?;
-            imported.counts.added += c.added;
-            imported.counts.updated += c.updated;
-            imported.counts.unchanged += c.unchanged;
-            imported.counts.suppressed += c.suppressed;
+            imported.counts += self.store.import_subscribers(&rows, &source, now).await?;
             if !more {
                 break;
             }
+        }
+        // Rows whose address may repeat an earlier line: a second read of the file tells.
+        let suspects = reader.into_suspects();
+        if !suspects.is_empty() {
+            let (rows, duplicates) =
+                crate::subscriber_file::settle_duplicates(crate::files::open(file)?, suspects)
+                    .map_err(bad_file)?;
+            imported.counts += self.store.import_subscribers(&rows, &source, now).await?;
+            imported.rejected.extend(duplicates);
+            imported.rejected.sort_by_key(|r| r.line);
         }
         imported.counts.rejected = imported.rejected.len() as u64;
         Ok(imported)
@@ -96,11 +102,7 @@ impl App {
                     now,
                 )
                 .await?;
-            total.added += c.added;
-            total.updated += c.updated;
-            total.unchanged += c.unchanged;
-            total.suppressed += c.suppressed;
-            total.rejected += c.rejected;
+            total += c;
         }
         Ok(total)
     }

@@ -41,6 +41,17 @@ pub struct ImportCounts {
     pub files_unchanged: u64,
 }
 
+impl std::ops::AddAssign for ImportCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.added += other.added;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.suppressed += other.suppressed;
+        self.rejected += other.rejected;
+        self.files_unchanged += other.files_unchanged;
+    }
+}
+
 /// What `add_subscriber` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddOutcome {
