@@ -62,7 +62,7 @@ PY
 ls -l subscribers/list.csv | awk '{printf "file: %.1f MB\n", $5 / 1e6}'
 measure() {
     /usr/bin/time -f "%e s elapsed, %U s user, %S s sys, peak RSS %M KB" "$herald" send 2>&1 >/dev/null |
-        grep -E "elapsed|imported a subscriber file|unchanged since|froze the issue" | sed -E 's/^[0-9T:.Z-]+ +//' | cut -c1-160
+        grep -E "elapsed|imported a subscriber file|unchanged since|froze the issue" | sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]+ +//' | cut -c1-160
 }
 echo "-- changed file (first import)"
 measure

@@ -79,6 +79,8 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let daemon = Arc::new(daemon);
+    // Loaded before the first request is served.
+    daemon.app.enable_content_cache();
     let addr = listener.local_addr().map_err(DaemonError::Http)?;
     let http = &daemon.app.config.http;
     let fd_limit = crate::http::server::raise_fd_limit();
@@ -148,7 +150,6 @@ pub async fn run_with_listener(
 
     // The glossary, templates and curated links, in memory; reloaded when a file changes
     // (a burst of events, as an editor saves, is one reload) and on SIGHUP.
-    daemon.app.enable_content_cache();
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = match crate::files::watch_content(&daemon.app.config, move || {
         // A full channel means a reload is pending already.

@@ -40,6 +40,20 @@ struct Web {
     subscribe_limit: DefaultKeyedRateLimiter<IpAddr>,
     /// Wrong admin tokens (`/preview`, `/metrics`): 5 per minute per client address.
     admin_failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Rendered term pages, by slug: each is rendered once per content version and kept for
+    /// [`TERM_PAGE_FRESH`], so a term page costs what the home page does.
+    term_pages: std::sync::Mutex<std::collections::HashMap<String, CachedPage>>,
+}
+
+/// How long a rendered term page is served before it is rendered again (its list of the
+/// issues that featured the term comes from the store).
+const TERM_PAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A rendered page and what it was rendered from.
+struct CachedPage {
+    content_version: u64,
+    rendered_at: std::time::Instant,
+    html: axum::body::Bytes,
 }
 
 impl Web {
@@ -50,6 +64,7 @@ impl Web {
             app,
             subscribe_limit: five_a_minute(),
             admin_failures: five_a_minute(),
+            term_pages: std::sync::Mutex::default(),
         }
     }
 
@@ -800,6 +815,43 @@ async fn glossary_term_slash(State(s): State<Shared>, Path(slug): Path<String>) 
 }
 
 async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
+    // The daemon's content version; without one (content read from files), no caching.
+    let version = s.content.current().map(|c| c.version);
+    if let Some(version) = version {
+        let cached = s
+            .term_pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&slug)
+            .filter(|c| c.content_version == version && c.rendered_at.elapsed() < TERM_PAGE_FRESH)
+            .map(|c| c.html.clone());
+        if let Some(html) = cached {
+            return ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+        }
+    }
+    let response = render_term_page(&s, &slug).await;
+    if let (Some(version), StatusCode::OK) = (version, response.status()) {
+        let (parts, body) = response.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return try_later(&s);
+        };
+        s.term_pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                slug,
+                CachedPage {
+                    content_version: version,
+                    rendered_at: std::time::Instant::now(),
+                    html: bytes.clone(),
+                },
+            );
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    response
+}
+
+async fn render_term_page(s: &Web, slug: &str) -> Response {
     let base = s.config.newsletter.base_url.as_str();
     let page = match s.term_page(&slug).await {
         Ok(TermLookup::Found(page)) => page,

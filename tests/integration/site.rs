@@ -508,3 +508,41 @@ async fn a_glossary_edit_is_served_without_a_restart_and_a_broken_one_keeps_the_
     stop.cancel();
     handle.await.unwrap();
 }
+
+/// SIGHUP reloads the content (for `systemctl reload`), with no file changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_content() {
+    let s = Sandbox::new();
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let version = |http: &reqwest::Client| {
+        let url = format!("{base}healthz");
+        let http = http.clone();
+        async move {
+            let body = http.get(url).send().await.unwrap().text().await.unwrap();
+            body.lines()
+                .find_map(|l| l.strip_prefix("content: version "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no content version in /healthz: {body}"))
+        }
+    };
+    let before = version(&http).await;
+    // The daemon in this process has installed its SIGHUP handler.
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while version(&http).await <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap();
+}
