@@ -853,7 +853,7 @@ async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Res
 
 async fn render_term_page(s: &Web, slug: &str) -> Response {
     let base = s.config.newsletter.base_url.as_str();
-    let page = match s.term_page(&slug).await {
+    let page = match s.term_page(slug).await {
         Ok(TermLookup::Found(page)) => page,
         Ok(TermLookup::Moved(slug)) => {
             return (
@@ -873,7 +873,7 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
                     .collect::<Vec<_>>(),
             );
             return render_page(
-                &s,
+                s,
                 StatusCode::NOT_FOUND,
                 "web/term-missing.html",
                 "Term not found",
@@ -882,7 +882,7 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
         }
         Err(e) => {
             warn!(error = %e, "reading a term page failed");
-            return try_later(&s);
+            return try_later(s);
         }
     };
     let term = &page.term;
@@ -937,7 +937,7 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
             },
         })),
     );
-    render_page(&s, StatusCode::OK, "web/term.html", &term.term, context)
+    render_page(s, StatusCode::OK, "web/term.html", &term.term, context)
 }
 
 async fn sitemap(State(s): State<Shared>) -> Response {
