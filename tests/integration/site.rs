@@ -509,40 +509,55 @@ async fn a_glossary_edit_is_served_without_a_restart_and_a_broken_one_keeps_the_
     handle.await.unwrap();
 }
 
-/// SIGHUP reloads the content (for `systemctl reload`), with no file changed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads_the_content() {
+/// SIGHUP reloads the content (for `systemctl reload`), with no file changed: `herald run`
+/// as a process, as systemd runs it.
+#[test]
+fn sighup_reloads_the_content() {
     let s = Sandbox::new();
-    let env = [("HERALD_SECRET", SECRET)];
-    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
-    let http = client();
-    let version = |http: &reqwest::Client| {
-        let url = format!("{base}healthz");
-        let http = http.clone();
-        async move {
-            let body = http.get(url).send().await.unwrap().text().await.unwrap();
-            body.lines()
-                .find_map(|l| l.strip_prefix("content: version "))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no content version in /healthz: {body}"))
-        }
-    };
-    let before = version(&http).await;
-    // The daemon in this process has installed its SIGHUP handler.
-    let sent = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            crate::harness::CONFIG
+        ),
+    );
+    let (mut child, addr) = crate::web_limits::spawn_daemon(&s, "");
+    let version = || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
         .unwrap();
-    assert!(sent.success());
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix("content: version "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no content version in /healthz: {body}"))
+    };
+    let before = version();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-HUP");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while version(&http).await <= before {
+    while version() <= before {
         assert!(
             std::time::Instant::now() < deadline,
             "SIGHUP did not reload"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    stop.cancel();
-    handle.await.unwrap();
+    signal("-TERM");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "still running after SIGHUP"
+    );
 }

@@ -140,6 +140,24 @@ fn eleven_hundred_idle_connections_do_not_make_healthz_unreachable() {
         "herald.toml",
         format!("{CONFIG}\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n"),
     );
+    let (mut child, addr) = spawn_daemon(&s, "ulimit -Sn 1024 && ");
+
+    let idle: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let status = healthz(addr, Duration::from_secs(10));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    drop(idle);
+    assert_eq!(status, 200);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// `herald run` as a process in the sandbox (after the shell commands in `prefix`), with
+/// JSON logs: the child and the address it serves on, read from its "serving HTTP" line.
+pub fn spawn_daemon(s: &Sandbox, prefix: &str) -> (std::process::Child, SocketAddr) {
     let mut sh = std::process::Command::new("/bin/sh");
     for (key, _) in std::env::vars() {
         if key.starts_with("HERALD_") || key == "RUST_LOG" {
@@ -147,7 +165,7 @@ fn eleven_hundred_idle_connections_do_not_make_healthz_unreachable() {
         }
     }
     let mut child = sh
-        .args(["-c", "ulimit -Sn 1024 && exec \"$0\" --log-format json run"])
+        .args(["-c", &format!("{prefix}exec \"$0\" --log-format json run")])
         .arg(env!("CARGO_BIN_EXE_herald"))
         .current_dir(s.path(""))
         .env("HERALD_SECRET", SECRET)
@@ -171,16 +189,5 @@ fn eleven_hundred_idle_connections_do_not_make_healthz_unreachable() {
     };
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
-
-    let idle: Vec<TcpStream> = (0..1100)
-        .map(|_| TcpStream::connect(addr).unwrap())
-        .collect();
-    let status = healthz(addr, Duration::from_secs(10));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    drop(idle);
-    assert_eq!(status, 200);
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    (child, addr)
 }
