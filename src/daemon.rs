@@ -79,6 +79,10 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let daemon = Arc::new(daemon);
+    // SIGHUP reloads the content; its handler is in place before anything is served, so a
+    // reload right after start never meets the default action (ending the process).
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Http)?;
     // Loaded before the first request is served.
     daemon.app.enable_content_cache();
     let addr = listener.local_addr().map_err(DaemonError::Http)?;
@@ -164,8 +168,6 @@ pub async fn run_with_listener(
     let reloader = {
         let app = daemon.app.clone();
         let cancel = daemon.cancel.clone();
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(DaemonError::Http)?;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
