@@ -831,20 +831,18 @@ async fn the_form_cannot_flood_one_inbox_with_confirmations() {
     .await;
     stop.cancel();
     handle.await.unwrap();
-    let store = s.store().await;
-    assert_eq!(
-        store
-            .mail_queue_counts(herald::clock::SystemClock.now())
-            .await
-            .unwrap()
-            .waiting,
-        0
-    );
+    assert_eq!(queue_waiting(&s.store().await).await, 0);
     assert_eq!(
         server.mailbox.per_recipient().get("target@example.com"),
         Some(&3),
         "at most three confirmations an hour"
     );
+}
+
+/// Emails waiting in the mail queue.
+async fn queue_waiting(store: &herald::store::Store) -> u64 {
+    let now = herald::clock::SystemClock.now();
+    store.mail_queue_counts(now).await.unwrap().waiting
 }
 
 /// The form answers without waiting for the SMTP server (so its timing reveals nothing about
@@ -882,11 +880,7 @@ async fn the_form_does_not_wait_for_a_dead_relay_and_the_confirmation_follows_wh
     }
     let store = s.store().await;
     assert_eq!(
-        store
-            .mail_queue_counts(herald::clock::SystemClock.now())
-            .await
-            .unwrap()
-            .waiting,
+        queue_waiting(&store).await,
         2,
         "both confirmations wait in the queue"
     );
@@ -1328,10 +1322,9 @@ async fn the_confirmation_limit_holds_across_restarts() {
         // What this daemon queued is sent before it stops (a queued email would otherwise
         // wait for the next start: it is never lost).
         let store = s.store().await;
-        let clock = herald::clock::SystemClock;
         let mut waiting = u64::MAX;
         for _ in 0..400 {
-            waiting = store.mail_queue_counts(clock.now()).await.unwrap().waiting;
+            waiting = queue_waiting(&store).await;
             if waiting == 0 {
                 break;
             }

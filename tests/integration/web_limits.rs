@@ -6,7 +6,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald::daemon::Daemon;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{CONFIG, Sandbox};
@@ -18,33 +17,18 @@ async fn start(
     s: &Sandbox,
     http: &str,
 ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    s.write(
-        "herald.toml",
-        format!(
-            "{}\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n\n[http]\n{http}\n",
-            CONFIG.replace("https://news.example.com/", &format!("http://{addr}/"))
-        ),
-    );
-    let config = s.config_with_env(&[("HERALD_SECRET", SECRET)]);
-    let daemon = Daemon::new(
-        config,
+    let (base, stop, handle) = crate::daemon::start_with(
+        s,
+        &format!("\n[http]\n{http}\n"),
+        &[("HERALD_SECRET", SECRET)],
         Arc::new(herald::clock::SystemClock),
-        "limits@test:1:1".into(),
     )
-    .await
-    .unwrap();
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let handle =
-        tokio::spawn(async move {
-            herald::daemon::run_with_listener(daemon, listener, async move {
-                stopped.cancelled().await
-            })
-            .await
-            .unwrap();
-        });
+    .await;
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
     (addr, stop, handle)
 }
 
