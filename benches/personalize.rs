@@ -36,6 +36,7 @@ fn rendered() -> herald::render::RenderedIssue {
         name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         timezone: "Europe/Berlin".parse().unwrap(),
+        postal_address: None,
     };
     herald::files::load_templates(&root.join("templates"))
         .expect("templates load")
@@ -115,6 +116,7 @@ fn per_subscriber(c: &mut Criterion) {
         name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         timezone: "Europe/Berlin".parse().unwrap(),
+        postal_address: None,
     };
     c.bench_function("per_issue/render_and_inline", |b| {
         b.iter(|| std::hint::black_box(renderer.render_issue(&plan, &info).unwrap()))

@@ -135,6 +135,7 @@ fn rendered() -> herald::render::RenderedIssue {
         name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         timezone: "Europe/Berlin".parse().unwrap(),
+        postal_address: None,
     };
     herald::files::load_templates(&root.join("templates"))
         .unwrap()

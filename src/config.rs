@@ -130,6 +130,7 @@ struct RawNewsletter {
     from: String,
     reply_to: Option<String>,
     base_url: String,
+    postal_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +309,9 @@ pub struct Newsletter {
     pub reply_to: Option<EmailAddress>,
     /// Public address of the web pages, always ending in `/`.
     pub base_url: Url,
+    /// The sender's postal address, printed in every issue's footer (CAN-SPAM, and the
+    /// mailbox providers' rules for bulk senders); required when sending over SMTP.
+    pub postal_address: Option<String>,
 }
 
 /// `[news]`.
@@ -888,6 +892,17 @@ impl Validator {
             )),
             _ => {}
         }
+        if secrets.smtp_url.is_some()
+            && newsletter
+                .as_ref()
+                .is_some_and(|n| n.postal_address.is_none())
+        {
+            self.fail(
+                "newsletter.postal_address",
+                "is required when sending over SMTP (HERALD_SMTP_URL is set): bulk email must \
+                 carry the sender's postal address (CAN-SPAM; Gmail and Yahoo sender rules)",
+            );
+        }
         Some(Config {
             file: self.file.clone(),
             newsletter: newsletter?,
@@ -946,7 +961,21 @@ impl Validator {
                 None
             }
         };
+        let postal_address = raw
+            .postal_address
+            .map(|a| a.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|a| !a.is_empty());
+        if postal_address
+            .as_deref()
+            .is_some_and(|a| a.chars().count() > 200)
+        {
+            self.fail(
+                "newsletter.postal_address",
+                "is longer than 200 characters: give the postal address, on one line",
+            );
+        }
         Some(Newsletter {
+            postal_address,
             name: raw.name.trim().to_owned(),
             from: from?,
             reply_to: if raw.reply_to.is_some() {

@@ -43,6 +43,8 @@ pub struct NewsletterInfo {
     /// Ends in `/`.
     pub base_url: String,
     pub timezone: Tz,
+    /// The sender's postal address, for the footers.
+    pub postal_address: Option<String>,
 }
 
 /// A template problem, found at load or render time.
@@ -342,6 +344,8 @@ struct NewsletterContext<'a> {
     base_url: &'a str,
     archive_url: String,
     glossary_url: String,
+    /// Empty when not configured.
+    postal_address: &'a str,
 }
 
 #[derive(Serialize)]
@@ -504,6 +508,7 @@ impl Renderer {
                 base_url: &n.base_url,
                 archive_url: format!("{}archive", n.base_url),
                 glossary_url: format!("{}glossary", n.base_url),
+                postal_address: n.postal_address.as_deref().unwrap_or_default(),
             },
         );
         c.insert(

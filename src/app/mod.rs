@@ -241,5 +241,6 @@ pub fn newsletter_info(config: &Config) -> NewsletterInfo {
         name: config.newsletter.name.clone(),
         base_url: config.newsletter.base_url.to_string(),
         timezone: config.schedule.timezone,
+        postal_address: config.newsletter.postal_address.clone(),
     }
 }

@@ -12,7 +12,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line_and_exits_2() {
     );
     let run = s.herald(&["check"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("herald.toml:10"), "{run:?}");
+    assert!(run.stderr.contains("herald.toml:11"), "{run:?}");
     assert!(run.stderr.contains("`delivery.concurency`"), "{run:?}");
     assert!(run.stderr.contains("unknown field `concurency`"), "{run:?}");
 }
@@ -29,11 +29,11 @@ fn a_bad_value_names_the_key_and_its_line() {
     // Both problems are reported at once.
     assert!(
         run.stderr
-            .contains("herald.toml:10: `schedule.timezone`: `Mars/Olympus`"),
+            .contains("herald.toml:11: `schedule.timezone`: `Mars/Olympus`"),
         "{run:?}"
     );
     assert!(
-        run.stderr.contains("herald.toml:11: `schedule.cron`"),
+        run.stderr.contains("herald.toml:12: `schedule.cron`"),
         "{run:?}"
     );
 }
@@ -49,7 +49,7 @@ fn a_wrongly_typed_value_names_the_key_and_its_line() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(
         run.stderr
-            .contains("herald.toml:10: `news.links_per_issue`"),
+            .contains("herald.toml:11: `news.links_per_issue`"),
         "{run:?}"
     );
 }
@@ -80,7 +80,7 @@ fn a_missing_directory_names_the_key() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(
         run.stderr
-            .contains("herald.toml:10: `glossary.dir`: directory"),
+            .contains("herald.toml:11: `glossary.dir`: directory"),
         "{run:?}"
     );
     assert!(run.stderr.contains("terms does not exist"), "{run:?}");
@@ -355,4 +355,52 @@ fn the_daemon_refuses_to_serve_signed_links_with_the_development_key() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("HERALD_SECRET"), "{run:?}");
     assert!(run.stderr.contains("development key"), "{run:?}");
+}
+
+/// Bulk email over SMTP must carry the sender's postal address: without
+/// `[newsletter] postal_address`, start-up stops (exit 2) naming the key; with it, both parts
+/// of every issue carry it in the footer.
+#[test]
+fn sending_over_smtp_needs_a_postal_address_and_the_footers_carry_it() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        crate::harness::CONFIG.replace(
+            "postal_address = \"1 Example Street, 12345 Example City, Exampleland\"\n",
+            "",
+        ),
+    );
+    let env = [
+        ("HERALD_SMTP_URL", "smtp://127.0.0.1:2525"),
+        ("HERALD_SECRET", "0123456789abcdef0123456789abcdef"),
+    ];
+    let run = s.herald_env(&["check", "--offline"], &env);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("`newsletter.postal_address`") && run.stderr.contains("required"),
+        "{run:?}"
+    );
+    // Without SMTP (the file transport) it stays optional.
+    assert_eq!(s.herald(&["check", "--offline"]).code, 0);
+
+    // With it, the file transport's message has it in the text and the HTML footer.
+    s.write("herald.toml", crate::harness::CONFIG);
+    s.write("subscribers/list.csv", "email,name\nada@example.com,Ada\n");
+    let sent = s.herald(&["send"]);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    let eml = std::fs::read_dir(s.path("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .expect("a message in the outbox");
+    let raw = std::fs::read(eml).unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let text = parsed.body_text(0).unwrap();
+    let html = parsed.body_html(0).unwrap();
+    for part in [&text, &html] {
+        assert!(
+            part.contains("1 Example Street, 12345 Example City, Exampleland"),
+            "{part}"
+        );
+    }
 }

@@ -61,6 +61,7 @@ async fn a_signed_issue_verifies_with_an_independent_verifier() {
         name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         timezone: "UTC".parse().unwrap(),
+        postal_address: None,
     };
     let rendered = renderer.render_issue(&plan, &info).unwrap();
     let sender = Sender {

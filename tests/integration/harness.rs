@@ -16,6 +16,7 @@ pub const CONFIG: &str = r#"[newsletter]
 name = "Test Weekly"
 from = "Test Weekly <weekly@example.com>"
 base_url = "https://news.example.com/"
+postal_address = "1 Example Street, 12345 Example City, Exampleland"
 
 [store]
 url = "sqlite://herald.db"

@@ -40,6 +40,7 @@ fn fixed_issue() -> (IssuePlan, NewsletterInfo) {
         name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         timezone: "Europe/Berlin".parse().unwrap(),
+        postal_address: Some("1 Example Street, 12345 Example City, Exampleland".into()),
     };
     (plan, info)
 }
