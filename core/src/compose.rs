@@ -46,6 +46,11 @@ pub struct Envelope<'a> {
     /// The token in the unsubscribe link, repeated in the mailto subject so a person handling
     /// the mailbox can act on it.
     pub unsubscribe_token: &'a str,
+    /// The web archive of past issues, for List-Archive.
+    pub archive_url: &'a str,
+    /// What this message is, for Feedback-ID (`issue7`, `welcome0`, `test7`): mailbox
+    /// providers report complaints per value (Gmail's feedback loop).
+    pub campaign: &'a str,
 }
 
 /// A Message-ID that is stable for an issue and a subscriber and uses the From domain (not
@@ -163,6 +168,21 @@ pub fn compose(envelope: &Envelope<'_>, body: impl Into<Bodies>) -> Result<Messa
         .raw_header(header(
             "List-Unsubscribe-Post",
             "List-Unsubscribe=One-Click".to_owned(),
+        ))
+        .raw_header(header(
+            "List-Archive",
+            format!("<{}>", envelope.archive_url),
+        ))
+        .raw_header(header(
+            "Feedback-ID",
+            format!(
+                "{}:{list_label}:newsletter:{from_domain}",
+                envelope
+                    .campaign
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+            ),
         ))
         .raw_header(header("Precedence", "bulk".to_owned()));
     if let Some(reply_to) = envelope.reply_to {
@@ -293,6 +313,12 @@ pub fn personal_message(
         list_name: &sender.list_name,
         unsubscribe_url: &unsubscribe_url,
         unsubscribe_token: &token,
+        archive_url: &format!("{}archive", sender.base_url),
+        campaign: &format!(
+            "{}{}",
+            kind.split('-').next().unwrap_or(kind),
+            rendered.number
+        ),
     };
     let mut message = compose(&envelope, body)?;
     if let Some(dkim) = &sender.dkim {
@@ -438,6 +464,8 @@ pub fn test_copy(
         list_name: &sender.list_name,
         unsubscribe_url: &unsubscribe_url,
         unsubscribe_token: "test-copy",
+        archive_url: &format!("{}archive", sender.base_url),
+        campaign: &format!("test{}", rendered.number),
     };
     let mut message = compose(&envelope, body)?;
     if let Some(dkim) = &sender.dkim {

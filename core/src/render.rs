@@ -570,6 +570,18 @@ impl Renderer {
             &format!("{}archive/{}", n.base_url, plan.number),
         );
         c.insert("preheader", preheader);
+        // Invisible fillers after the preheader, so that the inbox preview (about 100
+        // characters) shows the preheader and not the start of the body.
+        c.insert(
+            "preheader_padding",
+            // Each filler is two characters.
+            &"&#8199;&#847;".repeat(
+                100usize
+                    .saturating_sub(preheader.chars().count())
+                    .div_ceil(2)
+                    .max(4),
+            ),
+        );
         c
     }
 }

@@ -108,6 +108,24 @@ fn the_html_part_is_email_safe() {
     // A hidden preheader comes first in the body, and the unsubscribe link is visible.
     let body = &html[html.find("<body").unwrap()..];
     assert!(body.find("display: none").unwrap() < body.find("<table").unwrap());
+    // The preheader has no text colour of its own (a colour equal to the background scores
+    // HTML_FONT_LOW_CONTRAST in SpamAssassin) and is padded to about 100 characters, so the
+    // inbox preview never runs into the body.
+    let preheader = &body[body.find("<div").unwrap()..];
+    let preheader = &preheader[..preheader.find("</div>").unwrap()];
+    let style = &preheader[..preheader.find('>').unwrap()];
+    assert!(
+        style.contains("display: none") && !style.contains("color"),
+        "{style}"
+    );
+    let shown = html_escape::decode_html_entities(&preheader[preheader.find('>').unwrap() + 1..])
+        .into_owned();
+    let text = shown.split('\u{2007}').next().unwrap().chars().count();
+    let total = shown.chars().count();
+    assert!(
+        total >= 100 && total <= text.max(100) + 8,
+        "{total} characters for a preheader of {text}: {preheader}"
+    );
     assert!(html.contains(r#"<a href="https://news.example.com/u/TOKEN""#));
     assert!(html.contains(">Unsubscribe</a>"));
 }
@@ -219,6 +237,11 @@ fn the_message_is_multipart_alternative_with_every_header() {
     assert!(headers.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert!(headers.contains("Precedence: bulk"));
     assert!(headers.contains("List-Id: \"AI Glossary Weekly\" <aiglossaryweekly.example.com>"));
+    assert!(headers.contains("List-Archive: <https://news.example.com/archive>"));
+    assert!(
+        headers.contains("Feedback-ID: issue7:aiglossaryweekly:newsletter:example.com"),
+        "{headers}"
+    );
     let token = key.sign(herald::domain::Purpose::Unsubscribe, 42, 0);
     assert!(headers.contains(&format!(
         "List-Unsubscribe: <https://news.example.com/u/{token}>"
