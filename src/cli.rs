@@ -56,6 +56,18 @@ pub enum Command {
     /// Show the next five send times, what the daemon's next wake-up will do (a slot to catch
     /// up or to review), and what happened at the last slots
     Schedule(JsonFlag),
+    /// What happened after each issue went out: delivered, bounced, failed, unsubscribed
+    /// within 7 days
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this issue
+    pub number: Option<u32>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod queue;
 mod run;
 mod schedule;
 mod send;
+mod stats;
 mod subscribers;
 
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
         Command::Send(args) => send::run(&app, args).await,
         Command::Issues(cmd) => issues::run(&app, cmd).await,
         Command::Schedule(flag) => schedule::run(&app, flag.json).await,
+        Command::Stats(args) => stats::run(&app, args).await,
         Command::Glossary(_) | Command::Run => unreachable!("dispatched above"),
     };
     app.close().await;

@@ -806,3 +806,53 @@ async fn delete_issue(tx: &mut super::WriteTx, id: i64) -> Result<(), StoreError
         .await?;
     Ok(())
 }
+
+impl Store {
+    /// What happened after each issue that went out (or is going out), newest first; one
+    /// issue with `number`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn issue_stats(&self, number: Option<u32>) -> Result<Vec<IssueStats>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT i.number, i.term_slug, COALESCE(i.finished_at, i.send_after, i.created_at) AS sent_at,
+                COUNT(d.id) AS recipients,
+                COALESCE(SUM(d.status = 'sent'), 0) AS delivered,
+                COALESCE(SUM(d.status = 'bounced'), 0) AS bounced,
+                COALESCE(SUM(d.status = 'failed'), 0) AS failed,
+                COALESCE(SUM(d.status IN ('pending', 'sending')), 0) AS unfinished,
+                COALESCE(SUM(d.status = 'sent' AND s.unsubscribed_at IS NOT NULL
+                    AND julianday(s.unsubscribed_at) >= julianday(d.sent_at)
+                    AND julianday(s.unsubscribed_at) < julianday(d.sent_at) + 7), 0) AS unsubscribed_7d
+             FROM issues i
+             LEFT JOIN deliveries d ON d.issue_id = i.id
+             LEFT JOIN subscribers s ON s.id = d.subscriber_id
+             WHERE i.status IN ('sending', 'sent') AND (?1 IS NULL OR i.number = ?1)
+             GROUP BY i.id ORDER BY i.number DESC",
+        )
+        .bind(number.map(i64::from))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// One issue's outcome, for `herald stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct IssueStats {
+    pub number: i64,
+    #[sqlx(rename = "term_slug")]
+    pub term: String,
+    pub sent_at: DateTime<Utc>,
+    /// Ledger rows: the subscribers it was addressed to.
+    pub recipients: i64,
+    pub delivered: i64,
+    /// Refused as an unknown mailbox during the send.
+    pub bounced: i64,
+    /// Refused for good for another reason.
+    pub failed: i64,
+    /// Not yet sent (pending, or ambiguous after an interrupted send).
+    pub unfinished: i64,
+    /// Readers who got it and unsubscribed within 7 days of their copy.
+    #[serde(rename = "unsubscribed_within_7_days")]
+    pub unsubscribed_7d: i64,
+}

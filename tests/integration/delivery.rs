@@ -815,3 +815,51 @@ fn a_damaged_database_stops_the_send_before_anyone_is_mailed() {
     );
     assert!(!s.path("outbox").exists(), "nobody was mailed: {run:?}");
 }
+
+/// `herald stats` says what happened after an issue went out: delivered, bounced during the
+/// send, and the readers who left within 7 days of their copy.
+#[test]
+fn stats_count_deliveries_bounces_and_unsubscribes_after_an_issue() {
+    let server = smtp::start(None);
+    server
+        .mailbox
+        .faults
+        .unknown
+        .lock()
+        .unwrap()
+        .insert("reader1@example.com".into());
+    let s = sandbox(4, "");
+    let before = s.herald(&["stats", "--json"]);
+    assert_eq!(before.code, 0, "{before:?}");
+    assert_eq!(before.stdout.trim(), "[]");
+    let run = send(&s, &server.url(), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let left = s.herald(&["subscribers", "remove", "reader2@example.com"]);
+    assert_eq!(left.code, 0, "{left:?}");
+
+    let stats = s.herald(&["stats", "1", "--json"]);
+    assert_eq!(stats.code, 0, "{stats:?}");
+    let json: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+    let issue = &json[0];
+    assert_eq!(issue["number"], 1);
+    assert_eq!(issue["recipients"], 4);
+    assert_eq!(issue["delivered"], 3);
+    assert_eq!(issue["bounced"], 1);
+    assert_eq!(issue["failed"], 0);
+    assert_eq!(issue["unfinished"], 0);
+    assert_eq!(issue["unsubscribed_within_7_days"], 1, "{json}");
+
+    let table = s.herald(&["stats"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(
+        table.stdout.contains("1 (25.0%)"),
+        "the bounce rate: {table:?}"
+    );
+    assert!(
+        table.stdout.contains("1 (33.3%)"),
+        "the unsubscribe rate: {table:?}"
+    );
+    let missing = s.herald(&["stats", "9"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(missing.stderr.contains("no issue #9"), "{missing:?}");
+}
