@@ -23,12 +23,12 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
     println!(
         "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>7}  {:>10}  {:>12}",
         "issue",
-        "sent",
+        "went out",
         "term",
         "recipients",
         "delivered",
-        "bounced",
-        "failed",
+        "bounces",
+        "refused",
         "unfinished",
         "unsub. 7 days"
     );
