@@ -68,6 +68,10 @@ pub struct Metrics {
     pub unsent_terms: usize,
     /// Confirmation and welcome emails waiting in the mail queue, and given up on.
     pub mail_queue: crate::store::QueueCounts,
+    /// When the newest issue that went out was sent, and its share of bounced recipients.
+    pub last_issue: Option<(chrono::DateTime<chrono::Utc>, f64)>,
+    /// The next slot of the schedule.
+    pub next_slot: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a glossary page request found.
@@ -249,6 +253,22 @@ impl App {
             feed_failures,
             subscribers: self.store.subscriber_counts().await?,
             mail_queue: self.store.mail_queue_counts(self.clock.now()).await?,
+            last_issue: self.store.issue_stats(None).await?.first().map(|s| {
+                let ratio = if s.recipients > 0 {
+                    s.bounced as f64 / s.recipients as f64
+                } else {
+                    0.0
+                };
+                (s.sent_at, ratio)
+            }),
+            next_slot: crate::schedule::next_slots(
+                &self.config.schedule.cron,
+                self.config.schedule.timezone,
+                self.clock.now(),
+                1,
+            )
+            .first()
+            .copied(),
         })
     }
 }

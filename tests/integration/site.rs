@@ -296,6 +296,13 @@ async fn forms_posted_from_another_site_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_private_without_a_token_and_open_on_their_own_address() {
     let s = Sandbox::new();
+    // One issue went out (file transport) before the daemon started.
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nada@example.com,Ada\nbob@example.com,Bob\n",
+    );
+    let sent = s.herald(&["send"]);
+    assert_eq!(sent.code, 0, "{sent:?}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -319,6 +326,21 @@ async fn metrics_are_private_without_a_token_and_open_on_their_own_address() {
         text.contains("herald_subscribers{status=\"confirmed\"}"),
         "{text}"
     );
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    let now = herald::clock::Clock::now(&herald::clock::SystemClock).timestamp() as f64;
+    let sent_at = gauge("herald_last_issue_sent_timestamp_seconds");
+    assert!(
+        sent_at <= now && sent_at > now - 300.0,
+        "{sent_at} vs {now}"
+    );
+    assert_eq!(gauge("herald_last_issue_bounce_ratio"), 0.0);
+    assert!(gauge("herald_next_slot_timestamp_seconds") > now);
     stop.cancel();
     handle.await.unwrap();
 }
