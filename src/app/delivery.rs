@@ -105,7 +105,7 @@ type Outcome = (i64, Result<String, SendError>);
 /// The retry delay for a row's `attempt`-th failure in this run: exponential from `base`,
 /// capped at `max`, with ±20% jitter derived from the row (so retries of many rows spread
 /// out, and a test can predict them).
-fn backoff(base: Duration, max: Duration, delivery_id: i64, attempt: u32) -> Duration {
+pub(super) fn backoff(base: Duration, max: Duration, delivery_id: i64, attempt: u32) -> Duration {
     let exp = base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
         .min(max);

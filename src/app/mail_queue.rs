@@ -113,7 +113,15 @@ impl App {
                 (QueueOutcome::Failed, Some(message))
             }
             Err(e) if now - mail.created_at < GIVE_UP => {
-                let due = now + self.retry_delay(mail.attempts);
+                // The delivery backoff, with the queued email's id for the jitter.
+                let due = now
+                    + chrono::Duration::from_std(super::delivery::backoff(
+                        self.config.delivery.retry_base,
+                        self.config.delivery.retry_max,
+                        mail.id,
+                        mail.attempts,
+                    ))
+                    .unwrap_or(GIVE_UP);
                 warn!(queued = mail.id, kind = %mail.kind, attempt = mail.attempts, retry_at = %due, error = %e, "could not send a queued email; it will be tried again");
                 self.store.retry_mail(mail.id, due, &e.to_string()).await?;
                 return Ok(QueueRound {
@@ -140,16 +148,6 @@ impl App {
                 ..QueueRound::default()
             }
         })
-    }
-
-    /// The wait before attempt `attempts + 1`: the delivery backoff.
-    fn retry_delay(&self, attempts: u32) -> chrono::Duration {
-        let base = self.config.delivery.retry_base;
-        let max = self.config.delivery.retry_max.max(base);
-        let delay = base
-            .checked_mul(1 << attempts.saturating_sub(1).min(20))
-            .map_or(max, |d| d.min(max));
-        chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
     }
 
     /// The daemon's mail queue: sends due emails when woken by a request, when the next
