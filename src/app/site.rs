@@ -253,7 +253,7 @@ impl App {
             feed_failures,
             subscribers: self.store.subscriber_counts().await?,
             mail_queue: self.store.mail_queue_counts(self.clock.now()).await?,
-            last_issue: self.store.issue_stats(None).await?.first().map(|s| {
+            last_issue: self.store.latest_issue_stats().await?.map(|s| {
                 let ratio = if s.recipients > 0 {
                     s.bounced as f64 / s.recipients as f64
                 } else {

@@ -814,6 +814,23 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issue_stats(&self, number: Option<u32>) -> Result<Vec<IssueStats>, StoreError> {
+        self.stats_of(number, false).await
+    }
+
+    /// [`Store::issue_stats`] of the newest issue that went out only (for `/metrics`: the
+    /// ledgers of older issues are not read).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn latest_issue_stats(&self) -> Result<Option<IssueStats>, StoreError> {
+        Ok(self.stats_of(None, true).await?.pop())
+    }
+
+    async fn stats_of(
+        &self,
+        number: Option<u32>,
+        latest: bool,
+    ) -> Result<Vec<IssueStats>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT i.number, i.term_slug, COALESCE(i.finished_at, i.send_after, i.created_at) AS sent_at,
                 COUNT(d.id) AS recipients,
@@ -828,9 +845,12 @@ impl Store {
              LEFT JOIN deliveries d ON d.issue_id = i.id
              LEFT JOIN subscribers s ON s.id = d.subscriber_id
              WHERE i.status IN ('sending', 'sent') AND (?1 IS NULL OR i.number = ?1)
+               AND (NOT ?2 OR i.number =
+                    (SELECT MAX(number) FROM issues WHERE status IN ('sending', 'sent')))
              GROUP BY i.id ORDER BY i.number DESC",
         )
         .bind(number.map(i64::from))
+        .bind(latest)
         .fetch_all(&self.pool)
         .await?)
     }
