@@ -124,7 +124,19 @@ impl Store {
     /// older Herald and `user@xn--mnchen-3ya.de` are one subscriber. A row whose normal form
     /// another row already has, or whose address is now refused (invisible characters, an IP
     /// literal), is left as it is and reported, for the operator to decide.
+    ///
+    /// Runs once per database (recorded in `daemon_state`): addresses written since are
+    /// normalised on the way in, so later starts skip the scan of the subscriber table.
     async fn normalise_legacy_addresses(&self) -> Result<(), StoreError> {
+        const DONE: &str = "addresses_normalised";
+        let done: Option<String> =
+            sqlx::query_scalar("SELECT value FROM daemon_state WHERE key = ?")
+                .bind(DONE)
+                .fetch_optional(&self.pool)
+                .await?;
+        if done.is_some() {
+            return Ok(());
+        }
         // Text and byte lengths differ only for non-ASCII text.
         let legacy: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT id, email, email_key FROM subscribers
@@ -164,6 +176,13 @@ impl Store {
             tx.commit().await?;
             tracing::info!(subscriber = id, from = %stored, to = %address, "normalised a stored address");
         }
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO daemon_state (key, value) VALUES (?1, '1') ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(DONE),
+        )
+        .await?;
         Ok(())
     }
 

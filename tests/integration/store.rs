@@ -143,6 +143,11 @@ async fn the_store_uses_wal_and_addresses_are_unique_ignoring_case() {
 async fn addresses_stored_before_normalisation_are_normalised_when_the_store_opens() {
     let s = Sandbox::new();
     let pool = seeded(&s).await;
+    // A database an older Herald wrote: it never normalised, so it has no record of it.
+    sqlx::query("DELETE FROM daemon_state WHERE key = 'addresses_normalised'")
+        .execute(&pool)
+        .await
+        .unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
     for (id, email) in [
         (10, "User@München.de"),
