@@ -1,28 +1,85 @@
 #!/usr/bin/env bash
-# Sends the same number of messages of the same size to Postfix's smtp-sink twice in one run:
-# once with Postfix's own load generator smtp-source, once through Herald's whole send path
-# (benches/send.rs). Needs the Debian package postfix (smtp-sink, smtp-source).
+# `herald send` as users run it, against Postfix's own load generator, in one run.
 #
-#   bash benches/compare-smtp-source.sh [COUNT] [SESSIONS]
+#   bash benches/compare-smtp-source.sh [COUNT ...]      (default: 20000 200000)
+#
+# For each COUNT: a fresh installation (the bundled glossary and templates, COUNT subscribers
+# in one CSV file), then the release binary `herald send` as a process, timed by /usr/bin/time
+# from process start to exit (subscriber import, compose, freeze and every message), to
+# Postfix's `smtp-sink` on loopback; then `smtp-source` with the same count, message size and
+# sessions to the same sink. Prints both rates, the ratio, Herald's CPU per message and peak
+# RSS. Needs the Debian package postfix (smtp-sink, smtp-source). The import and the send are
+# also timed apart (`herald subscribers import` first), so the table can report both.
+# SESSIONS (default 8) is the concurrency of both; PORT the sink's port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=${1:-10000}
-sessions=${2:-8}
+counts=("$@")
+[ ${#counts[@]} -eq 0 ] && counts=(20000 200000)
+sessions=${SESSIONS:-8}
 port=${PORT:-2598}
-size=19896 # the size of the benchmark's message, as benches/send.rs prints it
-
+cargo build --release --quiet
+herald=$PWD/target/release/herald
+work=$(mktemp -d)
 user=()
 [ "$(id -u)" = 0 ] && user=(-u nobody)
-smtp-sink "${user[@]}" "127.0.0.1:$port" 1000 &
-sink=$!
-trap 'kill $sink 2>/dev/null || true' EXIT
-sleep 1
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+smtp-sink "${user[@]}" -c "127.0.0.1:$port" 2000 >/dev/null &
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 
-cargo bench --bench send --no-run >/dev/null 2>&1
-start=$(date +%s.%N)
-smtp-source -s "$sessions" -l "$size" -m "$count" -f weekly@example.com -t reader@example.org "127.0.0.1:$port"
-end=$(date +%s.%N)
-python3 -c "d = $end - $start; print(f'smtp-source: {$count} messages of {$size} bytes, {$sessions} sessions: {d:.2f} s, {$count / d:.0f} messages/s')"
+export HERALD_SECRET=benchmark-secret-0123456789abcdef0123456789
+export HERALD_SMTP_URL="smtp://127.0.0.1:$port"
+report() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
+printf "%-9s %-12s %-12s %-7s %-12s %-12s %-10s %-10s\n" count herald/s source/s ratio "CPU us/msg" "peak RSS" import "import RSS"
+for count in "${counts[@]}"; do
+    dir="$work/$count"
+    mkdir -p "$dir/subscribers"
+    cp -r glossary templates "$dir/"
+    cat > "$dir/herald.toml" <<TOML
+[newsletter]
+name = "AI Glossary Weekly"
+from = "AI Glossary Weekly <weekly@example.com>"
+reply_to = "editors@example.com"
+base_url = "https://glossary.example.com/"
+postal_address = "AI Glossary Weekly, 1 Example Street, 12345 Example City"
 
-HERALD_BENCH_COUNTS="$count" HERALD_BENCH_CONCURRENCY="$sessions" HERALD_BENCH_SMTP_URL="smtp://127.0.0.1:$port" \
-    cargo bench --bench send 2>/dev/null | tail -n +1
+[store]
+url = "sqlite://herald.db"
+
+[delivery]
+concurrency = $sessions
+TOML
+    python3 - "$count" "$dir/subscribers/list.csv" <<'PY'
+import sys
+rows, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("email,name,first_name\n")
+    for i in range(rows):
+        f.write(f"reader{i}@example.com,Reader {i},R{i}\n")
+PY
+    (
+        cd "$dir"
+        /usr/bin/time -o import.time -f "elapsed %e\nuser %U\nsys %S\nrss %M" \
+            "$herald" subscribers import subscribers/list.csv >/dev/null 2>import.log
+        /usr/bin/time -o send.time -f "elapsed %e\nuser %U\nsys %S\nrss %M" \
+            "$herald" send >/dev/null 2>send.log || { tail -5 send.log; exit 1; }
+        # The size of one message as it went out, for smtp-source's -l.
+        "$herald" preview --out preview >/dev/null 2>&1 || true
+    )
+    size=$(stat -c %s "$dir"/preview/issue.eml 2>/dev/null || echo 16384)
+    start=$(date +%s.%N)
+    smtp-source -s "$sessions" -l "$size" -m "$count" -f weekly@example.com -t reader@example.org "127.0.0.1:$port"
+    end=$(date +%s.%N)
+    python3 - "$count" "$start" "$end" "$size" "$(report elapsed "$dir/send.time")" \
+        "$(report user "$dir/send.time")" "$(report sys "$dir/send.time")" "$(report rss "$dir/send.time")" \
+        "$(report elapsed "$dir/import.time")" "$(report rss "$dir/import.time")" <<'PY'
+import sys
+count, start, end, size, elapsed, user, sys_, rss, imp, imp_rss = sys.argv[1:]
+count = int(count)
+source = count / (float(end) - float(start))
+herald = count / float(elapsed)
+cpu = (float(user) + float(sys_)) / count * 1e6
+print(f"{count:<9} {herald:<12.0f} {source:<12.0f} {herald / source:<7.2f} {cpu:<12.0f} "
+      f"{int(rss) / 1024:<9.1f}MB {float(imp):<9.2f}s {int(imp_rss) / 1024:.1f}MB   (message {size} bytes)")
+PY
+    rm -rf "$dir"
+done

@@ -15,28 +15,20 @@
 //!   are transient; 5xx replies are permanent, and a 5.1.x enhanced status (unknown
 //!   mailbox) is a bounce.
 
+mod session;
+
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{
-    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
-};
-use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
-use crate::config::{Security, SmtpSettings};
+use crate::config::SmtpSettings;
 use crate::domain::EmailAddress;
+use session::Session;
 
 /// Where mail goes.
 #[derive(Debug, Clone)]
@@ -68,21 +60,6 @@ impl SmtpSettings {
         .with_no_client_auth();
         Ok(std::sync::Arc::new(config))
     }
-
-    fn tls_parameters(&self) -> Result<TlsParameters, SendError> {
-        let mut builder = TlsParameters::builder(self.host.clone());
-        if let Some(path) = &self.tls_ca {
-            let pem = std::fs::read(path).map_err(|e| {
-                SendError::Transient(format!("reading tls_ca {}: {e}", path.display()))
-            })?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| SendError::Transient(format!("tls_ca {}: {e}", path.display())))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        builder
-            .build_rustls()
-            .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))
-    }
 }
 
 /// Why a message was not accepted.
@@ -105,75 +82,11 @@ pub enum SendError {
     Unreachable(String),
 }
 
-fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let message = e.to_string();
-    if e.is_permanent() {
-        // RFC 3463 enhanced status codes: 5.1.x are addressing failures (unknown mailbox,
-        // bad destination system ...), which mean the address itself is dead.
-        let bounce = message
-            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ':')
-            .any(|token| {
-                let mut parts = token.split('.');
-                parts.next() == Some("5")
-                    && parts.next() == Some("1")
-                    && parts
-                        .next()
-                        .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
-                    && parts.next().is_none()
-            });
-        SendError::Permanent { message, bounce }
-    } else {
-        SendError::Transient(message)
-    }
-}
-
-/// A TLS stream opened by Herald over a TCP stream with TCP_NODELAY, presented to lettre as a
-/// plain transport (implicit TLS).
-#[derive(Debug)]
-struct ImplicitTls {
-    inner: TlsStream<TcpStream>,
-    peer: SocketAddr,
-}
-
-impl AsyncRead for ImplicitTls {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ImplicitTls {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for ImplicitTls {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.peer)
-    }
-}
-
 /// Sends messages for one worker.
 pub struct Mailer {
     transport: Transport,
     outbox: Option<AsyncFileTransport<Tokio1Executor>>,
-    connection: Option<AsyncSmtpConnection>,
+    connection: Option<Session>,
     nodelay: Option<bool>,
 }
 
@@ -224,8 +137,8 @@ impl Mailer {
         to: &EmailAddress,
         message: &[u8],
     ) -> Result<String, SendError> {
-        let envelope = envelope(from, to)?;
         if let Some(outbox) = &self.outbox {
+            let envelope = envelope(from, to)?;
             let id = outbox
                 .send_raw(&envelope, message)
                 .await
@@ -236,33 +149,25 @@ impl Mailer {
             unreachable!("a mailer without an outbox has SMTP settings")
         };
         let timeout = settings.timeout;
-        let settings = settings.clone();
+        let (from, to) = (smtp_address(from), smtp_address(to));
         // Whether the message's final `.` may have reached the server: from then on, a
         // failure without a reply is ambiguous, not transient.
         let data_sent = std::sync::atomic::AtomicBool::new(false);
         let result = tokio::time::timeout(timeout, async {
-            if self
-                .connection
-                .as_ref()
-                .is_none_or(AsyncSmtpConnection::has_broken)
-            {
-                self.connection = None;
-                let (connection, nodelay) = connect(&settings).await.map_err(unreachable)?;
-                self.connection = Some(connection);
+            if self.connection.is_none() {
+                let (session, nodelay) = Session::open(settings).await.map_err(unreachable)?;
+                self.connection = Some(session);
                 self.nodelay = Some(nodelay);
             }
-            let connection = self.connection.as_mut().expect("just connected");
-            transaction(connection, &envelope, message, &data_sent).await
+            let session = self.connection.as_mut().expect("just connected");
+            session.send(&from, &to, message, &data_sent).await
         })
         .await;
         match result {
-            Ok(Ok(response)) => {
-                let text = response.message().collect::<Vec<_>>().join(" ");
-                Ok(format!("{} {}", response.code(), text.trim())
-                    .chars()
-                    .take(500)
-                    .collect())
-            }
+            Ok(Ok(reply)) => Ok(format!("{} {}", reply.code, reply.one_line())
+                .chars()
+                .take(500)
+                .collect()),
             Ok(Err(e)) => {
                 self.connection = None;
                 Err(e)
@@ -296,7 +201,7 @@ impl Mailer {
     /// # Errors
     /// [`SendError::Unreachable`] with the reason.
     pub async fn probe(settings: &SmtpSettings) -> Result<String, SendError> {
-        let connected = tokio::time::timeout(settings.timeout, connect(settings))
+        let connected = tokio::time::timeout(settings.timeout, Session::open(settings))
             .await
             .map_err(|_| {
                 SendError::Unreachable(format!(
@@ -358,62 +263,6 @@ impl Mailer {
     }
 }
 
-/// One SMTP transaction (MAIL, RCPT, DATA, the message), phase by phase, so that a failure
-/// after the message was written is told apart from one before: `data_sent` is set once the
-/// message's last bytes may have reached the server.
-async fn transaction(
-    connection: &mut AsyncSmtpConnection,
-    envelope: &Envelope,
-    message: &[u8],
-    data_sent: &std::sync::atomic::AtomicBool,
-) -> Result<lettre::transport::smtp::response::Response, SendError> {
-    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
-
-    let mut options = Vec::new();
-    let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
-    let non_ascii =
-        envelope.from().is_some_and(|a| !ascii(a)) || envelope.to().iter().any(|a| !ascii(a));
-    if non_ascii {
-        if !connection
-            .server_info()
-            .supports_feature(Extension::SmtpUtfEight)
-        {
-            return Err(SendError::Permanent {
-                message: "the address needs SMTPUTF8, which the server does not offer".into(),
-                bounce: false,
-            });
-        }
-        options.push(MailParameter::SmtpUtfEight);
-    }
-    if !message.is_ascii() {
-        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let fail = |e: lettre::transport::smtp::Error| classify(&e);
-    connection
-        .command(Mail::new(envelope.from().cloned(), options))
-        .await
-        .map_err(fail)?;
-    for to in envelope.to() {
-        connection
-            .command(Rcpt::new(to.clone(), vec![]))
-            .await
-            .map_err(fail)?;
-    }
-    connection.command(Data).await.map_err(fail)?;
-    data_sent.store(true, std::sync::atomic::Ordering::SeqCst);
-    connection.message(message).await.map_err(|e| {
-        if e.is_permanent() || e.is_transient() {
-            // A reply came: the server's word is final either way.
-            classify(&e)
-        } else {
-            SendError::Ambiguous(format!(
-                "the connection failed after the message was sent ({e}): it may or may not have been accepted"
-            ))
-        }
-    })
-}
-
 /// A failure while opening a session: nothing could be sent.
 fn unreachable(e: SendError) -> SendError {
     match e {
@@ -438,58 +287,14 @@ fn envelope(from: &EmailAddress, to: &EmailAddress) -> Result<Envelope, SendErro
     })
 }
 
-/// Opens a connection with TCP_NODELAY in every mode; returns whether the option took.
-async fn connect(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), SendError> {
-    let connect_err =
-        |e: io::Error| SendError::Transient(format!("connecting to {}:{}: {e}", s.host, s.port));
-    let tcp = TcpStream::connect((s.host.as_str(), s.port))
-        .await
-        .map_err(connect_err)?;
-    tcp.set_nodelay(true).map_err(connect_err)?;
-    let nodelay = tcp.nodelay().unwrap_or(false);
-    let peer = tcp.peer_addr().map_err(connect_err)?;
-    let hello = ClientId::Domain(s.hello.clone());
-    let smtp_err = |e: lettre::transport::smtp::Error| classify(&e);
-    let mut connection = match s.security {
-        Security::Implicit => {
-            let name = ServerName::try_from(s.host.clone())
-                .map_err(|e| SendError::Transient(format!("TLS server name {}: {e}", s.host)))?;
-            let inner = tokio_rustls::TlsConnector::from(s.rustls_config()?)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    SendError::Transient(format!("TLS handshake with {}:{}: {e}", s.host, s.port))
-                })?;
-            let tls = ImplicitTls { inner, peer };
-            AsyncSmtpConnection::connect_with_transport(Box::new(tls), &hello)
-                .await
-                .map_err(smtp_err)?
-        }
-        _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
-            .await
-            .map_err(smtp_err)?,
-    };
-    match s.security {
-        Security::StartTls if !connection.can_starttls() => {
-            return Err(SendError::Transient(format!(
-                "{}:{} does not offer STARTTLS, and tls=required",
-                s.host, s.port
-            )));
-        }
-        Security::StartTls | Security::Opportunistic if connection.can_starttls() => {
-            connection
-                .starttls(s.tls_parameters()?, &hello)
-                .await
-                .map_err(smtp_err)?;
-        }
-        _ => {}
+/// An address as SMTP carries it: the domain in its ASCII (IDNA) form, the local part as it
+/// is (non-ASCII local parts need SMTPUTF8, which the session checks).
+fn smtp_address(e: &EmailAddress) -> String {
+    let domain = e.domain();
+    if domain.is_ascii() {
+        format!("{}@{}", e.local_part(), domain)
+    } else {
+        let ascii = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_owned());
+        format!("{}@{ascii}", e.local_part())
     }
-    if let Some((user, password)) = &s.credentials {
-        let credentials = Credentials::new(user.clone(), password.expose().to_owned());
-        connection
-            .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
-            .await
-            .map_err(smtp_err)?;
-    }
-    Ok((connection, nodelay))
 }

@@ -170,6 +170,7 @@ pub async fn deliver(
         );
     }
     let total = store.ledger_counts(issue.id).await?.pending;
+    let mut ledger = store.ledger_session().await?;
     info!(issue = issue.number, pending = total, "delivering");
     let shared = Arc::new(Shared {
         rendered,
@@ -291,8 +292,8 @@ pub async fn deliver(
             })
             .collect();
         let free = if stopping { 0 } else { workers - in_flight };
-        let claimed = store
-            .ledger_step(issue.id, &settings.run_id, &marks, free, now)
+        let claimed = ledger
+            .step(issue.id, &settings.run_id, &marks, free, now)
             .await?;
         for m in &marks {
             if let (id, Mark::Retry { error, .. }) = m {
@@ -339,6 +340,7 @@ pub async fn deliver(
         }
     }
     progress.finish();
+    drop(ledger);
     let finished = store.finish_issue_if_done(issue.id, clock.now()).await?;
     let counts = store.ledger_counts(issue.id).await?;
     let ambiguous = store.ambiguous_count(issue.id, &settings.run_id).await?;

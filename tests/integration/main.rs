@@ -16,6 +16,7 @@ mod rotation;
 mod schedule;
 mod site;
 mod smtp;
+mod smtp_client;
 mod store;
 mod subscribers;
 mod web_limits;
