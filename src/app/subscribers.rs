@@ -67,6 +67,46 @@ impl App {
         Ok(imported)
     }
 
+    /// `herald subscribers import FILE`: [`Self::import_subscriber_file`], and when FILE is
+    /// one of the CSV files of `[subscribers] dir`, its content is recorded as imported (as
+    /// the import before a send records it), so the next send does not read it again.
+    ///
+    /// # Errors
+    /// As [`Self::import_subscriber_file`].
+    pub async fn import_one_subscriber_file(
+        &self,
+        file: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<FileImport, AppError> {
+        let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+        let listed = match canonical(file) {
+            Some(wanted) => crate::files::subscriber_csv_files(&self.config.subscribers_dir)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|f| canonical(f).as_ref() == Some(&wanted)),
+            None => None,
+        };
+        // The digest is taken before the rows are read: a file changed in between is
+        // imported again by the next send, never skipped.
+        let hash = match &listed {
+            Some(f) => Some(crate::files::sha256_hex(f)?),
+            None => None,
+        };
+        let imported = self.import_subscriber_file(file, now).await?;
+        if let (Some(f), Some(hash)) = (listed, hash) {
+            let c = imported.counts;
+            self.store
+                .record_subscriber_file(
+                    &f.display().to_string(),
+                    &hash,
+                    c.added + c.updated + c.unchanged + c.suppressed,
+                    now,
+                )
+                .await?;
+        }
+        Ok(imported)
+    }
+
     /// Imports every CSV file of `[subscribers] dir` that changed since its last import (a
     /// SHA-256 of its content is kept in the store; an unchanged file is skipped and counted
     /// in `files_unchanged`), logging each rejected row with its file and line. Returns the

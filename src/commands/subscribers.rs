@@ -29,7 +29,7 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
     let now = app.clock.now();
     match cmd {
         SubscribersCommand::Import { file } => {
-            let result = app.import_subscriber_file(&file, now).await?;
+            let result = app.import_one_subscriber_file(&file, now).await?;
             for r in &result.rejected {
                 println!(
                     "{}:{}: rejected: {}",

@@ -439,6 +439,42 @@ fn an_unchanged_subscriber_file_is_not_imported_again_and_a_changed_one_is() {
     assert_eq!(find(&all, "reader3@example.com")["status"], "unsubscribed");
 }
 
+/// `herald subscribers import` of a file in `subscribers/` records it as imported: the next
+/// send does not read it again. A file elsewhere is imported and not recorded.
+#[test]
+fn a_file_imported_by_hand_from_the_subscribers_directory_is_not_imported_again_by_the_send() {
+    let s = Sandbox::new();
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nann@example.com,Ann\nbob@example.com,Bob\n",
+    );
+    let imported = s.herald(&["subscribers", "import", "subscribers/list.csv"]);
+    assert_eq!(imported.code, 0, "{imported:?}");
+    assert!(imported.stdout.contains("added 2"), "{imported:?}");
+    let send = s.herald(&["send"]);
+    assert_eq!(send.code, 0, "{send:?}");
+    assert!(
+        send.stderr.contains("unchanged since its last import"),
+        "{send:?}"
+    );
+    assert!(
+        !send.stderr.contains("imported a subscriber file"),
+        "{send:?}"
+    );
+
+    // A file outside the directory is not one the send reads: nothing is recorded for it,
+    // and a changed file in the directory is imported again.
+    s.write("elsewhere.csv", "email,name\ncy@example.com,Cy\n");
+    let other = s.herald(&["subscribers", "import", "elsewhere.csv"]);
+    assert_eq!(other.code, 0, "{other:?}");
+    s.write(
+        "subscribers/list.csv",
+        "email,name\nann@example.com,Ann\nbob@example.com,Bob\ndee@example.com,Dee\n",
+    );
+    let second = s.herald(&["send"]);
+    assert!(second.stderr.contains("added=1"), "{second:?}");
+}
+
 /// A large import before a send never lets the sender lease lapse: the import goes in short
 /// transactions and this process's writers take turns, so the heartbeat (every quarter of a
 /// 2-second lease here) renews it between two batches.
