@@ -29,7 +29,7 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; 
 export HERALD_SECRET=benchmark-secret-0123456789abcdef0123456789
 export HERALD_SMTP_URL="smtp://127.0.0.1:$port"
 report() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
-printf "%-9s %-12s %-12s %-7s %-12s %-12s %-10s %-10s\n" count herald/s source/s ratio "CPU us/msg" "peak RSS" import "import RSS"
+printf "%-9s %-9s %-9s %-6s %-11s %-10s %-9s %-11s %-8s\n" count herald/s source/s ratio "CPU us/msg" "peak RSS" import "import RSS" freeze
 for count in "${counts[@]}"; do
     dir="$work/$count"
     mkdir -p "$dir/subscribers"
@@ -71,15 +71,25 @@ PY
     end=$(date +%s.%N)
     python3 - "$count" "$start" "$end" "$size" "$(report elapsed "$dir/send.time")" \
         "$(report user "$dir/send.time")" "$(report sys "$dir/send.time")" "$(report rss "$dir/send.time")" \
-        "$(report elapsed "$dir/import.time")" "$(report rss "$dir/import.time")" <<'PY'
+        "$(report elapsed "$dir/import.time")" "$(report rss "$dir/import.time")" "$dir/send.log" <<'PY'
 import sys
-count, start, end, size, elapsed, user, sys_, rss, imp, imp_rss = sys.argv[1:]
+from datetime import datetime
+count, start, end, size, elapsed, user, sys_, rss, imp, imp_rss, log = sys.argv[1:]
 count = int(count)
 source = count / (float(end) - float(start))
 herald = count / float(elapsed)
 cpu = (float(user) + float(sys_)) / count * 1e6
-print(f"{count:<9} {herald:<12.0f} {source:<12.0f} {herald / source:<7.2f} {cpu:<12.0f} "
-      f"{int(rss) / 1024:<9.1f}MB {float(imp):<9.2f}s {int(imp_rss) / 1024:.1f}MB   (message {size} bytes)")
+# The freeze: from the end of the subscriber import to the frozen issue (plan, render, one
+# ledger row per subscriber), from the send's own log lines.
+stamps = {}
+for line in open(log):
+    for key in ("imported subscriber files", "froze the issue"):
+        if key in line and key not in stamps:
+            stamps[key] = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+freeze = (stamps["froze the issue"] - stamps["imported subscriber files"]).total_seconds()
+print(f"{count:<9} {herald:<9.0f} {source:<9.0f} {herald / source:<6.2f} {cpu:<11.0f} "
+      f"{int(rss) / 1024:<5.1f} MB  {float(imp):<6.2f} s  {int(imp_rss) / 1024:<5.1f} MB    {freeze:.2f} s"
+      f"   (message {size} bytes)")
 PY
     rm -rf "$dir"
 done

@@ -52,6 +52,7 @@ fn per_subscriber(c: &mut Criterion) {
         list_name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         dkim: None,
+        bounce_domain: None,
     };
     let key = SigningKey::new("bench-key-0123456789abcdef0123456789abcdef");
     let date = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();

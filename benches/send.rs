@@ -173,6 +173,7 @@ async fn run() {
         list_name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         dkim: None,
+        bounce_domain: None,
     };
     let sample = herald::compose::personal_message(
         "issue",

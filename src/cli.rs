@@ -59,6 +59,29 @@ pub enum Command {
     /// What happened after each issue went out: delivered, bounced, failed, unsubscribed
     /// within 7 days
     Stats(StatsArgs),
+    /// Bounces, complaints and unsubscribe emails that come back: ingest
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Read returned messages (delivery status notifications, abuse reports, emails to the
+    /// unsubscribe address) and apply them: one message file, an mbox, a Maildir or a
+    /// directory of message files; standard input when no path is given (a Postfix pipe)
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// A message, an mbox, a Maildir or a directory of messages; `-` or none: standard input
+    pub path: Option<std::path::PathBuf>,
+    /// The envelope recipient of a message read from standard input (Postfix: `${recipient}`)
+    #[arg(long, value_name = "ADDRESS")]
+    pub recipient: Option<String>,
+    /// Print the counts as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

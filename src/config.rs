@@ -121,6 +121,24 @@ struct RawConfig {
     schedule: RawSchedule,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    bounces: RawBounces,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBounces {
+    domain: Option<String>,
+    soft_bounce_limit: i64,
+}
+
+impl Default for RawBounces {
+    fn default() -> Self {
+        Self {
+            domain: None,
+            soft_bounce_limit: 3,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +314,7 @@ pub struct Config {
     pub delivery: Delivery,
     pub schedule: Schedule,
     pub http: Http,
+    pub bounces: Bounces,
     /// `HERALD_SMTP_URL`, parsed; `None` means the outbox.
     pub smtp: Option<SmtpSettings>,
     pub secrets: Secrets,
@@ -356,6 +375,17 @@ pub struct Delivery {
     /// How long the sender lease lasts without a heartbeat (renewed every quarter of it).
     pub lease: std::time::Duration,
     pub dkim: Option<Dkim>,
+}
+
+/// `[bounces]`: where bounces, complaints and unsubscribe emails come back.
+#[derive(Debug, Clone)]
+pub struct Bounces {
+    /// The domain of the per-delivery envelope sender (`bounces+TOKEN@DOMAIN`) and of the
+    /// `mailto:` unsubscribe address (`unsubscribe+TOKEN@DOMAIN`), in ASCII form; `None`
+    /// keeps the From address as envelope sender and the Reply-To address for unsubscribes.
+    pub domain: Option<String>,
+    /// Soft bounces in a row (one per issue) after which an address is suppressed.
+    pub soft_bounce_limit: u32,
 }
 
 /// `[delivery.dkim]`, with its key read and parsed when the configuration is loaded.
@@ -809,6 +839,33 @@ impl Validator {
                 ),
             }
         }
+        let soft_bounce_limit = self.count(
+            "bounces.soft_bounce_limit",
+            raw.bounces.soft_bounce_limit,
+            1,
+            100,
+        ) as u32;
+        let bounce_domain = raw.bounces.domain.as_deref().and_then(|d| {
+            let ascii = idna::domain_to_ascii(d.trim()).ok().filter(|a| {
+                a.contains('.')
+                    && a.len() <= 200
+                    && a.split('.').all(|label| {
+                        !label.is_empty()
+                            && !label.starts_with('-')
+                            && !label.ends_with('-')
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+            });
+            if ascii.is_none() {
+                self.fail(
+                    "bounces.domain",
+                    format!("`{d}` is not a domain name such as bounces.example.com"),
+                );
+            }
+            ascii
+        });
         let header_timeout = Duration::from_secs(self.count(
             "http.header_timeout_seconds",
             raw.http.header_timeout_seconds,
@@ -919,6 +976,10 @@ impl Validator {
                 trusted_proxies,
                 header_timeout,
                 max_connections,
+            },
+            bounces: Bounces {
+                domain: bounce_domain,
+                soft_bounce_limit,
             },
             smtp,
             secrets,

@@ -137,6 +137,46 @@ pub fn read(path: &Path) -> Result<Vec<u8>, FileError> {
     })
 }
 
+/// The message files under `path`, in order: the file itself, the `new/` then `cur/`
+/// messages of a Maildir, or the regular files of a directory (not its hidden ones).
+///
+/// # Errors
+/// [`FileError::Read`] when `path` or a directory cannot be read.
+pub fn message_files(path: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let meta = std::fs::metadata(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let list = |dir: &Path| -> Result<Vec<PathBuf>, FileError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| FileError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    if path.join("new").is_dir() && path.join("cur").is_dir() {
+        let mut files = list(&path.join("new"))?;
+        files.extend(list(&path.join("cur"))?);
+        Ok(files)
+    } else {
+        list(path)
+    }
+}
+
 /// A file opened for reading (buffered), with its path in the error.
 ///
 /// # Errors

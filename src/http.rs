@@ -1121,14 +1121,18 @@ async fn metrics_text(s: &Web) -> Response {
         "herald_mail_queue_failed {}\n",
         m.mail_queue.failed_last_day
     ));
-    if let Some((sent_at, bounce_ratio)) = m.last_issue {
+    if let Some((sent_at, bounce_ratio, complaint_ratio)) = m.last_issue {
         out.push_str("# HELP herald_last_issue_sent_timestamp_seconds When the newest issue that went out was sent.\n# TYPE herald_last_issue_sent_timestamp_seconds gauge\n");
         out.push_str(&format!(
             "herald_last_issue_sent_timestamp_seconds {}\n",
             sent_at.timestamp()
         ));
-        out.push_str("# HELP herald_last_issue_bounce_ratio Share of the newest issue's recipients whose address bounced during the send.\n# TYPE herald_last_issue_bounce_ratio gauge\n");
+        out.push_str("# HELP herald_last_issue_bounce_ratio Share of the newest issue's recipients whose address bounced, during the send or reported later.\n# TYPE herald_last_issue_bounce_ratio gauge\n");
         out.push_str(&format!("herald_last_issue_bounce_ratio {bounce_ratio}\n"));
+        out.push_str("# HELP herald_last_issue_complaint_ratio Abuse reports per delivered copy of the newest issue.\n# TYPE herald_last_issue_complaint_ratio gauge\n");
+        out.push_str(&format!(
+            "herald_last_issue_complaint_ratio {complaint_ratio}\n"
+        ));
     }
     if let Some(next) = m.next_slot {
         out.push_str("# HELP herald_next_slot_timestamp_seconds The next send time of the schedule.\n# TYPE herald_next_slot_timestamp_seconds gauge\n");

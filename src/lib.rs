@@ -18,7 +18,8 @@
 
 // The pure core.
 pub use herald_core::{
-    compose, domain, glossary, news, render, schedule, selection, subscriber_file, toml_source,
+    compose, domain, feedback, glossary, news, render, schedule, selection, subscriber_file,
+    toml_source,
 };
 
 // Configuration and time.

@@ -46,6 +46,9 @@ pub struct Envelope<'a> {
     /// The token in the unsubscribe link, repeated in the mailto subject so a person handling
     /// the mailbox can act on it.
     pub unsubscribe_token: &'a str,
+    /// The address of the `mailto:` unsubscribe when Herald reads that mailbox itself
+    /// (`unsubscribe+TOKEN@BOUNCE-DOMAIN`); else the mailto goes to the Reply-To address.
+    pub unsubscribe_mailto: Option<&'a str>,
     /// The web archive of past issues, for List-Archive.
     pub archive_url: &'a str,
     /// What this message is, for Feedback-ID (`issue7`, `welcome0`, `test7`): mailbox
@@ -146,14 +149,25 @@ pub fn compose(envelope: &Envelope<'_>, body: impl Into<Bodies>) -> Result<Messa
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == ' ')
         .collect();
-    let mailto = format!(
-        "mailto:{}?subject=unsubscribe%20{}",
-        envelope.reply_to.unwrap_or(&envelope.from.email),
-        envelope.unsubscribe_token
-    );
+    let mailto = match envelope.unsubscribe_mailto {
+        Some(address) => format!("mailto:{address}?subject=unsubscribe"),
+        None => format!(
+            "mailto:{}?subject=unsubscribe%20{}",
+            envelope.reply_to.unwrap_or(&envelope.from.email),
+            envelope.unsubscribe_token
+        ),
+    };
+    let from = lettre_mailbox(&envelope.from.name, &envelope.from.email)?;
+    let to = lettre_mailbox(envelope.to_name, envelope.to)?;
+    // Given explicitly, the SMTP envelope is not derived again by parsing the From and To
+    // headers back (a tenth of the time of composing a message).
+    let smtp_envelope =
+        lettre::address::Envelope::new(Some(from.email.clone()), vec![to.email.clone()])
+            .map_err(|e| ComposeError::Build(e.to_string()))?;
     let mut builder = Message::builder()
-        .from(lettre_mailbox(&envelope.from.name, &envelope.from.email)?)
-        .to(lettre_mailbox(envelope.to_name, envelope.to)?)
+        .envelope(smtp_envelope)
+        .from(from)
+        .to(to)
         .subject(envelope.subject)
         .date(envelope.date.into())
         .message_id(Some(envelope.message_id.clone()))
@@ -216,6 +230,8 @@ pub struct Sender {
     pub base_url: String,
     /// DKIM signing, when `[delivery.dkim]` is configured (built once from the configuration).
     pub dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
+    /// `[bounces] domain`: where bounces and `mailto:` unsubscribes come back to Herald.
+    pub bounce_domain: Option<String>,
 }
 
 /// The headers a DKIM signature covers. Content-Type is deliberately absent: lettre rewrites
@@ -296,6 +312,13 @@ pub fn personal_message(
 ) -> Result<Message, ComposeError> {
     let token = key.sign(crate::domain::Purpose::Unsubscribe, to.id, 0);
     let unsubscribe_url = sender.unsubscribe_url(&token);
+    let mailto = sender.bounce_domain.as_ref().map(|domain| {
+        format!(
+            "{}{}@{domain}",
+            crate::feedback::UNSUBSCRIBE_PREFIX,
+            key.sign_address(crate::domain::Purpose::MailUnsubscribe, to.id)
+        )
+    });
     let body = rendered.personalize_encoded(&crate::render::Recipient {
         name: to.name,
         first_name: to.first_name,
@@ -313,6 +336,7 @@ pub fn personal_message(
         list_name: &sender.list_name,
         unsubscribe_url: &unsubscribe_url,
         unsubscribe_token: &token,
+        unsubscribe_mailto: mailto.as_deref(),
         archive_url: &format!("{}archive", sender.base_url),
         campaign: &format!(
             "{}{}",
@@ -464,6 +488,7 @@ pub fn test_copy(
         list_name: &sender.list_name,
         unsubscribe_url: &unsubscribe_url,
         unsubscribe_token: "test-copy",
+        unsubscribe_mailto: None,
         archive_url: &format!("{}archive", sender.base_url),
         campaign: &format!("test{}", rendered.number),
     };

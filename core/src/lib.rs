@@ -40,3 +40,5 @@ pub mod schedule;
 pub mod render;
 
 pub mod compose;
+
+pub mod feedback;

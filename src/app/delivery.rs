@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::compose::{Addressee, Sender, personal_message};
-use crate::domain::SigningKey;
+use crate::domain::{EmailAddress, SigningKey};
 use crate::mailer::{Mailer, SendError, Transport};
 use crate::render::RenderedIssue;
 use crate::store::{Claimed, LedgerCounts, Mark, Store, StoreError, StoredIssue};
@@ -403,11 +403,30 @@ async fn send_one(
         message: e.to_string(),
         bounce: false,
     })?;
+    // With `[bounces] domain`, each message has an envelope sender of its own (VERP) that
+    // names its ledger row, so a bounce says whom it is about without any guessing.
+    let verp = match &shared.sender.bounce_domain {
+        Some(domain) => Some(
+            EmailAddress::parse(&format!(
+                "{}{}@{domain}",
+                crate::feedback::BOUNCE_PREFIX,
+                shared
+                    .key
+                    .sign_address(crate::domain::Purpose::Bounce, job.delivery_id)
+            ))
+            .map_err(|e| SendError::Permanent {
+                message: format!("the bounce address cannot be used: {e}"),
+                bounce: false,
+            })?,
+        ),
+        None => None,
+    };
     for limiter in &shared.limiters {
         limiter.until_ready().await;
     }
+    let envelope_from = verp.as_ref().unwrap_or(&shared.sender.from.email);
     mailer
-        .send(&shared.sender.from.email, email, &message.formatted())
+        .send(envelope_from, email, &message.formatted())
         .await
 }
 

@@ -28,6 +28,7 @@ pub mod check;
 pub mod content;
 pub mod delivery;
 pub mod editorial;
+pub mod feedback;
 pub mod issue;
 pub mod lease;
 pub mod mail_queue;
@@ -161,6 +162,7 @@ impl App {
             list_name: config.newsletter.name.clone(),
             base_url: config.newsletter.base_url.to_string(),
             dkim: config.delivery.dkim.as_ref().map(|d| d.signer.clone()),
+            bounce_domain: config.bounces.domain.clone(),
         };
         let health = Health::default();
         health.started(clock.now());

@@ -68,8 +68,9 @@ pub struct Metrics {
     pub unsent_terms: usize,
     /// Confirmation and welcome emails waiting in the mail queue, and given up on.
     pub mail_queue: crate::store::QueueCounts,
-    /// When the newest issue that went out was sent, and its share of bounced recipients.
-    pub last_issue: Option<(chrono::DateTime<chrono::Utc>, f64)>,
+    /// When the newest issue that went out was sent, its share of recipients whose address
+    /// bounced (during the send or reported later), and its complaints per delivered copy.
+    pub last_issue: Option<(chrono::DateTime<chrono::Utc>, f64, f64)>,
     /// The next slot of the schedule.
     pub next_slot: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -254,12 +255,12 @@ impl App {
             subscribers: self.store.subscriber_counts().await?,
             mail_queue: self.store.mail_queue_counts(self.clock.now()).await?,
             last_issue: self.store.latest_issue_stats().await?.map(|s| {
-                let ratio = if s.recipients > 0 {
-                    s.bounced as f64 / s.recipients as f64
-                } else {
-                    0.0
-                };
-                (s.sent_at, ratio)
+                let ratio = |n: i64, of: i64| if of > 0 { n as f64 / of as f64 } else { 0.0 };
+                (
+                    s.sent_at,
+                    ratio(s.bounced + s.bounced_later, s.recipients),
+                    ratio(s.complaints, s.delivered),
+                )
             }),
             next_slot: crate::schedule::next_slots(
                 &self.config.schedule.cron,

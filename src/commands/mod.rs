@@ -2,6 +2,7 @@
 //! happened and says how it went as an [`Exit`] code. This is the top of the house, so
 //! errors are `anyhow` here.
 
+mod bounces;
 mod check;
 mod feeds;
 mod glossary;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
         Command::Issues(cmd) => issues::run(&app, cmd).await,
         Command::Schedule(flag) => schedule::run(&app, flag.json).await,
         Command::Stats(args) => stats::run(&app, args).await,
+        Command::Bounces(cmd) => bounces::run(&app, cmd).await,
         Command::Glossary(_) | Command::Run => unreachable!("dispatched above"),
     };
     app.close().await;

@@ -21,13 +21,15 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
     }
     let tz = app.config.schedule.timezone;
     println!(
-        "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>7}  {:>10}  {:>12}",
+        "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>12}  {:>11}  {:>7}  {:>10}  {:>12}",
         "issue",
         "went out",
         "term",
         "recipients",
         "delivered",
         "bounces",
+        "later: hard",
+        "complaints",
         "refused",
         "unfinished",
         "unsub. 7 days"
@@ -41,13 +43,15 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
     };
     for s in &stats {
         println!(
-            "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>7}  {:>10}  {:>12}",
+            "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>12}  {:>11}  {:>7}  {:>10}  {:>12}",
             s.number,
             s.sent_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
             s.term,
             s.recipients,
             s.delivered,
             percent(s.bounced, s.recipients),
+            format!("{} (+{} soft)", s.bounced_later, s.soft_bounced_later),
+            percent(s.complaints, s.delivered),
             s.failed,
             s.unfinished,
             percent(s.unsubscribed_7d, s.delivered),

@@ -880,7 +880,10 @@ impl Store {
                 COALESCE(SUM(d.status IN ('pending', 'sending')), 0) AS unfinished,
                 COALESCE(SUM(d.status = 'sent' AND s.unsubscribed_at IS NOT NULL
                     AND julianday(s.unsubscribed_at) >= julianday(d.sent_at)
-                    AND julianday(s.unsubscribed_at) < julianday(d.sent_at) + 7), 0) AS unsubscribed_7d
+                    AND julianday(s.unsubscribed_at) < julianday(d.sent_at) + 7), 0) AS unsubscribed_7d,
+                (SELECT COUNT(*) FROM feedback f WHERE f.issue_id = i.id AND f.kind = 'hard_bounce') AS bounced_later,
+                (SELECT COUNT(*) FROM feedback f WHERE f.issue_id = i.id AND f.kind = 'soft_bounce') AS soft_bounced_later,
+                (SELECT COUNT(*) FROM feedback f WHERE f.issue_id = i.id AND f.kind = 'complaint') AS complaints
              FROM issues i
              LEFT JOIN deliveries d ON d.issue_id = i.id
              LEFT JOIN subscribers s ON s.id = d.subscriber_id
@@ -915,6 +918,12 @@ pub struct IssueStats {
     /// Readers who got it and unsubscribed within 7 days of their copy.
     #[serde(rename = "unsubscribed_within_7_days")]
     pub unsubscribed_7d: i64,
+    /// Delivered, then reported as a permanent failure by a delivery status notification.
+    pub bounced_later: i64,
+    /// Delivered, then reported as a temporary failure the relay gave up on.
+    pub soft_bounced_later: i64,
+    /// Abuse reports (a reader marked it as spam).
+    pub complaints: i64,
 }
 
 /// One send's ledger steps on a connection held for the whole send.

@@ -72,6 +72,7 @@ async fn a_signed_issue_verifies_with_an_independent_verifier() {
         dkim: Some(Arc::new(
             dkim_signer("example.com", "herald", &pem).unwrap(),
         )),
+        bounce_domain: None,
     };
     let to = EmailAddress::parse("reader@example.org").unwrap();
     let message = personal_message(

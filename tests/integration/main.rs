@@ -1,6 +1,7 @@
 //! Herald's integration tests: one binary, a module per feature. Each test gets its own
 //! temporary directory, configuration and SQLite database from [`harness::Sandbox`].
 
+mod bounces;
 mod browser;
 mod config;
 mod daemon;

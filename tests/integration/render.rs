@@ -173,6 +173,7 @@ fn the_message_is_multipart_alternative_with_every_header() {
         list_name: "AI Glossary Weekly".into(),
         base_url: "https://news.example.com/".into(),
         dkim: None,
+        bounce_domain: None,
     };
     let to = EmailAddress::parse("eve@example.com").unwrap();
     let key = SigningKey::new("test-key");

@@ -21,4 +21,4 @@ pub use status::{
 };
 pub use subscriber::{SubscriberName, SubscriberStatus, UnknownStatus};
 pub use term::Term;
-pub use token::{Claims, Purpose, SigningKey};
+pub use token::{ADDRESS_TOKEN_LEN, Claims, Purpose, SigningKey};

@@ -1,0 +1,182 @@
+//! What came back after a send: bounces, complaints and unsubscribe requests by email,
+//! recorded against the ledger row they are about, and what they do to the subscriber.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+
+/// What a report does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackKind {
+    /// Suppresses the address at once.
+    HardBounce,
+    /// Suppresses the address after `soft_bounce_limit` issues in a row.
+    SoftBounce,
+    /// Unsubscribes and suppresses at once.
+    Complaint,
+    /// Unsubscribes.
+    Unsubscribe,
+}
+
+impl FeedbackKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::HardBounce => "hard_bounce",
+            Self::SoftBounce => "soft_bounce",
+            Self::Complaint => "complaint",
+            Self::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
+/// Whom a report is about, as its verified token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackTarget {
+    /// One ledger row (a VERP bounce address).
+    Delivery(i64),
+    /// A subscriber (the mailto unsubscribe address, an unsubscribe link); the report is
+    /// recorded against their newest delivered issue.
+    Subscriber(i64),
+}
+
+/// One report to record.
+#[derive(Debug, Clone)]
+pub struct NewFeedback<'a> {
+    pub report_id: &'a str,
+    pub kind: FeedbackKind,
+    pub target: FeedbackTarget,
+    pub status_code: Option<&'a str>,
+    pub reason: &'a str,
+    pub report: &'a str,
+}
+
+/// What recording a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackOutcome {
+    /// Recorded. `suppressed`: the subscriber was confirmed (or pending) and no longer is.
+    Recorded {
+        subscriber_id: i64,
+        issue_number: Option<i64>,
+        suppressed: bool,
+    },
+    /// This report was recorded before: nothing changed.
+    Duplicate,
+    /// The token was genuine but its delivery or subscriber no longer exists.
+    Unknown,
+}
+
+impl Store {
+    /// Records one report and applies it, in one transaction: a hard bounce marks the
+    /// subscriber bounced; a soft bounce does so once the subscriber's last `soft_limit`
+    /// issues that went out to them each came back with one; a complaint or an unsubscribe
+    /// request unsubscribes them (a bounced address stays bounced). A report already
+    /// recorded changes nothing.
+    ///
+    /// # Errors
+    /// A database error; then nothing is recorded.
+    pub async fn record_feedback(
+        &self,
+        fb: &NewFeedback<'_>,
+        soft_limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<FeedbackOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        // The delivery (when known), the subscriber, the issue and its number.
+        type Found = (Option<i64>, i64, Option<i64>, Option<i64>);
+        let found: Option<Found> = match fb.target {
+            FeedbackTarget::Delivery(id) => sqlx::query_as(
+                "SELECT d.id, d.subscriber_id, d.issue_id, i.number FROM deliveries d
+                 JOIN issues i ON i.id = d.issue_id WHERE d.id = ?1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|(d, s, i, n): (i64, i64, i64, i64)| (Some(d), s, Some(i), Some(n))),
+            FeedbackTarget::Subscriber(id) => sqlx::query_as(
+                "SELECT (SELECT d.id FROM deliveries d WHERE d.subscriber_id = s.id AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT 1),
+                        s.id,
+                        (SELECT d.issue_id FROM deliveries d WHERE d.subscriber_id = s.id AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT 1),
+                        (SELECT i.number FROM deliveries d JOIN issues i ON i.id = d.issue_id
+                         WHERE d.subscriber_id = s.id AND d.status = 'sent' ORDER BY d.issue_id DESC LIMIT 1)
+                 FROM subscribers s WHERE s.id = ?1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?,
+        };
+        let Some((delivery_id, subscriber_id, issue_id, issue_number)) = found else {
+            return Ok(FeedbackOutcome::Unknown);
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO feedback (report_id, kind, delivery_id, subscriber_id, issue_id, status_code,
+                                   reason, report, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (report_id) DO NOTHING",
+        )
+        .bind(fb.report_id)
+        .bind(fb.kind.as_str())
+        .bind(delivery_id)
+        .bind(subscriber_id)
+        .bind(issue_id)
+        .bind(fb.status_code)
+        .bind(fb.reason)
+        .bind(fb.report)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(FeedbackOutcome::Duplicate);
+        }
+        let bounce = || {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
+                 WHERE id = ?2 AND status IN ('confirmed', 'pending')",
+            )
+            .bind(now)
+            .bind(subscriber_id)
+        };
+        let changed = match fb.kind {
+            FeedbackKind::HardBounce => bounce().execute(&mut *tx).await?.rows_affected(),
+            FeedbackKind::SoftBounce => {
+                // The subscriber's last `soft_limit` issues that went out to them, and how
+                // many of them came back with a soft bounce.
+                let (issues, soft): (i64, i64) = sqlx::query_as(
+                    "WITH recent AS (
+                         SELECT d.issue_id FROM deliveries d
+                         WHERE d.subscriber_id = ?1 AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT ?2)
+                     SELECT COUNT(*), COALESCE(SUM(EXISTS (
+                         SELECT 1 FROM feedback f WHERE f.subscriber_id = ?1
+                           AND f.issue_id = recent.issue_id AND f.kind = 'soft_bounce')), 0)
+                     FROM recent",
+                )
+                .bind(subscriber_id)
+                .bind(i64::from(soft_limit))
+                .fetch_one(&mut *tx)
+                .await?;
+                if issues >= i64::from(soft_limit) && soft >= i64::from(soft_limit) {
+                    bounce().execute(&mut *tx).await?.rows_affected()
+                } else {
+                    0
+                }
+            }
+            FeedbackKind::Complaint | FeedbackKind::Unsubscribe => sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1
+                 WHERE id = ?2 AND status IN ('confirmed', 'pending')",
+            )
+            .bind(now)
+            .bind(subscriber_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        tx.commit().await?;
+        Ok(FeedbackOutcome::Recorded {
+            subscriber_id,
+            issue_number,
+            suppressed: changed > 0,
+        })
+    }
+}

@@ -1,0 +1,356 @@
+//! What comes back after a send: a real send over SMTP with a per-delivery envelope sender
+//! (VERP), then delivery status notifications, abuse reports and unsubscribe emails read by
+//! `herald bounces ingest` from a file, an mbox, a Maildir and standard input.
+
+use std::io::Write as _;
+
+use serde_json::Value;
+
+use crate::harness::{CONFIG, Run, Sandbox};
+use crate::smtp;
+
+const SECRET: &str = "test-signing-key-0123456789abcdef";
+const ENV: [(&str, &str); 1] = [("HERALD_SECRET", SECRET)];
+
+fn sandbox(extra: &str) -> Sandbox {
+    let s = Sandbox::new();
+    let mut csv = String::from("email,name\n");
+    for i in 0..4 {
+        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
+    }
+    s.write("subscribers/list.csv", csv);
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[bounces]\ndomain = \"bounces.example.com\"\n{extra}"),
+    );
+    s
+}
+
+/// Sends the next issue over SMTP; returns each recipient's envelope sender.
+fn send(s: &Sandbox) -> std::collections::HashMap<String, String> {
+    let server = smtp::start(None);
+    let run = s.herald_env(
+        &["send"],
+        &[
+            ("HERALD_SMTP_URL", &server.url()),
+            ("HERALD_SECRET", SECRET),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    server
+        .mailbox
+        .messages()
+        .into_iter()
+        .map(|m| (m.to[0].clone(), m.from.clone()))
+        .collect()
+}
+
+fn ingest(s: &Sandbox, path: &str) -> Run {
+    s.herald_env(&["bounces", "ingest", path, "--json"], &ENV)
+}
+
+fn counts(run: &Run) -> Value {
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
+}
+
+fn status(s: &Sandbox, email: &str) -> String {
+    let run = s.herald(&["subscribers", "list", "--json"]);
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == email)
+        .unwrap_or_else(|| panic!("{email} not listed"))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn stats(s: &Sandbox) -> Value {
+    let run = s.herald_env(&["stats", "--json"], &ENV);
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+/// A delivery status notification as Postfix writes it (RFC 3464), sent to `to`.
+fn dsn(to: &str, id: &str, action: &str, status: &str) -> String {
+    format!(
+        "Return-Path: <>\r\n\
+         Delivered-To: {to}\r\n\
+         From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n\
+         To: {to}\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Message-Id: <{id}@mx.example.org>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         \tboundary=\"7A2B01E2F.1700000000/mx.example.org\"\r\n\
+         \r\n\
+         This is a MIME-encapsulated message.\r\n\
+         \r\n\
+         --7A2B01E2F.1700000000/mx.example.org\r\n\
+         Content-Description: Notification\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         I'm sorry to have to inform you that your message could not\r\n\
+         be delivered to one or more recipients.\r\n\
+         \r\n\
+         --7A2B01E2F.1700000000/mx.example.org\r\n\
+         Content-Description: Delivery report\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.org\r\n\
+         X-Postfix-Queue-ID: 7A2B01E2F\r\n\
+         Arrival-Date: Mon, 23 Nov 2026 09:00:01 +0000 (UTC)\r\n\
+         \r\n\
+         Final-Recipient: rfc822; reader1@example.com\r\n\
+         Original-Recipient: rfc822;reader1@example.com\r\n\
+         Action: {action}\r\n\
+         Status: {status}\r\n\
+         Remote-MTA: dns; mail.example.com\r\n\
+         Diagnostic-Code: smtp; {status_code} {status} <reader1@example.com>: mailbox\r\n\
+         \x20   unavailable\r\n\
+         \r\n\
+         --7A2B01E2F.1700000000/mx.example.org\r\n\
+         Content-Description: Undelivered Message Headers\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         Return-Path: <{to}>\r\n\
+         Subject: AI Glossary Weekly\r\n\
+         \r\n\
+         --7A2B01E2F.1700000000/mx.example.org--\r\n",
+        status_code = if status.starts_with('5') { 550 } else { 452 }
+    )
+}
+
+/// An abuse report in the Abuse Reporting Format (RFC 5965, its appendix B example),
+/// about the message whose envelope sender was `verp`.
+fn arf(verp: &str, id: &str) -> String {
+    format!(
+        "From: <abusedesk@example.org>\r\n\
+         Date: Thu, 8 Mar 2026 14:00:00 EDT\r\n\
+         Subject: FW: Earn money\r\n\
+         To: <abuse@bounces.example.com>\r\n\
+         Message-ID: <{id}@example.org>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report;\r\n\
+         \tboundary=\"part1_13d.2e68ed54_boundary\"\r\n\
+         \r\n\
+         --part1_13d.2e68ed54_boundary\r\n\
+         Content-Type: text/plain; charset=\"US-ASCII\"\r\n\
+         Content-Transfer-Encoding: 7bit\r\n\
+         \r\n\
+         This is an email abuse report for an email message received from IP\r\n\
+         192.0.2.1 on Thu, 8 Mar 2026 14:00:00 EDT.\r\n\
+         \r\n\
+         --part1_13d.2e68ed54_boundary\r\n\
+         Content-Type: message/feedback-report\r\n\
+         \r\n\
+         Feedback-Type: abuse\r\n\
+         User-Agent: SomeGenerator/1.0\r\n\
+         Version: 1\r\n\
+         Original-Mail-From: <{verp}>\r\n\
+         Original-Rcpt-To: <reader2@example.com>\r\n\
+         Arrival-Date: Thu, 8 Mar 2026 14:00:00 EDT\r\n\
+         Reporting-MTA: dns; mail.example.org\r\n\
+         Source-IP: 192.0.2.1\r\n\
+         \r\n\
+         --part1_13d.2e68ed54_boundary\r\n\
+         Content-Type: message/rfc822\r\n\
+         Content-Disposition: inline\r\n\
+         \r\n\
+         From: <weekly@example.com>\r\n\
+         Received: from mailserver.example.net (mailserver.example.net\r\n\
+         \t[192.0.2.1]) by example.org with ESMTP id M63d4137594e46;\r\n\
+         \tThu, 08 Mar 2026 14:00:00 -0400\r\n\
+         To: <reader2@example.com>\r\n\
+         Subject: AI Glossary Weekly\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-type: text/plain\r\n\
+         Message-ID: <issue-1.3@example.com>\r\n\
+         Date: Thu, 02 Sep 2026 12:31:03 -0500\r\n\
+         \r\n\
+         Spam Spam Spam\r\n\
+         \r\n\
+         --part1_13d.2e68ed54_boundary--\r\n"
+    )
+}
+
+#[test]
+fn a_hard_bounce_after_the_session_suppresses_the_address_and_is_counted_once() {
+    let s = sandbox("");
+    let senders = send(&s);
+    // Every message has an envelope sender of its own on the bounce domain, and none shows
+    // the subscriber's id.
+    let verp = &senders["reader1@example.com"];
+    assert!(
+        verp.starts_with("bounces+") && verp.ends_with("@bounces.example.com"),
+        "{verp}"
+    );
+    let distinct: std::collections::HashSet<&String> = senders.values().collect();
+    assert_eq!(distinct.len(), 4, "{senders:?}");
+
+    s.write("dsn.eml", dsn(verp, "dsn-1", "failed", "5.1.1"));
+    let c = counts(&ingest(&s, "dsn.eml"));
+    assert_eq!(c["hard_bounces"], 1, "{c}");
+    assert_eq!(c["suppressed"], 1, "{c}");
+    assert_eq!(status(&s, "reader1@example.com"), "bounced");
+    assert_eq!(status(&s, "reader0@example.com"), "confirmed");
+    let issue = &stats(&s)[0];
+    assert_eq!(issue["bounced_later"], 1, "{issue}");
+
+    // Read again (a retried pipe, a mailbox read twice): counted once.
+    let again = counts(&ingest(&s, "dsn.eml"));
+    assert_eq!(again["duplicates"], 1, "{again}");
+    assert_eq!(stats(&s)[0]["bounced_later"], 1);
+
+    // The next issue does not go to the bounced address.
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[bounces]\ndomain = \"bounces.example.com\"\n"),
+    );
+    let next = send(&s);
+    assert_eq!(next.len(), 3, "{next:?}");
+    assert!(!next.contains_key("reader1@example.com"));
+}
+
+#[test]
+fn a_forged_or_foreign_bounce_changes_nothing() {
+    let s = sandbox("");
+    let senders = send(&s);
+    let verp = &senders["reader1@example.com"];
+    // The same shape with a token that was never issued, one with a changed letter, and a
+    // token made with another key.
+    let forged = "bounces+abcdefghijklmnopqrstuvwxyz234567@bounces.example.com".to_owned();
+    let at = "bounces+".len() + 3;
+    let mut tampered = verp.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let other_key = format!(
+        "bounces+{}@bounces.example.com",
+        herald::domain::SigningKey::new("another key")
+            .sign_address(herald::domain::Purpose::Bounce, 2)
+    );
+    for (i, to) in [forged, tampered, other_key].iter().enumerate() {
+        s.write(
+            &format!("forged{i}.eml"),
+            dsn(to, &format!("f{i}"), "failed", "5.1.1"),
+        );
+        let c = counts(&ingest(&s, &format!("forged{i}.eml")));
+        assert_eq!(c["ignored"], 1, "{to}: {c}");
+    }
+    for i in 0..4 {
+        assert_eq!(status(&s, &format!("reader{i}@example.com")), "confirmed");
+    }
+    assert_eq!(stats(&s)[0]["bounced_later"], 0);
+}
+
+#[test]
+fn soft_bounces_suppress_only_after_the_limit_in_a_row_and_delays_do_nothing() {
+    let s = sandbox("soft_bounce_limit = 2\n");
+    let first = send(&s);
+    // A delay warning, then the relay gives up with a 4.x.x.
+    s.write(
+        "mbox",
+        format!(
+            "From MAILER-DAEMON Mon Nov 23 10:00:00 2026\n{}\nFrom MAILER-DAEMON Mon Nov 23 11:00:00 2026\n{}",
+            dsn(&first["reader3@example.com"], "delay-1", "delayed", "4.4.7"),
+            dsn(&first["reader3@example.com"], "soft-1", "failed", "4.2.2"),
+        ),
+    );
+    let c = counts(&ingest(&s, "mbox"));
+    assert_eq!(
+        (
+            c["messages"].as_u64(),
+            c["soft_bounces"].as_u64(),
+            c["ignored"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{c}"
+    );
+    assert_eq!(
+        status(&s, "reader3@example.com"),
+        "confirmed",
+        "one soft bounce is not enough"
+    );
+
+    let second = send(&s);
+    s.write(
+        "soft2.eml",
+        dsn(&second["reader3@example.com"], "soft-2", "failed", "4.2.2"),
+    );
+    let c = counts(&ingest(&s, "soft2.eml"));
+    assert_eq!(c["suppressed"], 1, "{c}");
+    assert_eq!(status(&s, "reader3@example.com"), "bounced");
+    assert_eq!(stats(&s)[0]["soft_bounced_later"], 1);
+}
+
+#[test]
+fn a_complaint_unsubscribes_and_is_counted_in_stats() {
+    let s = sandbox("");
+    let senders = send(&s);
+    // Delivered to a Maildir, as Dovecot or Postfix's local delivery would.
+    s.write("Maildir/cur/.keep", "");
+    s.write("Maildir/tmp/.keep", "");
+    s.write(
+        "Maildir/new/1700000000.M1P1.host",
+        arf(&senders["reader2@example.com"], "arf-1"),
+    );
+    let c = counts(&ingest(&s, "Maildir"));
+    assert_eq!(c["complaints"], 1, "{c}");
+    assert_eq!(status(&s, "reader2@example.com"), "unsubscribed");
+    let issue = &stats(&s)[0];
+    assert_eq!(issue["complaints"], 1, "{issue}");
+}
+
+#[test]
+fn an_email_to_the_unsubscribe_address_unsubscribes_from_stdin_and_the_header_carries_it() {
+    let s = sandbox("");
+    let server = smtp::start(None);
+    let run = s.herald_env(
+        &["send"],
+        &[
+            ("HERALD_SMTP_URL", &server.url()),
+            ("HERALD_SECRET", SECRET),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let message = server
+        .mailbox
+        .messages()
+        .into_iter()
+        .find(|m| m.to[0] == "reader0@example.com")
+        .unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&message.data)
+        .unwrap();
+    let header = parsed.header_raw("List-Unsubscribe").unwrap().to_owned();
+    let start = header.find("mailto:").expect("a mailto unsubscribe") + "mailto:".len();
+    let address = &header[start..header[start..].find('?').unwrap() + start];
+    assert!(
+        address.starts_with("unsubscribe+") && address.ends_with("@bounces.example.com"),
+        "{header}"
+    );
+
+    // Postfix's pipe transport: the message on standard input, the recipient as argument.
+    let mut child = s
+        .command(&["bounces", "ingest", "--recipient", address, "--json"])
+        .env("HERALD_SECRET", SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"From: Reader 0 <reader0@example.com>\r\nTo: weekly@example.com\r\nSubject: unsubscribe\r\nMessage-ID: <u1@example.com>\r\n\r\n")
+        .unwrap();
+    let out: Run = child.wait_with_output().unwrap().into();
+    let c = counts(&out);
+    assert_eq!(c["unsubscribes"], 1, "{c}");
+    assert_eq!(status(&s, "reader0@example.com"), "unsubscribed");
+    assert_eq!(status(&s, "reader1@example.com"), "confirmed");
+}
