@@ -395,7 +395,7 @@ pub struct Dkim {
     pub selector: String,
     pub private_key_path: PathBuf,
     /// The signer built from the key file.
-    pub signer: std::sync::Arc<lettre::message::dkim::DkimConfig>,
+    pub signer: std::sync::Arc<crate::dkim::DkimSigner>,
 }
 
 /// `[schedule]`.

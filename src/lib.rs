@@ -18,7 +18,7 @@
 
 // The pure core.
 pub use herald_core::{
-    compose, domain, feedback, glossary, news, render, schedule, selection, subscriber_file,
+    compose, dkim, domain, feedback, glossary, news, render, schedule, selection, subscriber_file,
     toml_source,
 };
 

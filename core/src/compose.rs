@@ -229,25 +229,13 @@ pub struct Sender {
     /// Public address of Herald's pages, ending in `/`.
     pub base_url: String,
     /// DKIM signing, when `[delivery.dkim]` is configured (built once from the configuration).
-    pub dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
+    pub dkim: Option<std::sync::Arc<crate::dkim::DkimSigner>>,
     /// `[bounces] domain`: where bounces and `mailto:` unsubscribes come back to Herald.
     pub bounce_domain: Option<String>,
 }
 
-/// The headers a DKIM signature covers. Content-Type is deliberately absent: lettre rewrites
-/// the multipart Content-Type after signing, which would break the signature.
-pub const DKIM_HEADERS: [&str; 7] = [
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-];
-
-/// A DKIM signer: RSA key in PKCS#1 PEM form, relaxed/relaxed canonicalisation, the
-/// [`DKIM_HEADERS`].
+/// A DKIM signer: RSA key in PKCS#1 PEM form, rsa-sha256, relaxed/relaxed, the
+/// [`crate::dkim::SIGNED_HEADERS`] (over-signing [`crate::dkim::OVERSIGNED_HEADERS`]).
 ///
 /// # Errors
 /// [`ComposeError::Dkim`] when the key cannot be read or parsed.
@@ -255,29 +243,39 @@ pub fn dkim_signer(
     domain: &str,
     selector: &str,
     private_key_pem: &str,
-) -> Result<lettre::message::dkim::DkimConfig, ComposeError> {
-    use lettre::message::dkim::{
-        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-        DkimSigningKey,
-    };
-    let key = DkimSigningKey::new(private_key_pem, DkimSigningAlgorithm::Rsa).map_err(|e| {
-        ComposeError::Dkim(format!(
-            "the private key is not an RSA key in PKCS#1 PEM form ({e})"
-        ))
-    })?;
-    Ok(DkimConfig::new(
-        selector.to_owned(),
-        domain.to_owned(),
-        key,
-        DKIM_HEADERS
-            .iter()
-            .map(|h| HeaderName::new_from_ascii_str(h))
-            .collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
+) -> Result<crate::dkim::DkimSigner, ComposeError> {
+    crate::dkim::DkimSigner::new(domain, selector, private_key_pem)
+        .map_err(|e| ComposeError::Dkim(e.to_string()))
+}
+
+/// A composed message, DKIM-signed over its final bytes when they are taken.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    message: Message,
+    dkim: Option<std::sync::Arc<crate::dkim::DkimSigner>>,
+}
+
+impl Composed {
+    fn new(message: Message, sender: &Sender) -> Self {
+        Self {
+            message,
+            dkim: sender.dkim.clone(),
+        }
+    }
+
+    /// The message as it goes out: lettre's bytes, signed when DKIM is configured.
+    pub fn formatted(&self) -> Vec<u8> {
+        let raw = self.message.formatted();
+        match &self.dkim {
+            Some(signer) => signer.sign(&raw),
+            None => raw,
+        }
+    }
+
+    /// The message before signing.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
 }
 
 impl Sender {
@@ -309,7 +307,7 @@ pub fn personal_message(
     to: Addressee<'_>,
     key: &crate::domain::SigningKey,
     date: DateTime<Utc>,
-) -> Result<Message, ComposeError> {
+) -> Result<Composed, ComposeError> {
     let token = key.sign(crate::domain::Purpose::Unsubscribe, to.id, 0);
     let unsubscribe_url = sender.unsubscribe_url(&token);
     let mailto = sender.bounce_domain.as_ref().map(|domain| {
@@ -344,11 +342,7 @@ pub fn personal_message(
             rendered.number
         ),
     };
-    let mut message = compose(&envelope, body)?;
-    if let Some(dkim) = &sender.dkim {
-        message.sign(dkim);
-    }
-    Ok(message)
+    Ok(Composed::new(compose(&envelope, body)?, sender))
 }
 
 /// What kind of copy of an issue a message is, when it is not the one subscribers get.
@@ -464,7 +458,7 @@ pub fn test_copy(
     to: &EmailAddress,
     date: DateTime<Utc>,
     nonce: i64,
-) -> Result<Message, ComposeError> {
+) -> Result<Composed, ComposeError> {
     let marked = mark_copy(rendered, CopyNote::Test);
     let unsubscribe_url = format!("{}u/test-copy", sender.base_url);
     let body = marked.personalize_encoded(&crate::render::Recipient {
@@ -492,11 +486,7 @@ pub fn test_copy(
         archive_url: &format!("{}archive", sender.base_url),
         campaign: &format!("test{}", rendered.number),
     };
-    let mut message = compose(&envelope, body)?;
-    if let Some(dkim) = &sender.dkim {
-        message.sign(dkim);
-    }
-    Ok(message)
+    Ok(Composed::new(compose(&envelope, body)?, sender))
 }
 
 /// A short service message (confirmation, editors' review note): multipart text and HTML,
@@ -514,7 +504,7 @@ pub fn simple_message(
     date: DateTime<Utc>,
     text: String,
     html: String,
-) -> Result<Message, ComposeError> {
+) -> Result<Composed, ComposeError> {
     let mut builder = Message::builder()
         .from(lettre_mailbox(&sender.from.name, &sender.from.email)?)
         .to(lettre_mailbox(to_name, to)?)
@@ -525,7 +515,7 @@ pub fn simple_message(
         builder = builder.reply_to(lettre_mailbox("", reply_to)?);
     }
     let bodies = Bodies::from(Personalized { html, text });
-    let mut message = builder
+    let message = builder
         .multipart(
             MultiPart::alternative()
                 .boundary(boundary(message_id))
@@ -541,10 +531,7 @@ pub fn simple_message(
                 ),
         )
         .map_err(|e| ComposeError::Build(e.to_string()))?;
-    if let Some(dkim) = &sender.dkim {
-        message.sign(dkim);
-    }
-    Ok(message)
+    Ok(Composed::new(message, sender))
 }
 
 #[cfg(test)]

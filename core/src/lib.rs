@@ -41,4 +41,6 @@ pub mod render;
 
 pub mod compose;
 
+pub mod dkim;
+
 pub mod feedback;

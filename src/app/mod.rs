@@ -203,7 +203,7 @@ impl App {
     pub async fn send_service_message(
         &self,
         to: &crate::domain::EmailAddress,
-        message: &lettre::Message,
+        message: &crate::compose::Composed,
     ) -> Result<String, SendError> {
         crate::mailer::Mailer::send_once(
             &self.transport,
