@@ -85,6 +85,7 @@ pub async fn run_with_listener(
         .map_err(DaemonError::Http)?;
     // Loaded before the first request is served.
     daemon.app.enable_content_cache();
+    daemon.app.warn_about_sending_setup();
     let addr = listener.local_addr().map_err(DaemonError::Http)?;
     let http = &daemon.app.config.http;
     let fd_limit = crate::http::server::raise_fd_limit();

@@ -1134,6 +1134,8 @@ async fn metrics_text(s: &Web) -> Response {
             "herald_last_issue_complaint_ratio {complaint_ratio}\n"
         ));
     }
+    out.push_str("# HELP herald_feedback_alerts The newest issue's rates over the alert thresholds: complaints over 0.1% of delivered, hard bounces over 2% of recipients.\n# TYPE herald_feedback_alerts gauge\n");
+    out.push_str(&format!("herald_feedback_alerts {}\n", m.feedback_alerts));
     if let Some(next) = m.next_slot {
         out.push_str("# HELP herald_next_slot_timestamp_seconds The next send time of the schedule.\n# TYPE herald_next_slot_timestamp_seconds gauge\n");
         out.push_str(&format!(

@@ -26,6 +26,7 @@
 
 pub mod check;
 pub mod content;
+pub mod deliverability;
 pub mod delivery;
 pub mod editorial;
 pub mod feedback;

@@ -71,6 +71,9 @@ pub struct Metrics {
     /// When the newest issue that went out was sent, its share of recipients whose address
     /// bounced (during the send or reported later), and its complaints per delivered copy.
     pub last_issue: Option<(chrono::DateTime<chrono::Utc>, f64, f64)>,
+    /// How many of the newest issue's rates are over the alert thresholds (complaints over
+    /// 0.1%, hard bounces over 2%).
+    pub feedback_alerts: usize,
     /// The next slot of the schedule.
     pub next_slot: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -254,6 +257,7 @@ impl App {
             feed_failures,
             subscribers: self.store.subscriber_counts().await?,
             mail_queue: self.store.mail_queue_counts(self.clock.now()).await?,
+            feedback_alerts: self.feedback_alerts().await?.len(),
             last_issue: self.store.latest_issue_stats().await?.map(|s| {
                 let ratio = |n: i64, of: i64| if of > 0 { n as f64 / of as f64 } else { 0.0 };
                 (

@@ -50,6 +50,9 @@ async fn ingest(app: &App, args: IngestArgs) -> anyhow::Result<Exit> {
             }
         }
     }
+    // An issue whose complaints or bounces cross the providers' thresholds is logged as an
+    // error, for the operator's alerting.
+    app.log_feedback_alerts().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&counts)?);
     } else {

@@ -60,6 +60,18 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
         }
     }
 
+    let setup = app.sending_setup();
+    for problem in &setup.errors {
+        println!("error: {problem}");
+        failed = true;
+    }
+    for warning in &setup.warnings {
+        println!("warning: {warning}");
+    }
+    for alert in app.feedback_alerts().await? {
+        println!("alert: {alert}");
+    }
+
     match app.check_dkim() {
         Ok(Some(what)) => println!("dkim: {what}"),
         Ok(None) => {}

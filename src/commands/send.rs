@@ -72,6 +72,7 @@ impl Progress for Reporter {
 
 pub(super) async fn run(app: &App, args: SendArgs) -> anyhow::Result<Exit> {
     app.warn_if_development_key();
+    app.warn_about_sending_setup();
     let glossary = app.glossary()?;
     let renderer = app.renderer()?;
     if args.dry_run || args.to.is_some() {

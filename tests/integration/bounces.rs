@@ -354,3 +354,113 @@ fn an_email_to_the_unsubscribe_address_unsubscribes_from_stdin_and_the_header_ca
     assert_eq!(status(&s, "reader0@example.com"), "unsubscribed");
     assert_eq!(status(&s, "reader1@example.com"), "confirmed");
 }
+
+#[test]
+fn over_smtp_check_refuses_a_base_url_where_unsubscribing_cannot_work_and_send_warns_once() {
+    let s = sandbox("");
+    let smtp_env = |base: &'static str| {
+        [
+            ("HERALD_SMTP_URL", "smtp://127.0.0.1:9"),
+            ("HERALD_SECRET", SECRET),
+            ("HERALD_NEWSLETTER__BASE_URL", base),
+        ]
+    };
+    for base in [
+        "http://news.example.com/",
+        "https://127.0.0.1:8080/",
+        "https://192.168.1.20/",
+        "https://localhost/",
+        "https://[::1]/",
+    ] {
+        let run = s.herald_env(&["check", "--offline"], &smtp_env(base));
+        assert_eq!(run.code, 1, "{base}: {run:?}");
+        assert!(
+            run.stdout.contains("error: newsletter.base_url"),
+            "{base}: {run:?}"
+        );
+    }
+    let good = s.herald_env(
+        &["check", "--offline"],
+        &smtp_env("https://news.example.com/"),
+    );
+    assert_eq!(good.code, 0, "{good:?}");
+    assert!(!good.stdout.contains("newsletter.base_url"), "{good:?}");
+    // Without SMTP (the outbox), a local base_url is what a trial run uses: no error.
+    let local = s.herald_env(
+        &["check", "--offline"],
+        &[("HERALD_NEWSLETTER__BASE_URL", "http://127.0.0.1:8080/")],
+    );
+    assert_eq!(local.code, 0, "{local:?}");
+
+    // `send` goes ahead (tests and trials on loopback), with one warning at start.
+    let server = smtp::start(None);
+    let run = s.herald_env(
+        &["send"],
+        &[
+            ("HERALD_SMTP_URL", &server.url()),
+            ("HERALD_SECRET", SECRET),
+            ("HERALD_NEWSLETTER__BASE_URL", "http://127.0.0.1:8080/"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr.matches("is not https").count(), 1, "{run:?}");
+}
+
+#[test]
+fn check_warns_when_the_dkim_or_bounce_domain_does_not_align_with_from() {
+    let s = Sandbox::new();
+    s.write("subscribers/list.csv", "email,name\nreader@example.com,R\n");
+    std::fs::copy(
+        crate::harness::repo().join("tests/fixtures/dkim/test-only-rsa.pem"),
+        s.path("dkim.pem"),
+    )
+    .unwrap();
+    s.write(
+        "herald.toml",
+        format!(
+            "{CONFIG}\n[bounces]\ndomain = \"bounces.other.org\"\n\n[delivery.dkim]\ndomain = \"mailer.example.net\"\nselector = \"s1\"\nprivate_key_path = \"dkim.pem\"\n"
+        ),
+    );
+    let run = s.herald_env(&["check", "--offline"], &ENV);
+    assert_eq!(run.code, 0, "warnings do not fail the check: {run:?}");
+    assert!(
+        run.stdout
+            .contains("warning: delivery.dkim.domain `mailer.example.net` does not align"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("warning: bounces.domain `bounces.other.org` does not align"),
+        "{run:?}"
+    );
+    s.write(
+        "herald.toml",
+        format!(
+            "{CONFIG}\n[bounces]\ndomain = \"bounces.example.com\"\n\n[delivery.dkim]\ndomain = \"example.com\"\nselector = \"s1\"\nprivate_key_path = \"dkim.pem\"\n"
+        ),
+    );
+    let aligned = s.herald_env(&["check", "--offline"], &ENV);
+    assert!(!aligned.stdout.contains("does not align"), "{aligned:?}");
+}
+
+#[test]
+fn a_complaint_rate_over_the_threshold_is_an_alert_in_check_and_the_log() {
+    let s = sandbox("");
+    let senders = send(&s);
+    let quiet = s.herald_env(&["check", "--offline"], &ENV);
+    assert!(!quiet.stdout.contains("alert:"), "{quiet:?}");
+    s.write("arf.eml", arf(&senders["reader2@example.com"], "arf-alert"));
+    let run = ingest(&s, "arf.eml");
+    assert_eq!(counts(&run)["complaints"], 1);
+    assert!(
+        run.stderr.contains("ERROR") && run.stderr.contains("complaint rate 25.00%"),
+        "{run:?}"
+    );
+    let check = s.herald_env(&["check", "--offline"], &ENV);
+    assert!(
+        check
+            .stdout
+            .contains("alert: issue #1: complaint rate 25.00% (1 of 4 delivered)"),
+        "{check:?}"
+    );
+}
