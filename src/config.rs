@@ -43,15 +43,19 @@ pub const ENV_SECRET: &str = "HERALD_SECRET";
 /// The bearer token for the editors' preview page: a secret.
 pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
 
+/// Mailgun's webhook signing key, for `POST /webhooks/mailgun`: a secret.
+pub const ENV_MAILGUN_WEBHOOK_KEY: &str = "HERALD_MAILGUN_WEBHOOK_KEY";
+
 /// The shortest `HERALD_SECRET` accepted: 256 bits.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-const SHORT_FORMS: [&str; 5] = [
+const SHORT_FORMS: [&str; 6] = [
     ENV_CONFIG,
     ENV_DATABASE_URL,
     ENV_SMTP_URL,
     ENV_SECRET,
     ENV_ADMIN_TOKEN,
+    ENV_MAILGUN_WEBHOOK_KEY,
 ];
 
 /// Where a configuration value came from, so that an error can point at it.
@@ -440,6 +444,8 @@ pub struct Secrets {
     pub signing_key: Option<Secret>,
     /// `HERALD_ADMIN_TOKEN`: enables `GET /preview`.
     pub admin_token: Option<Secret>,
+    /// `HERALD_MAILGUN_WEBHOOK_KEY`: enables `POST /webhooks/mailgun`.
+    pub mailgun_webhook_key: Option<Secret>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -909,6 +915,7 @@ impl Validator {
             smtp_url: secret(ENV_SMTP_URL),
             signing_key: secret(ENV_SECRET),
             admin_token: secret(ENV_ADMIN_TOKEN),
+            mailgun_webhook_key: secret(ENV_MAILGUN_WEBHOOK_KEY),
         };
         let env_error = |var: &str, message: String| ConfigError::Invalid {
             key: None,

@@ -152,6 +152,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/preview", get(preview))
+        .route("/webhooks/{provider}", post(webhook))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(security_headers))
@@ -555,6 +556,30 @@ async fn unsubscribe(State(s): State<Shared>, Path(token): Path<String>) -> Resp
         Err(e) => {
             warn!(error = %e, "unsubscribe failed");
             try_later(&s)
+        }
+    }
+}
+
+/// `POST /webhooks/{provider}`: delivery events from an email service, verified by its
+/// signature. Only Mailgun for now, enabled by `HERALD_MAILGUN_WEBHOOK_KEY`.
+async fn webhook(
+    State(s): State<Shared>,
+    Path(provider): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let key = match (provider.as_str(), &s.config.secrets.mailgun_webhook_key) {
+        ("mailgun", Some(key)) => key.expose().as_bytes().to_vec(),
+        _ => return not_found(&s),
+    };
+    match s.mailgun_webhook(&body, &key).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(Err(crate::feedback::WebhookError::Malformed(_))) => {
+            (StatusCode::BAD_REQUEST, "not a webhook event\n").into_response()
+        }
+        Ok(Err(_)) => (StatusCode::UNAUTHORIZED, "signature refused\n").into_response(),
+        Err(e) => {
+            warn!(error = %e, "webhook failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response()
         }
     }
 }

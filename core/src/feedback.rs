@@ -286,6 +286,122 @@ fn link_tokens(text: &str) -> Vec<String> {
     out
 }
 
+/// Why a webhook call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the body is not a webhook event: {0}")]
+    Malformed(String),
+    #[error("the signature does not match the webhook signing key")]
+    BadSignature,
+    #[error("the signature is older or newer than 15 minutes")]
+    Stale,
+}
+
+/// The longest a signed webhook call stays acceptable (Mailgun's advice), in seconds.
+pub const WEBHOOK_MAX_AGE: i64 = 15 * 60;
+
+/// Reads a Mailgun webhook call (its JSON body): checks its signature (HMAC-SHA256 of the
+/// timestamp and token, keyed by the webhook signing key, hex) and its age against `now`
+/// (seconds since the epoch), then says what the event is, as [`parse`] does for a message.
+/// `failed` with `severity: permanent` is a hard bounce (a temporary failure is a delay:
+/// Mailgun still tries), `complained` a complaint, `unsubscribed` an unsubscribe; the
+/// delivery comes from the envelope sender (VERP), as for a returned message.
+///
+/// # Errors
+/// [`WebhookError`] when the body is not an event, or is not signed with `key`, or too old.
+pub fn mailgun_event(body: &[u8], key: &[u8], now: i64) -> Result<Report, WebhookError> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let malformed = |what: &str| WebhookError::Malformed(what.to_owned());
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let signature = &json["signature"];
+    let timestamp =
+        text(&signature["timestamp"]).ok_or_else(|| malformed("no signature.timestamp"))?;
+    let token = text(&signature["token"]).ok_or_else(|| malformed("no signature.token"))?;
+    let given = text(&signature["signature"]).ok_or_else(|| malformed("no signature.signature"))?;
+    let given = unhex(&given).ok_or(WebhookError::BadSignature)?;
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(token.as_bytes());
+    mac.verify_slice(&given)
+        .map_err(|_| WebhookError::BadSignature)?;
+    let at: i64 = timestamp
+        .parse()
+        .map_err(|_| malformed("signature.timestamp is not a number"))?;
+    if (now - at).abs() > WEBHOOK_MAX_AGE {
+        return Err(WebhookError::Stale);
+    }
+
+    let event = &json["event-data"];
+    let name = text(&event["event"]).ok_or_else(|| malformed("no event-data.event"))?;
+    let id = text(&event["id"]).unwrap_or_else(|| token.clone());
+    let status = &event["delivery-status"];
+    let enhanced = text(&status["enhanced-code"]);
+    let reason = [
+        text(&status["code"]),
+        enhanced.clone(),
+        text(&status["description"]).filter(|d| !d.is_empty()),
+        text(&status["message"]).filter(|m| !m.is_empty()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let kind = match (name.as_str(), text(&event["severity"]).as_deref()) {
+        ("failed", Some("permanent")) => Kind::HardBounce,
+        ("failed", _) => Kind::Delayed,
+        ("complained", _) => Kind::Complaint,
+        ("unsubscribed", _) => Kind::Unsubscribe,
+        ("delivered", _) => Kind::Delivered,
+        _ => Kind::Other,
+    };
+    let mut senders = String::new();
+    for v in [
+        &event["envelope"]["sender"],
+        &event["message"]["headers"]["return-path"],
+    ] {
+        if let Some(s) = text(v) {
+            senders.push_str(&s);
+            senders.push('\n');
+        }
+    }
+    let bounce_tokens = address_tokens(&senders, BOUNCE_PREFIX);
+    Ok(Report {
+        kind,
+        status: enhanced,
+        reason: one_line(
+            &if reason.is_empty() {
+                format!("mailgun event {name}")
+            } else {
+                reason
+            },
+            500,
+        ),
+        // An unsubscribe through Mailgun names the delivery as a bounce does.
+        unsubscribe_tokens: Vec::new(),
+        bounce_tokens,
+        link_tokens: Vec::new(),
+        id: format!("mailgun:{id}"),
+        text: event.to_string().chars().take(4096).collect(),
+    })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Whether a file's bytes are an mbox (it starts with a `From ` separator line).
 pub fn is_mbox(bytes: &[u8]) -> bool {
     bytes.starts_with(b"From ")

@@ -73,7 +73,31 @@ impl App {
         recipient: Option<&str>,
         source: &str,
     ) -> Result<Ingested, AppError> {
-        let report = parse(raw, recipient);
+        self.apply_report(&parse(raw, recipient), source).await
+    }
+
+    /// A Mailgun webhook call (`POST /webhooks/mailgun`): verified with `key` (the webhook
+    /// signing key), then applied as a returned message would be. The inner error says why
+    /// a call was refused.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn mailgun_webhook(
+        &self,
+        body: &[u8],
+        key: &[u8],
+    ) -> Result<Result<Ingested, crate::feedback::WebhookError>, AppError> {
+        let report = match crate::feedback::mailgun_event(body, key, self.clock.now().timestamp()) {
+            Ok(report) => report,
+            Err(e) => {
+                warn!(source = "webhook mailgun", "webhook call refused: {e}");
+                return Ok(Err(e));
+            }
+        };
+        Ok(Ok(self.apply_report(&report, "webhook mailgun").await?))
+    }
+
+    async fn apply_report(&self, report: &Report, source: &str) -> Result<Ingested, AppError> {
         let kind = match report.kind {
             Kind::HardBounce => FeedbackKind::HardBounce,
             Kind::SoftBounce => FeedbackKind::SoftBounce,
@@ -89,7 +113,7 @@ impl App {
                 return Ok(Ingested::Ignored(why));
             }
         };
-        let Some(target) = self.target_of(&report, kind) else {
+        let Some(target) = self.target_of(report, kind) else {
             let why = "it names no delivery or subscriber by a genuine Herald token".to_owned();
             warn!(source, kind = ?kind, "returned message ignored: {why}");
             return Ok(Ingested::Ignored(why));
@@ -138,12 +162,13 @@ impl App {
     /// Whom a report is about: the first of its tokens that verifies.
     fn target_of(&self, report: &Report, kind: FeedbackKind) -> Option<FeedbackTarget> {
         let key = &self.key;
-        if kind == FeedbackKind::Unsubscribe {
-            return report
-                .unsubscribe_tokens
-                .iter()
-                .find_map(|t| key.verify_address(Purpose::MailUnsubscribe, t))
-                .map(FeedbackTarget::Subscriber);
+        let by_mail = report
+            .unsubscribe_tokens
+            .iter()
+            .find_map(|t| key.verify_address(Purpose::MailUnsubscribe, t))
+            .map(FeedbackTarget::Subscriber);
+        if kind == FeedbackKind::Unsubscribe && by_mail.is_some() {
+            return by_mail;
         }
         report
             .bounce_tokens

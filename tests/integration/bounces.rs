@@ -464,3 +464,124 @@ fn a_complaint_rate_over_the_threshold_is_an_alert_in_check_and_the_log() {
         "{check:?}"
     );
 }
+
+/// A Mailgun webhook call for the message whose envelope sender was `verp`, signed with
+/// `key` at `timestamp`.
+fn mailgun_call(
+    key: &str,
+    timestamp: i64,
+    id: &str,
+    event: &str,
+    severity: &str,
+    verp: &str,
+) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let token = format!("token-{id}");
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(token.as_bytes());
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({
+        "signature": {"timestamp": timestamp.to_string(), "token": token, "signature": signature},
+        "event-data": {
+            "id": id,
+            "event": event,
+            "severity": severity,
+            "recipient": "reader1@example.com",
+            "envelope": {"sender": verp, "targets": "reader1@example.com"},
+            "delivery-status": {"code": 550, "enhanced-code": "5.1.1", "message": "No such user", "description": ""},
+            "message": {"headers": {"message-id": "issue-1.2@example.com"}}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_mailgun_webhook_records_a_bounce_and_a_forged_or_stale_one_is_refused() {
+    let s = sandbox("");
+    let verps = send(&s);
+    let key = "mailgun-webhook-signing-key";
+    let env = [
+        ("HERALD_SECRET", SECRET),
+        ("HERALD_MAILGUN_WEBHOOK_KEY", key),
+    ];
+    let (base, stop, handle) = crate::daemon::start_with(
+        &s,
+        "\n[bounces]\ndomain = \"bounces.example.com\"\n",
+        &env,
+        std::sync::Arc::new(herald::clock::SystemClock),
+    )
+    .await;
+    let now = herald::clock::Clock::now(&herald::clock::SystemClock).timestamp();
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        let client = client.clone();
+        let url = format!("{base}webhooks/mailgun");
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let verp = verps["reader1@example.com"].clone();
+    // Forged (another key), stale (an hour old), malformed: refused, nothing changes.
+    assert_eq!(
+        post(mailgun_call(
+            "not-the-key",
+            now,
+            "e0",
+            "failed",
+            "permanent",
+            &verp
+        ))
+        .await,
+        401
+    );
+    assert_eq!(
+        post(mailgun_call(
+            key,
+            now - 3600,
+            "e1",
+            "failed",
+            "permanent",
+            &verp
+        ))
+        .await,
+        401
+    );
+    assert_eq!(post("{\"not\": \"an event\"}".into()).await, 400);
+    assert_eq!(status(&s, "reader1@example.com"), "confirmed");
+    // A temporary failure: Mailgun still tries.
+    assert_eq!(
+        post(mailgun_call(key, now, "e2", "failed", "temporary", &verp)).await,
+        200
+    );
+    assert_eq!(status(&s, "reader1@example.com"), "confirmed");
+    // The permanent failure, signed: the address is suppressed; sent again, nothing changes.
+    let call = mailgun_call(key, now, "e3", "failed", "permanent", &verp);
+    assert_eq!(post(call.clone()).await, 200);
+    assert_eq!(status(&s, "reader1@example.com"), "bounced");
+    assert_eq!(post(call).await, 200);
+    assert_eq!(stats(&s)[0]["bounced_later"], 1);
+    // Another provider's path is not served.
+    let other = client
+        .post(format!("{base}webhooks/postmark"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+    stop.cancel();
+    handle.await.unwrap();
+}
