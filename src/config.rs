@@ -127,6 +127,14 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     bounces: RawBounces,
+    #[serde(default)]
+    tracking: RawTracking,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTracking {
+    clicks: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +327,8 @@ pub struct Config {
     pub schedule: Schedule,
     pub http: Http,
     pub bounces: Bounces,
+    /// `[tracking] clicks`: news links go through Herald's redirect, counted per link.
+    pub track_clicks: bool,
     /// `HERALD_SMTP_URL`, parsed; `None` means the outbox.
     pub smtp: Option<SmtpSettings>,
     pub secrets: Secrets,
@@ -988,6 +998,7 @@ impl Validator {
                 domain: bounce_domain,
                 soft_bounce_limit,
             },
+            track_clicks: raw.tracking.clicks,
             smtp,
             secrets,
         })

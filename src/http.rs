@@ -153,6 +153,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/preview", get(preview))
         .route("/webhooks/{provider}", post(webhook))
+        .route("/l/{issue}/{link}", get(follow_link))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(security_headers))
@@ -555,6 +556,35 @@ async fn unsubscribe(State(s): State<Shared>, Path(token): Path<String>) -> Resp
         Ok(false) => not_found(&s),
         Err(e) => {
             warn!(error = %e, "unsubscribe failed");
+            try_later(&s)
+        }
+    }
+}
+
+/// `GET /l/{issue}/{link}`: a news link of an issue, through Herald (`[tracking] clicks`):
+/// counted per link, then redirected. No cookie, no per-reader token.
+async fn follow_link(
+    State(s): State<Shared>,
+    Path((issue, link)): Path<(String, String)>,
+) -> Response {
+    let (Ok(issue), Ok(link)) = (issue.parse::<u32>(), link.parse::<u32>()) else {
+        return not_found(&s);
+    };
+    match s.follow_link(issue, link).await {
+        Ok(Some(url)) => match HeaderValue::from_str(&url) {
+            Ok(location) => (
+                StatusCode::FOUND,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+            )
+                .into_response(),
+            Err(_) => not_found(&s),
+        },
+        Ok(None) => not_found(&s),
+        Err(e) => {
+            warn!(error = %e, "counting a click failed");
             try_later(&s)
         }
     }

@@ -234,7 +234,7 @@ impl App {
             (plan, old.cycle, Vec::new())
         };
         let info = self.newsletter_info();
-        let rendered = renderer.render_issue(&plan, &info)?;
+        let rendered = self.render_plan(&renderer, &plan)?;
         let web_html = rendered.web_html(&info.base_url);
         let frozen = crate::store::FrozenIssue {
             number,

@@ -82,6 +82,28 @@ pub struct NextIssue {
 }
 
 impl App {
+    /// Renders an issue plan as it goes out: with `[tracking] clicks`, each news link points
+    /// at Herald's redirect (`BASE/l/NUMBER/POSITION`, counted per link, never per reader);
+    /// the plan itself (what is frozen and where the redirect leads) keeps the real links.
+    ///
+    /// # Errors
+    /// A template that fails.
+    pub fn render_plan(
+        &self,
+        renderer: &Renderer,
+        plan: &IssuePlan,
+    ) -> Result<RenderedIssue, AppError> {
+        let info = self.newsletter_info();
+        if !self.config.track_clicks {
+            return Ok(renderer.render_issue(plan, &info)?);
+        }
+        let mut tracked = plan.clone();
+        for (position, link) in tracked.links.iter_mut().enumerate() {
+            link.url = format!("{}l/{}/{position}", info.base_url, plan.number);
+        }
+        Ok(renderer.render_issue(&tracked, &info)?)
+    }
+
     /// The queue in force: `[schedule] queue` first, then `herald queue add` entries.
     ///
     /// # Errors
@@ -253,7 +275,7 @@ impl App {
         match self.plan(glossary, date, None).await? {
             Planned::Ready { plan, .. } => Ok(NextIssue {
                 number: plan.number,
-                rendered: renderer.render_issue(&plan, &self.newsletter_info())?,
+                rendered: self.render_plan(renderer, &plan)?,
                 date,
             }),
             Planned::Exhausted { cycle } => Err(AppError::Exhausted { cycle }),
@@ -356,7 +378,7 @@ impl App {
             Planned::NoTerms => return Ok(Prepared::NoTerms),
         };
         let info = self.newsletter_info();
-        let rendered = renderer.render_issue(&plan, &info)?;
+        let rendered = self.render_plan(renderer, &plan)?;
         let web_html = rendered.web_html(&info.base_url);
         let frozen = crate::store::FrozenIssue {
             number: plan.number,

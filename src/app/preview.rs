@@ -72,7 +72,7 @@ impl App {
                 Planned::Exhausted { cycle } => return Err(AppError::Exhausted { cycle }),
                 Planned::NoTerms => return Err(AppError::NoTerms),
             };
-        let rendered = renderer.render_issue(&plan, &self.newsletter_info())?;
+        let rendered = self.render_plan(&renderer, &plan)?;
         let (id, email, name, first_name) = match subscriber {
             Some(raw) => {
                 let email = EmailAddress::parse(raw).map_err(|e| {

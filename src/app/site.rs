@@ -277,3 +277,18 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// Follows news link `position` of issue `number` (`GET /l/NUMBER/POSITION`): counts
+    /// the click for that link (nothing about who clicked) and returns where it leads.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn follow_link(
+        &self,
+        number: u32,
+        position: u32,
+    ) -> Result<Option<String>, super::AppError> {
+        Ok(self.store.count_click(number, position).await?)
+    }
+}

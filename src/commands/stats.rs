@@ -56,6 +56,16 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
             s.unfinished,
             percent(s.unsubscribed_7d, s.delivered),
         );
+        if s.clicks.iter().any(|c| c.clicks > 0) {
+            for c in &s.clicks {
+                println!(
+                    "       link {}: {} clicks  {}",
+                    c.position + 1,
+                    c.clicks,
+                    c.url
+                );
+            }
+        }
     }
     Ok(Exit::Success)
 }

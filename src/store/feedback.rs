@@ -180,3 +180,63 @@ impl Store {
         })
     }
 }
+
+/// One news link of an issue and how often its redirect was followed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct LinkClicks {
+    pub position: i64,
+    pub url: String,
+    pub clicks: i64,
+}
+
+impl Store {
+    /// Counts one click on link `position` of issue `number` and returns where it leads;
+    /// `None` for a link that issue does not have. Only the count is kept.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn count_click(
+        &self,
+        number: u32,
+        position: u32,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.write().await?;
+        let found: Option<(i64, String)> = sqlx::query_as(
+            "SELECT l.issue_id, l.url FROM links_sent l JOIN issues i ON i.id = l.issue_id
+             WHERE i.number = ?1 AND l.position = ?2",
+        )
+        .bind(i64::from(number))
+        .bind(i64::from(position))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((issue_id, url)) = found else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO link_clicks (issue_id, position, clicks) VALUES (?1, ?2, 1)
+             ON CONFLICT (issue_id, position) DO UPDATE SET clicks = clicks + 1",
+        )
+        .bind(issue_id)
+        .bind(i64::from(position))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(url))
+    }
+
+    /// Issue `number`'s news links in order, with their click counts.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn link_clicks(&self, number: u32) -> Result<Vec<LinkClicks>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT l.position, l.url, COALESCE(c.clicks, 0) AS clicks
+             FROM links_sent l JOIN issues i ON i.id = l.issue_id
+             LEFT JOIN link_clicks c ON c.issue_id = l.issue_id AND c.position = l.position
+             WHERE i.number = ?1 ORDER BY l.position",
+        )
+        .bind(i64::from(number))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -854,7 +854,13 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issue_stats(&self, number: Option<u32>) -> Result<Vec<IssueStats>, StoreError> {
-        self.stats_of(number, false).await
+        let mut stats = self.stats_of(number, false).await?;
+        for s in &mut stats {
+            s.clicks = self
+                .link_clicks(u32::try_from(s.number).unwrap_or(0))
+                .await?;
+        }
+        Ok(stats)
     }
 
     /// [`Store::issue_stats`] of the newest issue that went out only (for `/metrics`: the
@@ -924,6 +930,9 @@ pub struct IssueStats {
     pub soft_bounced_later: i64,
     /// Abuse reports (a reader marked it as spam).
     pub complaints: i64,
+    /// Each news link with how often its redirect was followed (`[tracking] clicks`).
+    #[sqlx(skip)]
+    pub clicks: Vec<super::LinkClicks>,
 }
 
 /// One send's ledger steps on a connection held for the whole send.

@@ -22,7 +22,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use content::{FeedState, FeedSuccess, LastIssue};
 pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
-pub use feedback::{FeedbackKind, FeedbackOutcome, FeedbackTarget, NewFeedback};
+pub use feedback::{FeedbackKind, FeedbackOutcome, FeedbackTarget, LinkClicks, NewFeedback};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, IssueStats, LedgerCounts, Mark, StoredIssue};
 pub use queue::{QueueCounts, QueuedMail};
 pub use subscribers::{AddOutcome, IMPORT_BATCH, ImportCounts, SubscriberRecord};

@@ -585,3 +585,78 @@ async fn a_signed_mailgun_webhook_records_a_bounce_and_a_forged_or_stale_one_is_
     stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_click_tracking_links_go_through_a_counted_redirect_that_knows_no_reader() {
+    let tracking = "\n[news]\ncurated = \"curated.toml\"\n\n[tracking]\nclicks = true\n";
+    let s = sandbox(tracking);
+    s.write(
+        "curated.toml",
+        "[[link]]\ntitle = \"First\"\nurl = \"https://research.example.org/paper?id=1&v=2\"\n\n[[link]]\ntitle = \"Second\"\nurl = \"https://blog.example.net/post\"\n",
+    );
+    let server = smtp::start(None);
+    let run = s.herald_env(
+        &["send"],
+        &[
+            ("HERALD_SMTP_URL", &server.url()),
+            ("HERALD_SECRET", SECRET),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let messages = server.mailbox.messages();
+    let first = mail_parser::MessageParser::default()
+        .parse(&messages[0].data)
+        .unwrap();
+    let html = first.body_html(0).unwrap().into_owned();
+    let text = first.body_text(0).unwrap().into_owned();
+    assert!(html.contains("https://news.example.com/l/1/0"), "{html}");
+    assert!(html.contains("https://news.example.com/l/1/1"), "{html}");
+    assert!(
+        !html.contains("research.example.org/paper"),
+        "the real link is not in the message"
+    );
+    assert!(text.contains("https://news.example.com/l/1/0"), "{text}");
+    // Every reader gets the same links: nothing in them says who clicked.
+    for m in &messages {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&m.data)
+            .unwrap();
+        assert!(parsed.body_html(0).unwrap().contains("/l/1/0\""));
+    }
+
+    let (base, stop, handle) = crate::daemon::start_with(
+        &s,
+        tracking,
+        &ENV,
+        std::sync::Arc::new(herald::clock::SystemClock),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let r = client.get(format!("{base}l/1/0")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 302);
+        assert_eq!(
+            r.headers()["location"],
+            "https://research.example.org/paper?id=1&v=2"
+        );
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+    let r = client.get(format!("{base}l/1/1")).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "https://blog.example.net/post");
+    for bad in ["l/1/7", "l/9/0", "l/x/0", "l/1/-1"] {
+        let r = client.get(format!("{base}{bad}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{bad}");
+    }
+    stop.cancel();
+    handle.await.unwrap();
+    let clicks = &stats(&s)[0]["clicks"];
+    assert_eq!(clicks[0]["clicks"], 3, "{clicks}");
+    assert_eq!(clicks[1]["clicks"], 1, "{clicks}");
+    assert_eq!(
+        clicks[0]["url"],
+        "https://research.example.org/paper?id=1&v=2"
+    );
+}
