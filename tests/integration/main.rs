@@ -18,6 +18,7 @@ mod schedule;
 mod site;
 mod smtp;
 mod smtp_client;
+mod spamassassin;
 mod store;
 mod subscribers;
 mod web_limits;
