@@ -384,6 +384,38 @@ struct LinkContext<'a> {
     url: &'a str,
     source: &'a str,
     summary: &'a str,
+    /// The site the link leads to (`example.com`), from its real address even when the
+    /// link goes through Herald's click redirect.
+    domain: String,
+    /// When the source published it (`27 Nov 2026`), empty when it does not say.
+    date: String,
+}
+
+/// Moves `<meta charset>` to the very start of `<head>` (the inliner puts the kept @media
+/// rules there): a client must know the encoding before it reads anything else.
+fn charset_first(html: String) -> String {
+    const META: &str = "<meta charset=\"utf-8\">";
+    match (html.find("<head>"), html.find(META)) {
+        (Some(head), Some(meta)) if meta > head + "<head>".len() => {
+            let mut out = String::with_capacity(html.len());
+            let after_head = head + "<head>".len();
+            out.push_str(&html[..after_head]);
+            out.push_str(META);
+            out.push_str(&html[after_head..meta]);
+            out.push_str(&html[meta + META.len()..]);
+            out
+        }
+        _ => html,
+    }
+}
+
+/// The host of a URL without a leading `www.`; empty when it has none.
+fn site_domain(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .map(|h| h.strip_prefix("www.").map(str::to_owned).unwrap_or(h))
+        .unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -471,6 +503,7 @@ impl Renderer {
         let html = inliner
             .inline(&html)
             .map_err(|e| RenderError::Inline(e.to_string()))?;
+        let html = charset_first(html);
         if html.len() > MAX_HTML_BYTES {
             return Err(RenderError::TooLarge(html.len()));
         }
@@ -553,6 +586,11 @@ impl Renderer {
                 url: &l.url,
                 source: &l.source,
                 summary: &l.summary,
+                domain: site_domain(&l.canonical_url),
+                date: l
+                    .published
+                    .map(|d| d.with_timezone(&n.timezone).format("%-d %b %Y").to_string())
+                    .unwrap_or_default(),
             })
             .collect();
         c.insert("links", &links);
@@ -697,7 +735,11 @@ pub fn markdown_to_text(markdown: &str) -> String {
 pub fn wrap_text(text: &str, width: usize) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 20);
     for line in text.split('\n') {
-        if line.chars().count() <= width || line.contains("://") {
+        if line == "-- " || line == "-- \r" {
+            // The signature separator (RFC 3676 4.3) keeps its trailing space: mail clients
+            // grey out, and leave out of replies, what follows it.
+            out.push_str("-- ");
+        } else if line.chars().count() <= width || line.contains("://") {
             out.push_str(line.trim_end());
         } else {
             let indent: String = line.chars().take_while(|c| *c == ' ').collect();

@@ -84,6 +84,16 @@ fn the_html_part_is_email_safe() {
     assert!(html.contains(r#"role="presentation""#));
     assert!(html.contains(r#"width="600""#));
     assert!(html.contains(r#"<meta name="color-scheme" content="light dark">"#));
+    // The encoding comes first in <head>; the Outlook-only fixed-width table and settings.
+    assert!(
+        html.contains(r#"<head><meta charset="utf-8">"#),
+        "{}",
+        &html[..300]
+    );
+    assert!(html.contains("<!--[if mso]><table role=\"presentation\" width=\"600\""));
+    assert!(html.contains("<o:PixelsPerInch>96</o:PixelsPerInch>"));
+    assert!(html.contains(r#"role="article""#) && html.contains("aria-label="));
+    assert!(html.contains("max-width: 600px"), "fluid, capped at 600 px");
     assert!(
         html.contains("@media only screen and (max-width: 620px)"),
         "mobile rules kept"
@@ -311,4 +321,37 @@ fn herald_check_catches_a_broken_web_page_template() {
     let run = s.herald(&["check"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("web/message.html"), "{run:?}");
+}
+
+#[test]
+fn the_layout_carries_what_readers_and_clients_expect() {
+    let (_, personal) = render();
+    let html = &personal.html;
+    // A "view in browser" link at the top, a wordmark, the greeting above the headline.
+    let view = html
+        .find("View this issue in your browser")
+        .expect("view in browser");
+    let wordmark = html.find(r#"class="wordmark""#).expect("wordmark");
+    let greeting = html.find("Hi Ada").expect("greeting");
+    let headline = html.find("<h1").unwrap();
+    assert!(view < wordmark && wordmark < greeting && greeting < headline);
+    // News items name their site and date; a forwarded copy says how to subscribe.
+    assert!(
+        html.contains("Example News · news.example.com · 27 Nov 2026"),
+        "{html}"
+    );
+    assert!(html.contains("Forwarded to you?"));
+    // Dark mode gives every text and link a colour: the footer's and its links' too.
+    let style = &html[html.find("<style>").unwrap()..html.find("</style>").unwrap()];
+    for rule in [
+        ".footer a { color:",
+        ".masthead, .topnote, .topnote a, .link-meta, .related, .footer { color:",
+    ] {
+        assert!(style.contains(rule), "{rule}: {style}");
+    }
+    // The text part: the signature separator is "-- " on a line of its own.
+    let text = &personal.text;
+    assert!(text.lines().any(|l| l == "-- "), "{text}");
+    assert!(text.contains("Forwarded to you? Subscribe: https://news.example.com/"));
+    assert!(text.find("Hi Ada").unwrap() < text.find("THIS WEEK'S TERM").unwrap());
 }

@@ -26,8 +26,13 @@ pub fn canonical_url(url: &Url) -> String {
     url.set_fragment(None);
     // `Url` already lower-cases the scheme and host and drops the default port.
     let mut s = url.to_string();
-    if url.path() != "/" && s.ends_with('/') && url.query().is_none() {
-        s.pop();
+    if url.query().is_none() {
+        // Trailing slashes go, all of them (so that the result is canonical again), but the
+        // root's own slash stays. Without query and fragment, the string ends with the path.
+        let root = s.len() - url.path().len() + 1;
+        while s.len() > root && s.ends_with('/') {
+            s.pop();
+        }
     }
     s
 }
