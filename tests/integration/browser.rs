@@ -370,3 +370,103 @@ async fn glossary_pages_fit_a_phone_and_a_desktop_and_pass_accessibility_checks(
     stop.cancel();
     handle.await.unwrap();
 }
+
+/// The email's own checks: every visible text and link against what is behind it (WCAG AA,
+/// 4.5:1), and no horizontal overflow.
+const EMAIL_CHECKS: &str = r#"
+const problems = [];
+const root = document.documentElement;
+const channels = (c) => c.match(/[\d.]+/g).map(Number);
+const luminance = (c) => {
+  const [r, g, b] = channels(c).slice(0, 3).map((v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const background = (el) => {
+  for (; el; el = el.parentElement) {
+    const c = getComputedStyle(el).backgroundColor;
+    const parts = channels(c);
+    if (parts.length < 4 || parts[3] > 0) return c;
+  }
+  return 'rgb(255, 255, 255)';
+};
+let checked = 0;
+for (const el of document.querySelectorAll('p, a, h1, h2, td, div, strong, em, span')) {
+  const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own || el.getClientRects().length === 0 || getComputedStyle(el).display === 'none') continue;
+  checked++;
+  const fg = luminance(getComputedStyle(el).color);
+  const bg = luminance(background(el));
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  if (ratio < 4.5) problems.push('contrast ' + ratio.toFixed(2) + ' for <' + el.tagName.toLowerCase() + ' class="' + el.className + '"> ' + el.textContent.trim().slice(0, 40));
+}
+if (checked < 20) problems.push('only ' + checked + ' elements checked');
+if (root.scrollWidth > root.clientWidth) problems.push('horizontal overflow: ' + root.scrollWidth + ' > ' + root.clientWidth);
+return problems;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_email_fits_375_and_800_px_in_light_and_dark_mode_with_readable_contrast() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let s = Sandbox::new();
+    let repo = crate::harness::repo();
+    s.copy_dir(&repo.join("glossary"), "glossary");
+    s.copy_dir(&repo.join("templates"), "templates");
+    s.copy_dir(&repo.join("news"), "news");
+    s.write(
+        "subscribers/list.csv",
+        "email,name,first_name\nreader@example.org,Ada Reader,Ada\n",
+    );
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[news]\ncurated = \"news/curated.toml\"\n",
+            crate::harness::CONFIG
+        ),
+    );
+    let run = s.herald(&["preview", "--out", "preview"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let url = format!("file://{}", s.path("preview/issue.html").display());
+    let shots = tempfile::tempdir().unwrap();
+    for scheme in ["light", "dark"] {
+        browser
+            .call(
+                reqwest::Method::POST,
+                "/goog/cdp/execute",
+                Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                    "features": [{"name": "prefers-color-scheme", "value": scheme}]
+                }})),
+            )
+            .await;
+        for (width, height) in [(375, 812), (800, 900)] {
+            browser.resize(width, height).await;
+            browser.goto(&url).await;
+            let dark = browser
+                .script("return matchMedia('(prefers-color-scheme: dark)').matches;")
+                .await;
+            assert_eq!(
+                dark,
+                json!(scheme == "dark"),
+                "the {scheme} scheme is in effect"
+            );
+            let problems = browser.script(EMAIL_CHECKS).await;
+            assert_eq!(problems, json!([]), "{scheme} at {width} px: {problems:#}");
+            let png = browser.screenshot().await;
+            std::fs::write(
+                shots.path().join(format!("issue-{scheme}-{width}.png")),
+                &png,
+            )
+            .unwrap();
+        }
+    }
+    // The check can fail: a dark footer link on the dark background is caught.
+    browser
+        .script("document.querySelector('.footer a').setAttribute('style', 'color: #3f3f46 !important'); return null;")
+        .await;
+    let problems = browser.script(EMAIL_CHECKS).await.to_string();
+    assert!(problems.contains("contrast"), "{problems}");
+}
