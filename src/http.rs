@@ -143,6 +143,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hold/{token}", get(hold_page).post(hold))
         .route("/archive", get(archive))
         .route("/archive/feed.xml", get(archive_feed))
+        .route("/archive/stats", get(archive_stats))
         .route("/archive/{number}", get(archive_issue))
         .route("/glossary", get(glossary_index))
         .route("/glossary/{slug}", get(glossary_term))
@@ -1235,6 +1236,65 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
         return constant_time_eq(password, token.expose().as_bytes());
     }
     false
+}
+
+/// `GET /archive/stats`: the editors' view of what happened after each issue (the same
+/// figures as `herald stats`), behind `HERALD_ADMIN_TOKEN`.
+async fn archive_stats(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = admin_only(&s, peer, &headers, "herald archive stats") {
+        return refused;
+    }
+    let stats = match s.issue_stats(None).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            warn!(error = %e, "archive stats failed");
+            return try_later(&s);
+        }
+    };
+    let percent = |n: i64, of: i64| {
+        if of == 0 {
+            "-".to_owned()
+        } else {
+            format!("{n} ({:.1}%)", n as f64 * 100.0 / of as f64)
+        }
+    };
+    let mut body = String::from(
+        "<h1>What happened after each issue</h1>\n<table>\n<thead><tr><th>Issue</th><th>Went out</th><th>Term</th><th>Recipients</th><th>Delivered</th><th>Bounced during the send</th><th>Bounced later (soft)</th><th>Complaints</th><th>Failed</th><th>Unfinished</th><th>Unsubscribed within 7 days</th></tr></thead>\n<tbody>\n",
+    );
+    for i in &stats {
+        body.push_str(&format!(
+            "<tr><td><a href=\"{n}\">#{n}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            i.sent_at.format("%Y-%m-%d %H:%M UTC"),
+            text(&i.term),
+            i.recipients,
+            i.delivered,
+            percent(i.bounced, i.recipients),
+            i.bounced_later,
+            i.soft_bounced_later,
+            percent(i.complaints, i.delivered),
+            i.failed,
+            i.unfinished,
+            percent(i.unsubscribed_7d, i.delivered),
+            n = i.number,
+        ));
+        if i.clicks.iter().any(|c| c.clicks > 0) {
+            body.push_str("<tr><td></td><td colspan=\"10\"><ul>");
+            for c in &i.clicks {
+                body.push_str(&format!("<li>{} clicks: {}</li>", c.clicks, text(&c.url)));
+            }
+            body.push_str("</ul></td></tr>\n");
+        }
+    }
+    body.push_str("</tbody>\n</table>\n");
+    let mut response = plain_page(StatusCode::OK, "Issue statistics", &body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn preview(

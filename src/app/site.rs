@@ -291,4 +291,16 @@ impl App {
     ) -> Result<Option<String>, super::AppError> {
         Ok(self.store.count_click(number, position).await?)
     }
+
+    /// What happened after each issue that went out, newest first (`herald stats`, and the
+    /// editors' `GET /archive/stats`).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn issue_stats(
+        &self,
+        number: Option<u32>,
+    ) -> Result<Vec<crate::store::IssueStats>, super::AppError> {
+        Ok(self.store.issue_stats(number).await?)
+    }
 }

@@ -587,7 +587,7 @@ async fn a_signed_mailgun_webhook_records_a_bounce_and_a_forged_or_stale_one_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_click_tracking_links_go_through_a_counted_redirect_that_knows_no_reader() {
+async fn with_click_tracking_links_go_through_a_counted_redirect_and_editors_see_the_counts() {
     let tracking = "\n[news]\ncurated = \"curated.toml\"\n\n[tracking]\nclicks = true\n";
     let s = sandbox(tracking);
     s.write(
@@ -627,7 +627,10 @@ async fn with_click_tracking_links_go_through_a_counted_redirect_that_knows_no_r
     let (base, stop, handle) = crate::daemon::start_with(
         &s,
         tracking,
-        &ENV,
+        &[
+            ("HERALD_SECRET", SECRET),
+            ("HERALD_ADMIN_TOKEN", "editor-token"),
+        ],
         std::sync::Arc::new(herald::clock::SystemClock),
     )
     .await;
@@ -650,6 +653,26 @@ async fn with_click_tracking_links_go_through_a_counted_redirect_that_knows_no_r
         let r = client.get(format!("{base}{bad}")).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "{bad}");
     }
+    // The editors' view of the archive shows the same figures, behind the admin token.
+    let anonymous = client
+        .get(format!("{base}archive/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let page = client
+        .get(format!("{base}archive/stats"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("<li>3 clicks: https://research.example.org/paper?id=1&amp;v=2</li>"),
+        "{page}"
+    );
+    assert!(page.contains("<th>Complaints</th>"), "{page}");
     stop.cancel();
     handle.await.unwrap();
     let clicks = &stats(&s)[0]["clicks"];
