@@ -70,6 +70,9 @@ pub enum BouncesCommand {
     /// unsubscribe address) and apply them: one message file, an mbox, a Maildir or a
     /// directory of message files; standard input when no path is given (a Postfix pipe)
     Ingest(IngestArgs),
+    /// Read the bounce mailbox (`[bounces] imap_url`) once, as the daemon does every
+    /// `imap_poll_seconds`: apply every message and move it to the processed folder
+    Poll(JsonFlag),
 }
 
 #[derive(Debug, Args)]

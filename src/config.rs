@@ -43,13 +43,17 @@ pub const ENV_SECRET: &str = "HERALD_SECRET";
 /// The bearer token for the editors' preview page: a secret.
 pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
 
+/// The bounce mailbox's password, for `[bounces] imap_url`: a secret.
+pub const ENV_IMAP_PASSWORD: &str = "HERALD_IMAP_PASSWORD";
+
 /// Mailgun's webhook signing key, for `POST /webhooks/mailgun`: a secret.
 pub const ENV_MAILGUN_WEBHOOK_KEY: &str = "HERALD_MAILGUN_WEBHOOK_KEY";
 
 /// The shortest `HERALD_SECRET` accepted: 256 bits.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-const SHORT_FORMS: [&str; 6] = [
+const SHORT_FORMS: [&str; 7] = [
+    ENV_IMAP_PASSWORD,
     ENV_CONFIG,
     ENV_DATABASE_URL,
     ENV_SMTP_URL,
@@ -142,6 +146,9 @@ struct RawTracking {
 struct RawBounces {
     domain: Option<String>,
     soft_bounce_limit: i64,
+    imap_url: Option<String>,
+    imap_processed: String,
+    imap_poll_seconds: i64,
 }
 
 impl Default for RawBounces {
@@ -149,6 +156,9 @@ impl Default for RawBounces {
         Self {
             domain: None,
             soft_bounce_limit: 3,
+            imap_url: None,
+            imap_processed: "Processed".into(),
+            imap_poll_seconds: 60,
         }
     }
 }
@@ -400,6 +410,25 @@ pub struct Bounces {
     pub domain: Option<String>,
     /// Soft bounces in a row (one per issue) after which an address is suppressed.
     pub soft_bounce_limit: u32,
+    /// `imap_url`: the mailbox the daemon reads returned messages from.
+    pub imap: Option<ImapSettings>,
+    /// How often the daemon reads it.
+    pub imap_poll: Duration,
+}
+
+/// The bounce mailbox: `[bounces] imap_url` (`imaps://USER@HOST[:PORT]/MAILBOX`, or `imap://`
+/// for a server on the same host), its password from `HERALD_IMAP_PASSWORD`.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub user: String,
+    /// `HERALD_IMAP_PASSWORD`; `None` when it is not set.
+    pub password: Option<Secret>,
+    pub mailbox: String,
+    /// Where read messages are moved (`[bounces] imap_processed`, default `Processed`).
+    pub processed: String,
 }
 
 /// `[delivery.dkim]`, with its key read and parsed when the configuration is loaded.
@@ -882,6 +911,66 @@ impl Validator {
             }
             ascii
         });
+        let imap_poll = Duration::from_secs(self.count(
+            "bounces.imap_poll_seconds",
+            raw.bounces.imap_poll_seconds,
+            5,
+            86_400,
+        ) as u64);
+        let imap = raw.bounces.imap_url.as_deref().and_then(|value| {
+            let bad = |this: &mut Self, why: &str| {
+                this.fail(
+                    "bounces.imap_url",
+                    format!("`{value}` {why}: expected imaps://USER@HOST[:PORT]/MAILBOX"),
+                );
+                None
+            };
+            let Ok(url) = url::Url::parse(value) else {
+                return bad(self, "is not a URL");
+            };
+            let tls = match url.scheme() {
+                "imaps" => true,
+                "imap" => false,
+                _ => return bad(self, "is not an imap:// or imaps:// URL"),
+            };
+            if url.password().is_some() {
+                return bad(
+                    self,
+                    "carries a password; set HERALD_IMAP_PASSWORD in the environment instead",
+                );
+            }
+            let Some(host) = url.host_str().map(str::to_owned) else {
+                return bad(self, "names no host");
+            };
+            if url.username().is_empty() {
+                return bad(self, "names no user");
+            }
+            // Needed only by what reads the mailbox (the daemon, `bounces poll`), which
+            // refuses to start without it.
+            let password = env
+                .get(ENV_IMAP_PASSWORD)
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let mailbox = decode(url.path().trim_start_matches('/'));
+            Some(ImapSettings {
+                host,
+                port: url.port().unwrap_or(if tls { 993 } else { 143 }),
+                tls,
+                user: decode(url.username()),
+                password,
+                mailbox: if mailbox.is_empty() {
+                    "INBOX".to_owned()
+                } else {
+                    mailbox
+                },
+                processed: raw.bounces.imap_processed.clone(),
+            })
+        });
         let header_timeout = Duration::from_secs(self.count(
             "http.header_timeout_seconds",
             raw.http.header_timeout_seconds,
@@ -997,6 +1086,8 @@ impl Validator {
             bounces: Bounces {
                 domain: bounce_domain,
                 soft_bounce_limit,
+                imap,
+                imap_poll,
             },
             track_clicks: raw.tracking.clicks,
             smtp,

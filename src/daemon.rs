@@ -193,6 +193,24 @@ pub async fn run_with_listener(
         tokio::spawn(async move { app.run_mail_queue(cancel).await })
     };
 
+    // The bounce mailbox, read every `imap_poll_seconds` when `[bounces] imap_url` is set.
+    let bounce_poller = daemon.app.config.bounces.imap.is_some().then(|| {
+        let app = daemon.app.clone();
+        let cancel = daemon.cancel.clone();
+        let every = app.config.bounces.imap_poll;
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = app.poll_bounce_mailbox().await {
+                    warn!(error = %e, "reading the bounce mailbox failed; trying again at the next poll");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = cancel.cancelled() => break,
+                }
+            }
+        })
+    });
+
     // The heartbeat keeps the lease while a long send runs.
     let heartbeat = daemon.app.heartbeat(&daemon.run_id);
 
@@ -228,6 +246,11 @@ pub async fn run_with_listener(
     }
     if let Err(e) = mail_queue.await {
         warn!(error = %e, "the mail queue task ended abnormally");
+    }
+    if let Some(poller) = bounce_poller
+        && let Err(e) = poller.await
+    {
+        warn!(error = %e, "the bounce mailbox task ended abnormally");
     }
     if let Err(e) = scheduler.shutdown().await {
         warn!(error = %e, "stopping the scheduler");

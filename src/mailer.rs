@@ -15,6 +15,7 @@
 //!   are transient; 5xx replies are permanent, and a 5.1.x enhanced status (unknown
 //!   mailbox) is a bounce.
 
+pub mod imap;
 mod session;
 
 use std::io;

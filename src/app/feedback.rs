@@ -159,6 +159,41 @@ impl App {
         })
     }
 
+    /// Reads the bounce mailbox (`[bounces] imap_url`) once: every message is applied as
+    /// `herald bounces ingest` would, then moved to the processed folder. A message is moved
+    /// only once it is recorded, so a failure leaves it for the next poll (and a message read
+    /// twice is counted once). `None` when no mailbox is configured.
+    ///
+    /// # Errors
+    /// When the mailbox cannot be read or the store fails.
+    pub async fn poll_bounce_mailbox(&self) -> Result<Option<IngestCounts>, AppError> {
+        let Some(settings) = &self.config.bounces.imap else {
+            return Ok(None);
+        };
+        let mut session = crate::mailer::imap::ImapSession::open(settings).await?;
+        let mut counts = IngestCounts::default();
+        for uid in session.uids().await? {
+            let raw = session.fetch(uid).await?;
+            let source = format!("imap {}/{} uid {uid}", settings.host, settings.mailbox);
+            let outcome = self.ingest_feedback(&raw, None, &source).await?;
+            counts.add(&outcome);
+            session.processed(uid).await?;
+        }
+        session.logout().await;
+        if counts.messages > 0 {
+            info!(
+                messages = counts.messages,
+                hard_bounces = counts.hard_bounces,
+                soft_bounces = counts.soft_bounces,
+                complaints = counts.complaints,
+                unsubscribes = counts.unsubscribes,
+                "read the bounce mailbox"
+            );
+            self.log_feedback_alerts().await?;
+        }
+        Ok(Some(counts))
+    }
+
     /// Whom a report is about: the first of its tokens that verifies.
     fn target_of(&self, report: &Report, kind: FeedbackKind) -> Option<FeedbackTarget> {
         let key = &self.key;

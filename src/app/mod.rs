@@ -75,6 +75,8 @@ pub enum AppError {
     Compose(#[from] ComposeError),
     #[error("sending: {0}")]
     Send(#[from] SendError),
+    #[error("the bounce mailbox: {0}")]
+    Imap(#[from] crate::mailer::imap::ImapError),
     #[error(transparent)]
     Files(#[from] FileError),
     #[error(transparent)]

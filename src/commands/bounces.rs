@@ -14,6 +14,17 @@ use crate::feedback::{is_mbox, split_mbox};
 pub(super) async fn run(app: &App, cmd: BouncesCommand) -> anyhow::Result<Exit> {
     match cmd {
         BouncesCommand::Ingest(args) => ingest(app, args).await,
+        BouncesCommand::Poll(flag) => {
+            let Some(counts) = app.poll_bounce_mailbox().await? else {
+                anyhow::bail!(crate::config::ConfigError::Invalid {
+                    key: Some("bounces.imap_url".into()),
+                    origin: crate::config::Origin::Default,
+                    message: "is not set: there is no bounce mailbox to read".into(),
+                });
+            };
+            print_counts(&counts, flag.json)?;
+            Ok(Exit::Success)
+        }
     }
 }
 
@@ -53,8 +64,13 @@ async fn ingest(app: &App, args: IngestArgs) -> anyhow::Result<Exit> {
     // An issue whose complaints or bounces cross the providers' thresholds is logged as an
     // error, for the operator's alerting.
     app.log_feedback_alerts().await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&counts)?);
+    print_counts(&counts, args.json)?;
+    Ok(Exit::Success)
+}
+
+fn print_counts(counts: &IngestCounts, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(counts)?);
     } else {
         println!(
             "read {} messages: {} hard bounces, {} soft bounces, {} complaints, {} unsubscribes \
@@ -69,5 +85,5 @@ async fn ingest(app: &App, args: IngestArgs) -> anyhow::Result<Exit> {
             counts.ignored
         );
     }
-    Ok(Exit::Success)
+    Ok(())
 }

@@ -9,10 +9,10 @@ use serde_json::Value;
 use crate::harness::{CONFIG, Run, Sandbox};
 use crate::smtp;
 
-const SECRET: &str = "test-signing-key-0123456789abcdef";
+pub const SECRET: &str = "test-signing-key-0123456789abcdef";
 const ENV: [(&str, &str); 1] = [("HERALD_SECRET", SECRET)];
 
-fn sandbox(extra: &str) -> Sandbox {
+pub fn sandbox(extra: &str) -> Sandbox {
     let s = Sandbox::new();
     let mut csv = String::from("email,name\n");
     for i in 0..4 {
@@ -27,7 +27,7 @@ fn sandbox(extra: &str) -> Sandbox {
 }
 
 /// Sends the next issue over SMTP; returns each recipient's envelope sender.
-fn send(s: &Sandbox) -> std::collections::HashMap<String, String> {
+pub fn send(s: &Sandbox) -> std::collections::HashMap<String, String> {
     let server = smtp::start(None);
     let run = s.herald_env(
         &["send"],
@@ -54,7 +54,7 @@ fn counts(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
 }
 
-fn status(s: &Sandbox, email: &str) -> String {
+pub fn status(s: &Sandbox, email: &str) -> String {
     let run = s.herald(&["subscribers", "list", "--json"]);
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     list.as_array()
@@ -74,7 +74,7 @@ fn stats(s: &Sandbox) -> Value {
 }
 
 /// A delivery status notification as Postfix writes it (RFC 3464), sent to `to`.
-fn dsn(to: &str, id: &str, action: &str, status: &str) -> String {
+pub fn dsn(to: &str, id: &str, action: &str, status: &str) -> String {
     format!(
         "Return-Path: <>\r\n\
          Delivered-To: {to}\r\n\
@@ -126,7 +126,7 @@ fn dsn(to: &str, id: &str, action: &str, status: &str) -> String {
 
 /// An abuse report in the Abuse Reporting Format (RFC 5965, its appendix B example),
 /// about the message whose envelope sender was `verp`.
-fn arf(verp: &str, id: &str) -> String {
+pub fn arf(verp: &str, id: &str) -> String {
     format!(
         "From: <abusedesk@example.org>\r\n\
          Date: Thu, 8 Mar 2026 14:00:00 EDT\r\n\

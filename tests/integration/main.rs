@@ -10,6 +10,7 @@ mod dkim;
 mod feeds;
 mod glossary;
 mod harness;
+mod imap;
 mod layers;
 mod preview;
 mod render;
