@@ -56,7 +56,8 @@ pub enum SubscribeOutcome {
     Confirm(i64),
     /// Already confirmed: nothing to send.
     AlreadyConfirmed,
-    /// The address bounced: no confirmation is sent to it.
+    /// The address is suppressed (it bounced, or its owner reported an issue as spam): no
+    /// confirmation is sent to it.
     Bounced,
 }
 
@@ -318,7 +319,19 @@ impl Store {
                     SubscriberStatus::Confirmed => SubscribeOutcome::AlreadyConfirmed,
                     SubscriberStatus::Bounced => SubscribeOutcome::Bounced,
                     SubscriberStatus::Pending | SubscriberStatus::Unsubscribed => {
-                        SubscribeOutcome::Confirm(id)
+                        // A complaint suppresses for good: a form anyone can post must not
+                        // mail someone who reported the newsletter as spam.
+                        let complained: bool = sqlx::query_scalar(
+                            "SELECT EXISTS (SELECT 1 FROM feedback WHERE subscriber_id = ?1 AND kind = 'complaint')",
+                        )
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if complained {
+                            SubscribeOutcome::Bounced
+                        } else {
+                            SubscribeOutcome::Confirm(id)
+                        }
                     }
                 }
             }

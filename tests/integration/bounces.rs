@@ -28,6 +28,15 @@ pub fn sandbox(extra: &str) -> Sandbox {
 
 /// Sends the next issue over SMTP; returns each recipient's envelope sender.
 pub fn send(s: &Sandbox) -> std::collections::HashMap<String, String> {
+    send_with_mailtos(s)
+        .into_iter()
+        .map(|(to, (verp, _))| (to, verp))
+        .collect()
+}
+
+/// Sends the next issue over SMTP; returns each recipient's envelope sender and the address
+/// of their `mailto:` unsubscribe.
+pub fn send_with_mailtos(s: &Sandbox) -> std::collections::HashMap<String, (String, String)> {
     let server = smtp::start(None);
     let run = s.herald_env(
         &["send"],
@@ -41,7 +50,18 @@ pub fn send(s: &Sandbox) -> std::collections::HashMap<String, String> {
         .mailbox
         .messages()
         .into_iter()
-        .map(|m| (m.to[0].clone(), m.from.clone()))
+        .map(|m| {
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&m.data)
+                .unwrap();
+            let header = parsed.header_raw("List-Unsubscribe").unwrap().to_owned();
+            let start = header.find("mailto:").expect("a mailto unsubscribe") + "mailto:".len();
+            let end = start + header[start..].find('?').unwrap();
+            (
+                m.to[0].clone(),
+                (m.from.clone(), header[start..end].to_owned()),
+            )
+        })
         .collect()
 }
 
@@ -574,6 +594,20 @@ async fn a_signed_mailgun_webhook_records_a_bounce_and_a_forged_or_stale_one_is_
     assert_eq!(status(&s, "reader1@example.com"), "bounced");
     assert_eq!(post(call).await, 200);
     assert_eq!(stats(&s)[0]["bounced_later"], 1);
+    // A complaint and an unsubscribe through the webhook.
+    let verp2 = verps["reader2@example.com"].clone();
+    assert_eq!(
+        post(mailgun_call(key, now, "e4", "complained", "", &verp2)).await,
+        200
+    );
+    assert_eq!(status(&s, "reader2@example.com"), "unsubscribed");
+    let verp3 = verps["reader3@example.com"].clone();
+    assert_eq!(
+        post(mailgun_call(key, now, "e5", "unsubscribed", "", &verp3)).await,
+        200
+    );
+    assert_eq!(status(&s, "reader3@example.com"), "unsubscribed");
+    assert_eq!(stats(&s)[0]["complaints"], 1);
     // Another provider's path is not served.
     let other = client
         .post(format!("{base}webhooks/postmark"))
@@ -682,4 +716,48 @@ async fn with_click_tracking_links_go_through_a_counted_redirect_and_editors_see
         clicks[0]["url"],
         "https://research.example.org/paper?id=1&v=2"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_confirmation_goes_to_an_address_that_complained_or_bounced() {
+    let s = sandbox("");
+    let senders = send(&s);
+    s.write(
+        "arf.eml",
+        arf(&senders["reader2@example.com"], "arf-suppress"),
+    );
+    s.write(
+        "dsn.eml",
+        dsn(
+            &senders["reader1@example.com"],
+            "dsn-suppress",
+            "failed",
+            "5.1.1",
+        ),
+    );
+    counts(&ingest(&s, "arf.eml"));
+    counts(&ingest(&s, "dsn.eml"));
+    let store = s.store().await;
+    let now = herald::clock::Clock::now(&herald::clock::SystemClock);
+    let name = herald::domain::SubscriberName::clean("");
+    for (address, suppressed) in [
+        ("reader2@example.com", true),
+        ("reader1@example.com", true),
+        ("newcomer@example.com", false),
+    ] {
+        let outcome = store
+            .request_subscription(
+                &herald::domain::EmailAddress::parse(address).unwrap(),
+                &name,
+                &name,
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome == herald::store::SubscribeOutcome::Bounced,
+            suppressed,
+            "{address}: {outcome:?}"
+        );
+    }
 }

@@ -143,7 +143,11 @@ fn the_bounce_mailbox_is_read_over_imap_and_each_message_moved_once_recorded() {
         return;
     };
     let s: Sandbox = crate::bounces::sandbox("");
-    let verps = crate::bounces::send(&s);
+    let sent = crate::bounces::send_with_mailtos(&s);
+    let verps: std::collections::HashMap<String, String> = sent
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect();
     // The mailbox is configured for reading; its password is needed from then on.
     let config = std::fs::read_to_string(s.path("herald.toml")).unwrap();
     s.write(
@@ -165,6 +169,14 @@ fn the_bounce_mailbox_is_read_over_imap_and_each_message_moved_once_recorded() {
         "3.M3P1.host",
         "From: reader0@example.com\r\nTo: someone@bounces.example.com\r\nSubject: Out of office\r\n\r\nAway.\r\n",
     );
+    // A reader's email to their mailto unsubscribe address.
+    dovecot.deliver(
+        "4.M4P1.host",
+        &format!(
+            "From: reader3@example.com\r\nTo: <{}>\r\nSubject: unsubscribe\r\nMessage-ID: <u-imap@example.com>\r\n\r\n",
+            sent["reader3@example.com"].1
+        ),
+    );
     let env = [
         ("HERALD_SECRET", crate::bounces::SECRET),
         ("HERALD_IMAP_PASSWORD", "mailbox-pass"),
@@ -177,9 +189,10 @@ fn the_bounce_mailbox_is_read_over_imap_and_each_message_moved_once_recorded() {
             c["messages"].as_u64(),
             c["hard_bounces"].as_u64(),
             c["complaints"].as_u64(),
+            c["unsubscribes"].as_u64(),
             c["ignored"].as_u64()
         ),
-        (Some(3), Some(1), Some(1), Some(1)),
+        (Some(4), Some(1), Some(1), Some(1), Some(1)),
         "{c}"
     );
     assert_eq!(crate::bounces::status(&s, "reader1@example.com"), "bounced");
@@ -189,7 +202,7 @@ fn the_bounce_mailbox_is_read_over_imap_and_each_message_moved_once_recorded() {
     );
     // Every message left the INBOX for the processed folder.
     assert_eq!(dovecot.count(""), 0);
-    assert_eq!(dovecot.count("Processed"), 3);
+    assert_eq!(dovecot.count("Processed"), 4);
     // The next poll finds nothing.
     let again = s.herald_env(&["bounces", "poll", "--json"], &env);
     let c: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
@@ -197,9 +210,9 @@ fn the_bounce_mailbox_is_read_over_imap_and_each_message_moved_once_recorded() {
 
     // A wrong password is an error that never shows the password.
     dovecot.deliver(
-        "4.M4P1.host",
+        "5.M5P1.host",
         &crate::bounces::dsn(
-            &verps["reader3@example.com"],
+            &verps["reader0@example.com"],
             "imap-dsn-2",
             "failed",
             "5.1.1",
@@ -217,7 +230,7 @@ fn the_bounce_mailbox_is_read_over_imap_and_each_message_moved_once_recorded() {
     assert!(!refused.stderr.contains("wrong-pass"), "{refused:?}");
     assert_eq!(dovecot.count(""), 1, "nothing is taken out of the mailbox");
     assert_eq!(
-        crate::bounces::status(&s, "reader3@example.com"),
+        crate::bounces::status(&s, "reader0@example.com"),
         "confirmed"
     );
 }
