@@ -75,6 +75,26 @@ impl AsyncWrite for Conn {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+            Self::Closed => false,
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -368,11 +388,19 @@ impl Session {
             return Err(data_reply.error());
         }
         data_sent.store(true, Ordering::SeqCst);
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        dot_stuff(message, &mut out);
-        let written = self.write(&out).await;
-        self.out = out;
+        let written = if is_transparent(message) {
+            // CRLF throughout, no line starting with a dot, ending with CRLF (as lettre
+            // writes messages): the bytes go as they are, with the final dot, in one
+            // vectored write and no copy.
+            self.write_two(message, b".\r\n").await
+        } else {
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            dot_stuff(message, &mut out);
+            let written = self.write(&out).await;
+            self.out = out;
+            written
+        };
         written.map_err(|e| after_data(&e))?;
         let reply = self.reply().await.map_err(|e| after_data(&e))?;
         if reply.is(2) {
@@ -414,6 +442,25 @@ impl Session {
         conn.flush()
             .await
             .map_err(io_error("writing to the SMTP server"))
+    }
+
+    /// Writes two buffers, with vectored writes where the stream takes them.
+    async fn write_two(&mut self, first: &[u8], second: &[u8]) -> Result<(), SendError> {
+        let conn = self.io.get_mut();
+        let failed =
+            |e: io::Error| SendError::Transient(format!("writing to the SMTP server: {e}"));
+        let (mut a, mut b) = (first, second);
+        while !a.is_empty() || !b.is_empty() {
+            let bufs = [io::IoSlice::new(a), io::IoSlice::new(b)];
+            let n = conn.write_vectored(&bufs).await.map_err(failed)?;
+            if n == 0 {
+                return Err(failed(io::ErrorKind::WriteZero.into()));
+            }
+            let from_a = n.min(a.len());
+            a = &a[from_a..];
+            b = &b[n - from_a..];
+        }
+        conn.flush().await.map_err(failed)
     }
 
     /// Reads one reply, all its lines.
@@ -488,6 +535,17 @@ async fn tls(s: &SmtpSettings, tcp: TcpStream) -> Result<TlsStream<TcpStream>, S
         .map_err(|e| SendError::Transient(format!("TLS handshake with {}:{}: {e}", s.host, s.port)))
 }
 
+/// Whether `message` can go as DATA unchanged: every line end CRLF, no line starting with
+/// a dot, and a final CRLF.
+fn is_transparent(message: &[u8]) -> bool {
+    if !message.ends_with(b"\r\n") || message.first() == Some(&b'.') {
+        return false;
+    }
+    memchr::memchr_iter(b'\n', message)
+        .all(|i| i > 0 && message[i - 1] == b'\r' && message.get(i + 1) != Some(&b'.'))
+        && !memchr::memchr_iter(b'\r', message).any(|i| message.get(i + 1) != Some(&b'\n'))
+}
+
 /// Appends `message` as the DATA of a transaction: every line end CRLF, a `.` doubled at
 /// the start of a line (RFC 5321 4.5.2), and the final `.` line.
 pub(super) fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
@@ -507,4 +565,33 @@ pub(super) fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
         rest = next;
     }
     out.extend_from_slice(b".\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transparent_message_is_exactly_what_dot_stuffing_would_send() {
+        let cases: [&[u8]; 8] = [
+            b"Subject: a\r\n\r\nbody\r\n",
+            b"Subject: a\r\n\r\n.dot\r\n",
+            b"Subject: a\r\n\r\nbare\nlf\r\n",
+            b"Subject: a\r\n\r\nbare\rcr\r\n",
+            b"Subject: a\r\n\r\nno final line end",
+            b".starts with a dot\r\n",
+            b"\n",
+            b"a\r\n.\r\n",
+        ];
+        for (i, message) in cases.iter().enumerate() {
+            let mut stuffed = Vec::new();
+            dot_stuff(message, &mut stuffed);
+            let mut direct = message.to_vec();
+            direct.extend_from_slice(b".\r\n");
+            assert_eq!(is_transparent(message), i == 0, "case {i}");
+            if is_transparent(message) {
+                assert_eq!(stuffed, direct, "case {i}");
+            }
+        }
+    }
 }
