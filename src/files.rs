@@ -113,6 +113,13 @@ pub fn load_curated(path: &Path) -> Result<(Vec<NewsLink>, Vec<CuratedError>), F
 /// # Errors
 /// [`FileError::Read`] when the directory cannot be read.
 pub fn subscriber_csv_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    sorted_files(dir, |p| {
+        p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    })
+}
+
+/// The regular files of `dir` that `keep` accepts, sorted by path.
+fn sorted_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, FileError> {
     let entries = std::fs::read_dir(dir).map_err(|source| FileError::Read {
         path: dir.to_path_buf(),
         source,
@@ -120,7 +127,7 @@ pub fn subscriber_csv_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+        .filter(|p| p.is_file() && keep(p))
         .collect();
     files.sort();
     Ok(files)
@@ -150,23 +157,12 @@ pub fn message_files(path: &Path) -> Result<Vec<PathBuf>, FileError> {
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let list = |dir: &Path| -> Result<Vec<PathBuf>, FileError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| FileError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        files.sort();
-        Ok(files)
+    // Not the hidden files (a Maildir's or an editor's own).
+    let list = |dir: &Path| {
+        sorted_files(dir, |p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
     };
     if path.join("new").is_dir() && path.join("cur").is_dir() {
         let mut files = list(&path.join("new"))?;

@@ -17,6 +17,32 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::domain::{DeliveryStatus, EmailAddress, IssueStatus, NewsLink, Slug};
 
+/// The rows of a step's issue that its run may claim, oldest first. Every ledger step binds
+/// the same parameters: ?1 the time, ?2 the run, ?3 the issue id, ?4 the sent marks.
+const CLAIMABLE: &str = "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+     WHERE d.issue_id = ?3 AND d.status = 'pending' AND s.status = 'confirmed'
+       AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?1)
+       AND (d.deferred_by IS NULL OR d.deferred_by <> ?2)
+     ORDER BY d.id";
+
+/// Marks sent, in one statement, the rows of ?4: a JSON array of `[id, reply]` pairs.
+const MARK_SENT: &str = "UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?1,
+        updated_at = ?1, last_error = NULL, next_attempt_at = NULL
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS reply FROM json_each(?4)) AS m
+     WHERE deliveries.id = m.id AND deliveries.status = 'sending'";
+
+/// The "sent" marks of a step, as [`MARK_SENT`] reads them; `None` when there are none.
+fn sent_marks(marks: &[(i64, Mark)]) -> Option<String> {
+    let sent: Vec<(i64, &str)> = marks
+        .iter()
+        .filter_map(|(id, m)| match m {
+            Mark::Sent { reply } => Some((*id, reply.as_str())),
+            _ => None,
+        })
+        .collect();
+    (!sent.is_empty()).then(|| serde_json::to_string(&sent).expect("ids and strings serialise"))
+}
+
 /// What freezing records about an issue.
 #[derive(Debug, Clone)]
 pub struct FrozenIssue<'a> {
@@ -472,25 +498,14 @@ impl Store {
         let mut tx = self.write().await?;
         // The common mark, "sent", is one statement for the whole step however many rows
         // it carries; the rare ones go row by row.
-        let sent: Vec<(i64, &str)> = marks
-            .iter()
-            .filter_map(|(id, m)| match m {
-                Mark::Sent { reply } => Some((*id, reply.as_str())),
-                _ => None,
-            })
-            .collect();
-        if !sent.is_empty() {
-            let json = serde_json::to_string(&sent).expect("ids and strings serialise");
-            sqlx::query(
-                "UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?2, updated_at = ?2,
-                        last_error = NULL, next_attempt_at = NULL
-                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS reply FROM json_each(?1)) AS m
-                 WHERE deliveries.id = m.id AND deliveries.status = 'sending'",
-            )
-            .bind(json)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(json) = sent_marks(marks) {
+            sqlx::query(MARK_SENT)
+                .bind(now)
+                .bind(run)
+                .bind(issue_id)
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
         }
         for (delivery_id, mark) in marks {
             let q = match mark {
@@ -553,18 +568,14 @@ impl Store {
             // The rows and what a worker needs to send them in one read, then the claim of
             // exactly those rows in one write (the transaction holds the write lock, so
             // nothing changes in between).
-            let rows = sqlx::query(
+            // The LIMIT is written into the statement (see `LedgerSession::step`).
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.name, s.first_name
-                 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-                 WHERE d.issue_id = ?1 AND d.status = 'pending' AND s.status = 'confirmed'
-                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?2)
-                   AND (d.deferred_by IS NULL OR d.deferred_by <> ?3)
-                 ORDER BY d.id LIMIT ?4",
-            )
-            .bind(issue_id)
+                 {CLAIMABLE} LIMIT {claim}"
+            )))
             .bind(now)
             .bind(run)
-            .bind(claim as i64)
+            .bind(issue_id)
             .fetch_all(&mut *tx)
             .await?;
             claimed.reserve(rows.len());
@@ -965,41 +976,26 @@ impl LedgerSession<'_> {
         claim: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let sent: Option<Vec<(i64, &str)>> = marks
-            .iter()
-            .map(|(id, m)| match m {
-                Mark::Sent { reply } => Some((*id, reply.as_str())),
-                _ => None,
-            })
-            .collect();
-        let Some(sent) = sent else {
+        if !marks.iter().all(|(_, m)| matches!(m, Mark::Sent { .. })) {
             return self
                 .store
                 .ledger_step(issue_id, run, marks, claim, now)
                 .await;
-        };
-        let sent = serde_json::to_string(&sent).expect("ids and strings serialise");
+        }
+        let sent = sent_marks(marks).unwrap_or_else(|| "[]".to_owned());
         let _turn = self.store.turns.lock().await;
         // The claim's LIMIT is written into the statement, not bound: SQLite's planner reads a
         // bound LIMIT and then re-prepares the statement every time it is bound again (a
         // fifth of a step's time). At most `concurrency + 1` texts, each prepared once.
         let sql = format!(
             "BEGIN IMMEDIATE;
-             UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?1, updated_at = ?1,
-                    last_error = NULL, next_attempt_at = NULL
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS reply FROM json_each(?5)) AS m
-             WHERE deliveries.id = m.id AND deliveries.status = 'sending';
+             {MARK_SENT};
              UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = ?1,
                     claimed_by = ?2, updated_at = ?1
-             WHERE id IN (
-                 SELECT d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-                 WHERE d.issue_id = ?3 AND d.status = 'pending' AND s.status = 'confirmed'
-                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?1)
-                   AND (d.deferred_by IS NULL OR d.deferred_by <> ?2)
-                 ORDER BY d.id LIMIT {claim})
+             WHERE id IN (SELECT d.id {CLAIMABLE} LIMIT {claim})
              RETURNING id, subscriber_id, attempts;
              SELECT s.id AS subscriber, s.email, s.name, s.first_name FROM subscribers s
-             WHERE ?4 > 0 AND s.id IN (SELECT subscriber_id FROM deliveries
+             WHERE {claim} > 0 AND s.id IN (SELECT subscriber_id FROM deliveries
                                        WHERE issue_id = ?3 AND status = 'sending' AND claimed_by = ?2);
              COMMIT;"
         );
@@ -1007,7 +1003,6 @@ impl LedgerSession<'_> {
             .bind(now)
             .bind(run)
             .bind(issue_id)
-            .bind(claim as i64)
             .bind(sent)
             .fetch_all(&mut *self.conn)
             .await;

@@ -277,6 +277,7 @@ async fn the_subscribe_form_submits_in_a_real_browser() {
 /// contrast of at least 4.5:1 against its background (WCAG AA), and no horizontal overflow.
 /// Returns the problems found.
 const PAGE_CHECKS: &str = r#"
+__CONTRAST__
 const problems = [];
 const root = document.documentElement;
 if (!root.lang) problems.push('no lang attribute');
@@ -294,22 +295,6 @@ for (const a of document.querySelectorAll('a')) {
 for (const img of document.querySelectorAll('img')) {
   if (!img.hasAttribute('alt')) problems.push('image without alt: ' + img.src);
 }
-const channels = (c) => c.match(/[\d.]+/g).map(Number);
-const luminance = (c) => {
-  const [r, g, b] = channels(c).slice(0, 3).map((v) => {
-    v /= 255;
-    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
-  });
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-};
-const background = (el) => {
-  for (; el; el = el.parentElement) {
-    const c = getComputedStyle(el).backgroundColor;
-    const parts = channels(c);
-    if (parts.length < 4 || parts[3] > 0) return c;
-  }
-  return 'rgb(255, 255, 255)';
-};
 for (const el of document.querySelectorAll('p, li, a, h1, h2, h3, label, span, blockquote, strong')) {
   if (!el.textContent.trim() || el.classList.contains('skip')) continue;
   const fg = luminance(getComputedStyle(el).color);
@@ -351,7 +336,7 @@ async fn glossary_pages_fit_a_phone_and_a_desktop_and_pass_accessibility_checks(
         );
         for (name, url) in &pages {
             browser.goto(url).await;
-            let problems = browser.script(PAGE_CHECKS).await;
+            let problems = browser.script(&checks(PAGE_CHECKS)).await;
             assert_eq!(problems, json!([]), "{name} at {width} px: {problems:#}");
             let png = browser.screenshot().await;
             assert!(png.starts_with(b"\x89PNG"), "{name} at {width} px");
@@ -364,18 +349,16 @@ async fn glossary_pages_fit_a_phone_and_a_desktop_and_pass_accessibility_checks(
     browser
         .script("document.body.insertAdjacentHTML('beforeend', '<div style=\"width:900px\"><p style=\"color:#ccc\">faint</p></div>'); return null;")
         .await;
-    let problems = browser.script(PAGE_CHECKS).await.to_string();
+    let problems = browser.script(&checks(PAGE_CHECKS)).await.to_string();
     assert!(problems.contains("horizontal overflow"), "{problems}");
     assert!(problems.contains("for <p> faint"), "{problems}");
     stop.cancel();
     handle.await.unwrap();
 }
 
-/// The email's own checks: every visible text and link against what is behind it (WCAG AA,
-/// 4.5:1), and no horizontal overflow.
-const EMAIL_CHECKS: &str = r#"
-const problems = [];
-const root = document.documentElement;
+/// Colour contrast as WCAG computes it, shared by the page and email checks: relative
+/// luminance of a CSS colour, and the first opaque background behind an element.
+const CONTRAST: &str = r#"
 const channels = (c) => c.match(/[\d.]+/g).map(Number);
 const luminance = (c) => {
   const [r, g, b] = channels(c).slice(0, 3).map((v) => {
@@ -392,6 +375,19 @@ const background = (el) => {
   }
   return 'rgb(255, 255, 255)';
 };
+"#;
+
+/// A check script with the contrast helpers in place of its `__CONTRAST__` marker.
+fn checks(script: &str) -> String {
+    script.replace("__CONTRAST__", CONTRAST)
+}
+
+/// The email's own checks: every visible text and link against what is behind it (WCAG AA,
+/// 4.5:1), and no horizontal overflow.
+const EMAIL_CHECKS: &str = r#"
+__CONTRAST__
+const problems = [];
+const root = document.documentElement;
 let checked = 0;
 for (const el of document.querySelectorAll('p, a, h1, h2, td, div, strong, em, span')) {
   const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
@@ -453,7 +449,7 @@ async fn the_issue_email_fits_375_and_800_px_in_light_and_dark_mode_with_readabl
                 json!(scheme == "dark"),
                 "the {scheme} scheme is in effect"
             );
-            let problems = browser.script(EMAIL_CHECKS).await;
+            let problems = browser.script(&checks(EMAIL_CHECKS)).await;
             assert_eq!(problems, json!([]), "{scheme} at {width} px: {problems:#}");
             let png = browser.screenshot().await;
             std::fs::write(
@@ -467,6 +463,6 @@ async fn the_issue_email_fits_375_and_800_px_in_light_and_dark_mode_with_readabl
     browser
         .script("document.querySelector('.footer a').setAttribute('style', 'color: #3f3f46 !important'); return null;")
         .await;
-    let problems = browser.script(EMAIL_CHECKS).await.to_string();
+    let problems = browser.script(&checks(EMAIL_CHECKS)).await.to_string();
     assert!(problems.contains("contrast"), "{problems}");
 }
