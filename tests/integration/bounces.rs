@@ -34,9 +34,9 @@ pub fn send(s: &Sandbox) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// Sends the next issue over SMTP; returns each recipient's envelope sender and the address
-/// of their `mailto:` unsubscribe.
-pub fn send_with_mailtos(s: &Sandbox) -> std::collections::HashMap<String, (String, String)> {
+/// Sends the next issue over SMTP (as `HERALD_SECRET` signs); returns the messages as the
+/// server received them.
+pub fn send_messages(s: &Sandbox) -> Vec<smtp::Received> {
     let server = smtp::start(None);
     let run = s.herald_env(
         &["send"],
@@ -46,9 +46,13 @@ pub fn send_with_mailtos(s: &Sandbox) -> std::collections::HashMap<String, (Stri
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    server
-        .mailbox
-        .messages()
+    server.mailbox.messages()
+}
+
+/// Sends the next issue over SMTP; returns each recipient's envelope sender and the address
+/// of their `mailto:` unsubscribe.
+pub fn send_with_mailtos(s: &Sandbox) -> std::collections::HashMap<String, (String, String)> {
+    send_messages(s)
         .into_iter()
         .map(|m| {
             let parsed = mail_parser::MessageParser::default()
@@ -327,30 +331,11 @@ fn a_complaint_unsubscribes_and_is_counted_in_stats() {
 #[test]
 fn an_email_to_the_unsubscribe_address_unsubscribes_from_stdin_and_the_header_carries_it() {
     let s = sandbox("");
-    let server = smtp::start(None);
-    let run = s.herald_env(
-        &["send"],
-        &[
-            ("HERALD_SMTP_URL", &server.url()),
-            ("HERALD_SECRET", SECRET),
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
-    let message = server
-        .mailbox
-        .messages()
-        .into_iter()
-        .find(|m| m.to[0] == "reader0@example.com")
-        .unwrap();
-    let parsed = mail_parser::MessageParser::default()
-        .parse(&message.data)
-        .unwrap();
-    let header = parsed.header_raw("List-Unsubscribe").unwrap().to_owned();
-    let start = header.find("mailto:").expect("a mailto unsubscribe") + "mailto:".len();
-    let address = &header[start..header[start..].find('?').unwrap() + start];
+    let mailtos = send_with_mailtos(&s);
+    let address = mailtos["reader0@example.com"].1.as_str();
     assert!(
         address.starts_with("unsubscribe+") && address.ends_with("@bounces.example.com"),
-        "{header}"
+        "{address}"
     );
 
     // Postfix's pipe transport: the message on standard input, the recipient as argument.
@@ -628,16 +613,7 @@ async fn with_click_tracking_links_go_through_a_counted_redirect_and_editors_see
         "curated.toml",
         "[[link]]\ntitle = \"First\"\nurl = \"https://research.example.org/paper?id=1&v=2\"\n\n[[link]]\ntitle = \"Second\"\nurl = \"https://blog.example.net/post\"\n",
     );
-    let server = smtp::start(None);
-    let run = s.herald_env(
-        &["send"],
-        &[
-            ("HERALD_SMTP_URL", &server.url()),
-            ("HERALD_SECRET", SECRET),
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
-    let messages = server.mailbox.messages();
+    let messages = send_messages(&s);
     let first = mail_parser::MessageParser::default()
         .parse(&messages[0].data)
         .unwrap();

@@ -3,9 +3,6 @@
 //! package): below 1.0, as a deliverability reviewer would want.
 
 use crate::harness::{CONFIG, Sandbox, repo};
-use crate::smtp;
-
-const SECRET: &str = "test-signing-key-0123456789abcdef";
 
 #[test]
 fn a_sent_issue_scores_below_one_in_spamassassin() {
@@ -38,16 +35,7 @@ fn a_sent_issue_scores_below_one_in_spamassassin() {
         CONFIG.replace("Test Weekly", "AI Glossary Weekly")
             + "\n[bounces]\ndomain = \"bounces.example.com\"\n\n[delivery.dkim]\ndomain = \"example.com\"\nselector = \"herald\"\nprivate_key_path = \"dkim.pem\"\n",
     );
-    let server = smtp::start(None);
-    let run = s.herald_env(
-        &["send"],
-        &[
-            ("HERALD_SMTP_URL", &server.url()),
-            ("HERALD_SECRET", SECRET),
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
-    let message = server.mailbox.messages().remove(0).data;
+    let message = crate::bounces::send_messages(&s).remove(0).data;
 
     let home = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new("spamassassin")
