@@ -1224,13 +1224,17 @@ impl Validator {
 
     fn store_url(&mut self, url: &str) -> Option<String> {
         const KEY: &str = "store.url";
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // A PostgreSQL server (the store reads the rest of the URL when it connects).
+            return Some(url.to_owned());
+        }
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"));
         let Some(rest) = rest else {
             self.fail(
                 KEY,
-                format!("`{url}`: only SQLite is supported, as sqlite://PATH (for example sqlite://herald.db)"),
+                format!("`{url}`: expected sqlite://PATH (for example sqlite://herald.db) or postgres://USER@HOST/DATABASE"),
             );
             return None;
         };

@@ -2,14 +2,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::Row;
-
 use super::states::Text;
-use super::{Store, StoreError};
+use super::{Store, StoreError, on_pool, write_one};
 use crate::domain::{NewsLink, Slug};
 use crate::selection::{SentTerm, TermHistory};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// What the store remembers about one feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -53,20 +51,23 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn term_history(&self) -> Result<TermHistory, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, Text<Slug>)> =
+            on_pool!(self, |db, _d| {
+                sqlx::query_as(
             "SELECT i.number, t.cycle, t.slug FROM terms_sent t JOIN issues i ON i.id = t.issue_id
              ORDER BY i.number",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut sent = Vec::with_capacity(rows.len());
-        for row in rows {
-            sent.push(SentTerm {
-                issue_number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
-                cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
-                slug: row.try_get::<Text<Slug>, _>("slug")?.0,
+        .fetch_all(db)
+        .await?
             });
-        }
+        let sent = rows
+            .into_iter()
+            .map(|(number, cycle, slug)| SentTerm {
+                issue_number: u32::try_from(number).unwrap_or(0),
+                cycle: u32::try_from(cycle).unwrap_or(1),
+                slug: slug.0,
+            })
+            .collect();
         Ok(TermHistory { sent })
     }
 
@@ -75,16 +76,15 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn last_issue(&self) -> Result<Option<LastIssue>, StoreError> {
-        let row = sqlx::query("SELECT number, created_at FROM issues ORDER BY number DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(LastIssue {
-                number: u32::try_from(r.try_get::<i64, _>("number")?).unwrap_or(0),
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        let row: Option<(i64, DateTime<Utc>)> = on_pool!(self, |db, _d| sqlx::query_as(
+            "SELECT number, created_at FROM issues ORDER BY number DESC LIMIT 1"
+        )
+        .fetch_optional(db)
+        .await?);
+        Ok(row.map(|(number, created_at)| LastIssue {
+            number: u32::try_from(number).unwrap_or(0),
+            created_at,
+        }))
     }
 
     /// Canonical URLs of every link any issue has carried.
@@ -92,9 +92,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn sent_link_urls(&self) -> Result<HashSet<String>, StoreError> {
-        let urls: Vec<String> = sqlx::query_scalar("SELECT canonical_url FROM links_sent")
-            .fetch_all(&self.pool)
-            .await?;
+        let urls: Vec<String> = on_pool!(self, |db, _d| sqlx::query_scalar(
+            "SELECT canonical_url FROM links_sent"
+        )
+        .fetch_all(db)
+        .await?);
         Ok(urls.into_iter().collect())
     }
 
@@ -103,10 +105,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue(&self) -> Result<Vec<Slug>, StoreError> {
-        let slugs: Vec<Text<Slug>> =
-            sqlx::query_scalar("SELECT slug FROM term_queue ORDER BY position")
-                .fetch_all(&self.pool)
-                .await?;
+        let slugs: Vec<Text<Slug>> = on_pool!(self, |db, _d| sqlx::query_scalar(
+            "SELECT slug FROM term_queue ORDER BY position"
+        )
+        .fetch_all(db)
+        .await?);
         Ok(slugs.into_iter().map(|s| s.0).collect())
     }
 
@@ -119,17 +122,13 @@ impl Store {
         slug: &Slug,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .write_one(
-                sqlx::query(
-                    "INSERT INTO term_queue (slug, position, added_at)
+        Ok(write_one!(self, |d| sqlx::query(d.sql(
+            "INSERT INTO term_queue (slug, position, added_at)
              VALUES (?1, (SELECT COALESCE(MIN(position), 1) - 1 FROM term_queue), ?2)
-             ON CONFLICT (slug) DO NOTHING",
-                )
-                .bind(slug.as_str())
-                .bind(now),
-            )
-            .await?
+             ON CONFLICT (slug) DO NOTHING"
+        ))
+        .bind(slug.as_str())
+        .bind(now))?
             == 1)
     }
 
@@ -138,17 +137,13 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue_add(&self, slug: &Slug, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(self
-            .write_one(
-                sqlx::query(
-                    "INSERT INTO term_queue (slug, position, added_at)
+        Ok(write_one!(self, |d| sqlx::query(d.sql(
+            "INSERT INTO term_queue (slug, position, added_at)
              VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM term_queue), ?2)
-             ON CONFLICT (slug) DO NOTHING",
-                )
-                .bind(slug.as_str())
-                .bind(now),
-            )
-            .await?
+             ON CONFLICT (slug) DO NOTHING"
+        ))
+        .bind(slug.as_str())
+        .bind(now))?
             == 1)
     }
 
@@ -157,9 +152,10 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue_remove(&self, slug: &Slug) -> Result<bool, StoreError> {
-        Ok(self
-            .write_one(sqlx::query("DELETE FROM term_queue WHERE slug = ?").bind(slug.as_str()))
-            .await?
+        Ok(write_one!(self, |d| sqlx::query(
+            d.sql("DELETE FROM term_queue WHERE slug = ?")
+        )
+        .bind(slug.as_str()))?
             == 1)
     }
 
@@ -168,31 +164,30 @@ impl Store {
     /// # Errors
     /// A database error, or stored items that no longer parse.
     pub async fn feed_states(&self) -> Result<HashMap<String, FeedState>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredFeed> = on_pool!(self, |db, _d| sqlx::query_as(
             "SELECT url, name, etag, last_modified, permanent_url, last_success_at, last_error,
                     last_error_at, consecutive_failures, items_seen, items_json
              FROM feed_state",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(db)
+        .await?);
         let mut states = HashMap::new();
         for row in rows {
-            let items_json: String = row.try_get("items_json")?;
-            let items = serde_json::from_str(&items_json).map_err(|_| StoreError::Corrupt {
+            let items = serde_json::from_str(&row.items_json).map_err(|_| StoreError::Corrupt {
                 column: "feed_state.items_json",
-                value: items_json.chars().take(80).collect(),
+                value: row.items_json.chars().take(80).collect(),
             })?;
             let state = FeedState {
-                url: row.try_get("url")?,
-                name: row.try_get("name")?,
-                etag: row.try_get("etag")?,
-                last_modified: row.try_get("last_modified")?,
-                permanent_url: row.try_get("permanent_url")?,
-                last_success_at: row.try_get("last_success_at")?,
-                last_error: row.try_get("last_error")?,
-                last_error_at: row.try_get("last_error_at")?,
-                consecutive_failures: row.try_get("consecutive_failures")?,
-                items_seen: row.try_get("items_seen")?,
+                url: row.url,
+                name: row.name,
+                etag: row.etag,
+                last_modified: row.last_modified,
+                permanent_url: row.permanent_url,
+                last_success_at: row.last_success_at,
+                last_error: row.last_error,
+                last_error_at: row.last_error_at,
+                consecutive_failures: row.consecutive_failures,
+                items_seen: row.items_seen,
                 items,
             };
             states.insert(state.url.clone(), state);
@@ -212,7 +207,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let items_json = serde_json::to_string(success.items).unwrap_or_else(|_| "[]".into());
-        let query = sqlx::query(
+        write_one!(self, |d| {
+            sqlx::query(d.sql(
             "INSERT INTO feed_state (url, name, etag, last_modified, permanent_url, last_success_at,
                                      consecutive_failures, items_seen, items_json, first_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?6)
@@ -220,8 +216,8 @@ impl Store {
                  name = excluded.name, etag = excluded.etag, last_modified = excluded.last_modified,
                  permanent_url = COALESCE(excluded.permanent_url, feed_state.permanent_url),
                  last_success_at = excluded.last_success_at, consecutive_failures = 0,
-                 items_seen = excluded.items_seen, items_json = excluded.items_json",
-        )
+                 items_seen = excluded.items_seen, items_json = excluded.items_json"
+        ))
         .bind(url)
         .bind(name)
         .bind(success.etag)
@@ -229,8 +225,8 @@ impl Store {
         .bind(success.permanent_url)
         .bind(now)
         .bind(success.items.len() as i64)
-        .bind(items_json);
-        self.write_one(query).await?;
+        .bind(&items_json)
+        })?;
         Ok(())
     }
 
@@ -245,19 +241,36 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let query = sqlx::query(
+        write_one!(self, |d| {
+            sqlx::query(d.sql(
             "INSERT INTO feed_state (url, name, last_error, last_error_at, consecutive_failures, first_seen_at)
              VALUES (?1, ?2, ?3, ?4, 1, ?4)
              ON CONFLICT (url) DO UPDATE SET
                  name = excluded.name, last_error = excluded.last_error,
                  last_error_at = excluded.last_error_at,
-                 consecutive_failures = feed_state.consecutive_failures + 1",
-        )
+                 consecutive_failures = feed_state.consecutive_failures + 1"
+        ))
         .bind(url)
         .bind(name)
         .bind(error)
-        .bind(now);
-        self.write_one(query).await?;
+        .bind(now)
+        })?;
         Ok(())
     }
+}
+
+/// A `feed_state` row as stored.
+#[derive(sqlx::FromRow)]
+struct StoredFeed {
+    url: String,
+    name: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    permanent_url: Option<String>,
+    last_success_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    last_error_at: Option<DateTime<Utc>>,
+    consecutive_failures: i64,
+    items_seen: i64,
+    items_json: String,
 }

@@ -1,16 +1,14 @@
 //! What the daemon and the web pages record: schedule slots, held issues, and the
 //! subscribe / confirm / unsubscribe flow.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::Row;
-
 use super::states::Text;
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_row, on_pool, on_tx, write_one};
 use crate::domain::{
     DeliveryStatus, EmailAddress, IssueStatus, ServiceMail, SlotOutcome, SubscriberName,
     SubscriberStatus,
 };
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// A schedule slot as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,20 +21,18 @@ pub struct SlotRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
-impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for SlotRecord {
-    fn from_row(r: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            slot_key: r.try_get("slot_key")?,
-            due_at: r.try_get("due_at")?,
-            outcome: r.try_get::<Text<SlotOutcome>, _>("outcome")?.0,
-            issue_number: r
-                .try_get::<Option<i64>, _>("number")?
-                .and_then(|n| u32::try_from(n).ok()),
-            detail: r.try_get("detail")?,
-            recorded_at: r.try_get("recorded_at")?,
-        })
-    }
-}
+from_row!(SlotRecord, |r| {
+    Ok(Self {
+        slot_key: r.try_get("slot_key")?,
+        due_at: r.try_get("due_at")?,
+        outcome: r.try_get::<Text<SlotOutcome>, _>("outcome")?.0,
+        issue_number: r
+            .try_get::<Option<i64>, _>("number")?
+            .and_then(|n| u32::try_from(n).ok()),
+        detail: r.try_get("detail")?,
+        recorded_at: r.try_get("recorded_at")?,
+    })
+});
 
 /// A confirmed subscriber, as the welcome email needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +64,15 @@ async fn queue_mail(
     kind: ServiceMail,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO mail_queue (subscriber_id, kind, created_at, due_at) VALUES (?1, ?2, ?3, ?3)",
-    )
+    on_tx!(tx, |c, d| sqlx::query(d.sql(
+        "INSERT INTO mail_queue (subscriber_id, kind, created_at, due_at) VALUES (?1, ?2, ?3, ?3)"
+    ))
     .bind(subscriber)
     .bind(Text(kind))
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
     Ok(())
 }
 
@@ -93,19 +90,15 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .write_one(
-                sqlx::query(
-                    "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slot_key) DO NOTHING",
-                )
-                .bind(key)
-                .bind(due)
-                .bind(Text(outcome))
-                .bind(detail)
-                .bind(now),
-            )
-            .await?
+        Ok(write_one!(self, |d| sqlx::query(d.sql(
+            "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slot_key) DO NOTHING"
+        ))
+        .bind(key)
+        .bind(due)
+        .bind(Text(outcome))
+        .bind(detail)
+        .bind(now))?
             == 1)
     }
 
@@ -125,24 +118,30 @@ impl Store {
         let mut tx = self.write().await?;
         let hour_ago = now - chrono::Duration::hours(1);
         // Forget what no longer counts, so the table stays small.
-        sqlx::query("DELETE FROM confirmation_sends WHERE sent_at < ?")
-            .bind(hour_ago)
-            .execute(&mut *tx)
-            .await?;
-        let sent: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM confirmation_sends WHERE email_key = ? AND sent_at >= ?",
+        on_tx!(tx, |c, d| sqlx::query(
+            d.sql("DELETE FROM confirmation_sends WHERE sent_at < ?")
         )
+        .bind(hour_ago)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        let sent: i64 = on_tx!(tx, |c, d| sqlx::query_scalar(d.sql(
+            "SELECT COUNT(*) FROM confirmation_sends WHERE email_key = ? AND sent_at >= ?"
+        ))
         .bind(email.key())
         .bind(hour_ago)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(&mut *c)
+        .await?);
         let allowed = sent < i64::from(limit);
         if allowed {
-            sqlx::query("INSERT INTO confirmation_sends (email_key, sent_at) VALUES (?, ?)")
-                .bind(email.key())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            on_tx!(tx, |c, d| sqlx::query(d.sql(
+                "INSERT INTO confirmation_sends (email_key, sent_at) VALUES (?, ?)"
+            ))
+            .bind(email.key())
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
             queue_mail(&mut tx, id, ServiceMail::Confirmation, now).await?;
         }
         tx.commit().await?;
@@ -158,17 +157,17 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
-        self.write_one(
-            sqlx::query(
-                "INSERT INTO daemon_state (key, value) VALUES ('first_start', ?) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(now.to_rfc3339()),
+        write_one!(self, |d| {
+            sqlx::query(d.sql(
+            "INSERT INTO daemon_state (key, value) VALUES ('first_start', ?) ON CONFLICT (key) DO NOTHING"
+        ))
+        .bind(now.to_rfc3339())
+        })?;
+        let value: String = on_pool!(self, |db, _d| sqlx::query_scalar(
+            "SELECT value FROM daemon_state WHERE key = 'first_start'"
         )
-        .await?;
-        let value: String =
-            sqlx::query_scalar("SELECT value FROM daemon_state WHERE key = 'first_start'")
-                .fetch_one(&self.pool)
-                .await?;
+        .fetch_one(db)
+        .await?);
         DateTime::parse_from_rfc3339(&value)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| StoreError::Corrupt {
@@ -189,19 +188,16 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write_one(
-            sqlx::query(
-                "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
+        write_one!(self, |d| sqlx::query(d.sql(
+            "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
                     issue_id = COALESCE((SELECT id FROM issues WHERE number = ?4), issue_id)
-             WHERE slot_key = ?5",
-            )
-            .bind(Text(outcome))
-            .bind(detail)
-            .bind(now)
-            .bind(issue_number.map(i64::from))
-            .bind(key),
-        )
-        .await?;
+             WHERE slot_key = ?5"
+        ))
+        .bind(Text(outcome))
+        .bind(detail)
+        .bind(now)
+        .bind(issue_number.map(i64::from))
+        .bind(key))?;
         Ok(())
     }
 
@@ -211,10 +207,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn forget_slot(&self, key: &str) -> Result<(), StoreError> {
-        let query = sqlx::query("DELETE FROM schedule_slots WHERE slot_key = ? AND outcome = ?")
-            .bind(key)
-            .bind(Text(SlotOutcome::Claimed));
-        self.write_one(query).await?;
+        write_one!(self, |d| sqlx::query(d.sql(
+            "DELETE FROM schedule_slots WHERE slot_key = ? AND outcome = ?"
+        ))
+        .bind(key)
+        .bind(Text(SlotOutcome::Claimed)))?;
         Ok(())
     }
 
@@ -223,10 +220,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn slot_recorded(&self, key: &str) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schedule_slots WHERE slot_key = ?")
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(
+            d.sql("SELECT COUNT(*) FROM schedule_slots WHERE slot_key = ?")
+        )
+        .bind(key)
+        .fetch_one(db)
+        .await?);
         Ok(n > 0)
     }
 
@@ -235,14 +234,14 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on_pool!(self, |db, d| sqlx::query_as(d.sql(
             "SELECT s.slot_key, s.due_at, s.outcome, i.number, s.detail, s.recorded_at
              FROM schedule_slots s LEFT JOIN issues i ON i.id = s.issue_id
-             ORDER BY s.due_at DESC LIMIT ?",
-        )
+             ORDER BY s.due_at DESC LIMIT ?"
+        ))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(db)
+        .await?))
     }
 
     /// Releases a held or frozen issue: it may go out from `at` (an editor approved it, so
@@ -251,18 +250,15 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn release_issue(&self, number: u32, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(self
-            .write_one(
-                sqlx::query(
-                    "UPDATE issues SET status = ?1, send_after = ?2 WHERE number = ?3 AND status IN (?4, ?1)",
-                )
-                .bind(Text(IssueStatus::Frozen))
-                .bind(at)
-                .bind(i64::from(number))
-                .bind(Text(IssueStatus::Held)),
-            )
-            .await?
-            == 1)
+        Ok(write_one!(self, |d| {
+            sqlx::query(d.sql(
+            "UPDATE issues SET status = ?1, send_after = ?2 WHERE number = ?3 AND status IN (?4, ?1)"
+        ))
+        .bind(Text(IssueStatus::Frozen))
+        .bind(at)
+        .bind(i64::from(number))
+        .bind(Text(IssueStatus::Held))
+        })? == 1)
     }
 
     /// Moves an issue from one of `from` to `to` (hold, release, start sending). Returns
@@ -279,13 +275,15 @@ impl Store {
         let mut tx = self.write().await?;
         let mut moved = false;
         for f in from {
-            moved |= sqlx::query("UPDATE issues SET status = ?1 WHERE number = ?2 AND status = ?3")
-                .bind(Text(to))
-                .bind(i64::from(number))
-                .bind(Text(*f))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
+            moved |= on_tx!(tx, |c, d| sqlx::query(
+                d.sql("UPDATE issues SET status = ?1 WHERE number = ?2 AND status = ?3")
+            )
+            .bind(Text(to))
+            .bind(i64::from(number))
+            .bind(Text(*f))
+            .execute(&mut *c)
+            .await?
+            .rows_affected())
                 == 1;
         }
         tx.commit().await?;
@@ -305,14 +303,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<SubscribeOutcome, StoreError> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT id, status FROM subscribers WHERE email_key = ?")
-            .bind(email.key())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<(i64, Text<SubscriberStatus>)> = on_tx!(tx, |c, d| sqlx::query_as(
+            d.sql("SELECT id, status FROM subscribers WHERE email_key = ?")
+        )
+        .bind(email.key())
+        .fetch_optional(&mut *c)
+        .await?);
         let outcome = match row {
-            Some(r) => {
-                let id: i64 = r.try_get("id")?;
-                let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
+            Some((id, Text(status))) => {
                 // A form anyone can post never renames an existing subscriber, and never
                 // mails an address that bounced.
                 match status {
@@ -321,12 +319,14 @@ impl Store {
                     SubscriberStatus::Pending | SubscriberStatus::Unsubscribed => {
                         // A complaint suppresses for good: a form anyone can post must not
                         // mail someone who reported the newsletter as spam.
-                        let complained: bool = sqlx::query_scalar(
-                            "SELECT EXISTS (SELECT 1 FROM feedback WHERE subscriber_id = ?1 AND kind = 'complaint')",
-                        )
+                        let complained: bool = on_tx!(tx, |c, d| {
+                            sqlx::query_scalar(d.sql(
+                            "SELECT EXISTS (SELECT 1 FROM feedback WHERE subscriber_id = ?1 AND kind = 'complaint')"
+                        ))
                         .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                        .fetch_one(&mut *c)
+                        .await?
+                        });
                         if complained {
                             SubscribeOutcome::Bounced
                         } else {
@@ -336,17 +336,19 @@ impl Store {
                 }
             }
             None => {
-                let id: i64 = sqlx::query_scalar(
+                let id: i64 = on_tx!(tx, |c, d| {
+                    sqlx::query_scalar(d.sql(
                     "INSERT INTO subscribers (email, email_key, name, first_name, status, source, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?5, 'pending', 'web', ?4, ?4) RETURNING id",
-                )
+                     VALUES (?1, ?2, ?3, ?5, 'pending', 'web', ?4, ?4) RETURNING id"
+                ))
                 .bind(email.as_str())
                 .bind(email.key())
                 .bind(name.as_str())
                 .bind(now)
                 .bind(first_name.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+                .fetch_one(&mut *c)
+                .await?
+                });
                 SubscribeOutcome::Confirm(id)
             }
         };
@@ -369,34 +371,39 @@ impl Store {
         // A link issued before the address unsubscribed (or bounced) cannot bring it back:
         // only a new request's link can. (Links carry whole seconds.)
         let issued = link_issued + chrono::Duration::seconds(1);
-        let row = sqlx::query(
+        type Row = (Text<EmailAddress>, String, String, Text<SubscriberStatus>);
+        let row: Option<Row> = on_tx!(tx, |c, d| sqlx::query_as(d.sql(
             "SELECT email, name, first_name, status FROM subscribers
              WHERE id = ?1 AND (unsubscribed_at IS NULL OR unsubscribed_at < ?2)
-               AND (bounced_at IS NULL OR bounced_at < ?2)",
-        )
+               AND (bounced_at IS NULL OR bounced_at < ?2)"
+        ))
         .bind(id)
         .bind(issued)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let status = r.try_get::<Text<SubscriberStatus>, _>("status")?.0;
+        .fetch_optional(&mut *c)
+        .await?);
+        let Some((email, name, first_name, Text(status))) = row else {
+            return Ok(None);
+        };
         let newly = status != SubscriberStatus::Confirmed;
         if newly {
-            sqlx::query(
-                "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1 WHERE id = ?2",
-            )
+            on_tx!(tx, |c, d| {
+                sqlx::query(d.sql(
+                "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1 WHERE id = ?2"
+            ))
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            });
             // The welcome is queued with the confirmation: one without the other never is.
             queue_mail(&mut tx, id, ServiceMail::Welcome, now).await?;
         }
         tx.commit().await?;
         Ok(Some(Confirmed {
-            email: r.try_get::<Text<EmailAddress>, _>("email")?.0,
-            name: r.try_get("name")?,
-            first_name: r.try_get("first_name")?,
+            email: email.0,
+            name,
+            first_name,
             newly,
         }))
     }
@@ -407,22 +414,26 @@ impl Store {
     /// A database error.
     pub async fn unsubscribe_id(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let exists: Option<Text<SubscriberStatus>> =
-            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let exists: Option<Text<SubscriberStatus>> = on_tx!(tx, |c, d| sqlx::query_scalar(
+            d.sql("SELECT status FROM subscribers WHERE id = ?")
+        )
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?);
         let Some(status) = exists else {
             return Ok(false);
         };
         if status.0 != SubscriberStatus::Unsubscribed {
-            sqlx::query(
-                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1 WHERE id = ?2",
-            )
+            on_tx!(tx, |c, d| {
+                sqlx::query(d.sql(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1 WHERE id = ?2"
+            ))
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            });
         }
         tx.commit().await?;
         Ok(true)
@@ -433,10 +444,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn subscriber_exists(&self, id: i64) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE id = ?")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(
+            d.sql("SELECT COUNT(*) FROM subscribers WHERE id = ?")
+        )
+        .bind(id)
+        .fetch_one(db)
+        .await?);
         Ok(n > 0)
     }
 
@@ -445,24 +458,18 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn delivery_totals(&self) -> Result<(Vec<(DeliveryStatus, i64)>, i64), StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(Text<DeliveryStatus>, i64)> = on_pool!(self, |db, _d| sqlx::query_as(
             "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status ORDER BY status",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        let by_status = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<Text<DeliveryStatus>, _>("status")?.0,
-                    r.try_get("n")?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE status = ?")
-            .bind(Text(IssueStatus::Sent))
-            .fetch_one(&self.pool)
-            .await?;
+        .fetch_all(db)
+        .await?);
+        let by_status = rows.into_iter().map(|(status, n)| (status.0, n)).collect();
+        let sent: i64 = on_pool!(self, |db, d| sqlx::query_scalar(
+            d.sql("SELECT COUNT(*) FROM issues WHERE status = ?")
+        )
+        .bind(Text(IssueStatus::Sent))
+        .fetch_one(db)
+        .await?);
         Ok((by_status, sent))
     }
 }

@@ -12,8 +12,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::states::Text;
-use super::{Store, StoreError};
-use sqlx::sqlite::SqliteRow;
+use super::{Dialect, Store, StoreError, from_row, on_pool, on_tx, write_one};
 
 use crate::domain::{DeliveryStatus, EmailAddress, IssueStatus, NewsLink, Slug};
 
@@ -29,6 +28,14 @@ const CLAIMABLE: &str = "FROM deliveries d JOIN subscribers s ON s.id = d.subscr
 const MARK_SENT: &str = "UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?1,
         updated_at = ?1, last_error = NULL, next_attempt_at = NULL
      FROM (SELECT value ->> 0 AS id, value ->> 1 AS reply FROM json_each(?4)) AS m
+     WHERE deliveries.id = m.id AND deliveries.status = 'sending'";
+
+/// [`MARK_SENT`] for PostgreSQL.
+const MARK_SENT_PG: &str =
+    "UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?1,
+        updated_at = ?1, last_error = NULL, next_attempt_at = NULL
+     FROM (SELECT (value ->> 0)::bigint AS id, value ->> 1 AS reply
+           FROM jsonb_array_elements(?4::jsonb) AS value) AS m
      WHERE deliveries.id = m.id AND deliveries.status = 'sending'";
 
 /// The "sent" marks of a step, as [`MARK_SENT`] reads them; `None` when there are none.
@@ -162,40 +169,36 @@ const ISSUE_COLUMNS: &str =
     "id, number, cycle, term_slug, subject, preheader, html, text, web_html, status,
      slot_key, send_after, created_at, finished_at";
 
-impl<'r> sqlx::FromRow<'r, SqliteRow> for StoredIssue {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
-            cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
-            term: row.try_get::<Text<Slug>, _>("term_slug")?.0,
-            subject: row.try_get("subject")?,
-            preheader: row.try_get("preheader")?,
-            html: row.try_get("html")?,
-            text: row.try_get("text")?,
-            web_html: row.try_get("web_html")?,
-            status: row.try_get::<Text<IssueStatus>, _>("status")?.0,
-            slot_key: row.try_get("slot_key")?,
-            send_after: row.try_get("send_after")?,
-            created_at: row.try_get("created_at")?,
-            finished_at: row.try_get("finished_at")?,
-        })
-    }
-}
+from_row!(StoredIssue, |row| {
+    Ok(Self {
+        id: row.try_get("id")?,
+        number: u32::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
+        cycle: u32::try_from(row.try_get::<i64, _>("cycle")?).unwrap_or(1),
+        term: row.try_get::<Text<Slug>, _>("term_slug")?.0,
+        subject: row.try_get("subject")?,
+        preheader: row.try_get("preheader")?,
+        html: row.try_get("html")?,
+        text: row.try_get("text")?,
+        web_html: row.try_get("web_html")?,
+        status: row.try_get::<Text<IssueStatus>, _>("status")?.0,
+        slot_key: row.try_get("slot_key")?,
+        send_after: row.try_get("send_after")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+});
 
-impl<'r> sqlx::FromRow<'r, SqliteRow> for DeliveryRow {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
-            status: row.try_get::<Text<DeliveryStatus>, _>("status")?.0,
-            attempts: row.try_get("attempts")?,
-            last_error: row.try_get("last_error")?,
-            smtp_reply: row.try_get("smtp_reply")?,
-            claimed_at: row.try_get("claimed_at")?,
-            claimed_by: row.try_get("claimed_by")?,
-        })
-    }
-}
+from_row!(DeliveryRow, |row| {
+    Ok(Self {
+        email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
+        status: row.try_get::<Text<DeliveryStatus>, _>("status")?.0,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        smtp_reply: row.try_get("smtp_reply")?,
+        claimed_at: row.try_get("claimed_at")?,
+        claimed_by: row.try_get("claimed_by")?,
+    })
+});
 
 impl Store {
     /// Freezes an issue in one transaction: the issue with its rendered parts, its term and
@@ -228,16 +231,17 @@ impl Store {
         let Some(id) = unsent_issue_id(&mut tx, number).await? else {
             return Ok(false);
         };
-        sqlx::query(
+        on_tx!(tx, |c, d| sqlx::query(d.sql(
             "UPDATE schedule_slots SET outcome = ?1, issue_id = NULL, recorded_at = ?2,
-                    detail = ?3 WHERE issue_id = ?4",
-        )
+                    detail = ?3 WHERE issue_id = ?4"
+        ))
         .bind(super::states::Text(crate::domain::SlotOutcome::Skipped))
         .bind(now)
         .bind(format!("issue #{number} was discarded"))
         .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         delete_issue(&mut tx, id).await?;
         tx.commit().await?;
         Ok(true)
@@ -261,18 +265,24 @@ impl Store {
             return Ok(None);
         };
         // The slot row points at the issue; it is pointed at the replacement below.
-        sqlx::query("UPDATE schedule_slots SET issue_id = NULL WHERE issue_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        on_tx!(tx, |c, d| sqlx::query(d.sql(
+            "UPDATE schedule_slots SET issue_id = NULL WHERE issue_id = ?"
+        ))
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         delete_issue(&mut tx, id).await?;
         let frozen = freeze_in(&mut tx, replacement, now).await?;
         if let Some(key) = replacement.slot_key {
-            sqlx::query("UPDATE schedule_slots SET issue_id = ? WHERE slot_key = ?")
-                .bind(frozen.0)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
+            on_tx!(tx, |c, d| sqlx::query(d.sql(
+                "UPDATE schedule_slots SET issue_id = ? WHERE slot_key = ?"
+            ))
+            .bind(frozen.0)
+            .bind(key)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
         }
         tx.commit().await?;
         Ok(Some(frozen))
@@ -283,12 +293,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn unfinished_issue(&self) -> Result<Option<StoredIssue>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(on_pool!(self, |db, d| sqlx::query_as(d.owned(format!(
             "SELECT {ISSUE_COLUMNS} FROM issues WHERE status IN ('frozen', 'held', 'sending')
              ORDER BY number LIMIT 1"
         )))
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(db)
+        .await?))
     }
 
     /// The issue with this number.
@@ -296,12 +306,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issue(&self, number: u32) -> Result<Option<StoredIssue>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(on_pool!(self, |db, d| sqlx::query_as(d.owned(format!(
             "SELECT {ISSUE_COLUMNS} FROM issues WHERE number = ?"
         )))
         .bind(i64::from(number))
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(db)
+        .await?))
     }
 
     /// Every issue, newest first.
@@ -309,11 +319,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issues(&self) -> Result<Vec<StoredIssue>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(on_pool!(self, |db, d| sqlx::query_as(d.owned(format!(
             "SELECT {ISSUE_COLUMNS} FROM issues ORDER BY number DESC"
         )))
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(db)
+        .await?))
     }
 
     /// The links an issue carried, in order.
@@ -321,25 +331,26 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn issue_links(&self, issue_id: i64) -> Result<Vec<NewsLink>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT canonical_url, url, title, source, summary FROM links_sent WHERE issue_id = ? ORDER BY position",
-        )
-        .bind(issue_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(NewsLink {
-                    canonical_url: r.try_get("canonical_url")?,
-                    url: r.try_get("url")?,
-                    title: r.try_get("title")?,
-                    source: r.try_get("source")?,
-                    summary: r.try_get("summary")?,
-                    published: None,
-                    curated: false,
-                })
+        let rows: Vec<(String, String, String, String, String)> = on_pool!(self, |db, d| {
+            sqlx::query_as(d.sql(
+                "SELECT canonical_url, url, title, source, summary FROM links_sent WHERE issue_id = ? ORDER BY position",
+            ))
+            .bind(issue_id)
+            .fetch_all(db)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(canonical_url, url, title, source, summary)| NewsLink {
+                canonical_url,
+                url,
+                title,
+                source,
+                summary,
+                published: None,
+                curated: false,
             })
-            .collect()
+            .collect())
     }
 
     /// Ledger counts of one issue.
@@ -347,16 +358,16 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn ledger_counts(&self, issue_id: i64) -> Result<LedgerCounts, StoreError> {
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM deliveries WHERE issue_id = ? GROUP BY status",
-        )
+        let rows: Vec<(Text<DeliveryStatus>, i64)> = on_pool!(self, |db, d| sqlx::query_as(d.sql(
+            "SELECT status, COUNT(*) AS n FROM deliveries WHERE issue_id = ? GROUP BY status"
+        ))
         .bind(issue_id)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(db)
+        .await?);
         let mut c = LedgerCounts::default();
-        for row in rows {
-            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
-            match row.try_get::<Text<DeliveryStatus>, _>("status")?.0 {
+        for (status, n) in rows {
+            let n = u64::try_from(n).unwrap_or(0);
+            match status.0 {
                 DeliveryStatus::Pending => c.pending = n,
                 DeliveryStatus::Sending => c.sending = n,
                 DeliveryStatus::Sent => c.sent = n,
@@ -380,16 +391,18 @@ impl Store {
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut out = Vec::new();
         for status in statuses {
-            let rows: Vec<DeliveryRow> = sqlx::query_as(
+            let rows: Vec<DeliveryRow> = on_pool!(self, |db, d| {
+                sqlx::query_as(d.sql(
                 "SELECT s.email, d.status, d.attempts, d.last_error, d.smtp_reply, d.claimed_at, d.claimed_by
                  FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-                 WHERE d.issue_id = ? AND d.status = ? ORDER BY d.id LIMIT ?",
-            )
+                 WHERE d.issue_id = ? AND d.status = ? ORDER BY d.id LIMIT ?"
+            ))
             .bind(issue_id)
             .bind(Text(*status))
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(db)
+            .await?
+            });
             out.extend(rows);
         }
         Ok(out)
@@ -400,14 +413,14 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn ambiguous_count(&self, issue_id: i64, run: &str) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(d.sql(
             "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'sending'
-             AND (claimed_by IS NULL OR claimed_by <> ?)",
-        )
+             AND (claimed_by IS NULL OR claimed_by <> ?)"
+        ))
         .bind(issue_id)
         .bind(run)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(db)
+        .await?);
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -424,32 +437,30 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let n = if delivered {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?1, updated_at = ?1,
-                        smtp_reply = 'marked delivered by an operator (herald issues resolve --sent)'
-                 WHERE issue_id = ?2 AND status = 'sending'",
-            )
+        let settle = if delivered {
+            "UPDATE deliveries SET status = 'sent', sent_at = ?1, updated_at = ?1,
+                    smtp_reply = 'marked delivered by an operator (herald issues resolve --sent)'
+             WHERE issue_id = ?2 AND status = 'sending'"
         } else {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', updated_at = ?1, claimed_by = NULL,
-                        last_error = 'ambiguous: marked not delivered by an operator'
-                 WHERE issue_id = ?2 AND status = 'sending'",
-            )
-        }
-        .bind(now)
-        .bind(issue_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', updated_at = ?1, claimed_by = NULL,
+                    last_error = 'ambiguous: marked not delivered by an operator'
+             WHERE issue_id = ?2 AND status = 'sending'"
+        };
+        let n = on_tx!(tx, |c, d| sqlx::query(d.sql(settle))
+            .bind(now)
+            .bind(issue_id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        on_tx!(tx, |c, d| sqlx::query(d.sql(
             "UPDATE issues SET status = 'sending', finished_at = NULL
              WHERE id = ?1 AND status = 'sent'
-               AND EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND status = 'pending')",
-        )
+               AND EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND status = 'pending')"
+        ))
         .bind(issue_id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         tx.commit().await?;
         Ok(n)
     }
@@ -461,22 +472,25 @@ impl Store {
     /// A database error.
     pub async fn retry_ambiguous(&self, run: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let n = sqlx::query(
+        let n = on_tx!(tx, |c, d| sqlx::query(d.sql(
             "UPDATE deliveries SET status = 'pending', updated_at = ?1,
                     last_error = 'ambiguous after a crash: resent on request'
-             WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by <> ?2)",
-        )
+             WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by <> ?2)"
+        ))
         .bind(now)
         .bind(run)
-        .execute(&mut *tx)
+        .execute(&mut *c)
         .await?
-        .rows_affected();
-        sqlx::query(
+        .rows_affected());
+        on_tx!(tx, |c, _d| {
+            sqlx::query(
             "UPDATE issues SET status = 'sending', finished_at = NULL
              WHERE status = 'sent' AND id IN (SELECT issue_id FROM deliveries WHERE status = 'pending')",
         )
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+        });
         tx.commit().await?;
         Ok(n)
     }
@@ -499,69 +513,102 @@ impl Store {
         // The common mark, "sent", is one statement for the whole step however many rows
         // it carries; the rare ones go row by row.
         if let Some(json) = sent_marks(marks) {
-            sqlx::query(MARK_SENT)
+            on_tx!(tx, |c, d| sqlx::query(d.pick(MARK_SENT, MARK_SENT_PG))
                 .bind(now)
                 .bind(run)
                 .bind(issue_id)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
+                .bind(&json)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
         }
         for (delivery_id, mark) in marks {
-            let q = match mark {
-                Mark::Sent { .. } => continue,
+            match mark {
+                Mark::Sent { .. } => {}
                 Mark::Retry {
                     error,
                     retry_at,
                     give_up_this_run,
-                } => sqlx::query(
-                    "UPDATE deliveries SET status = 'pending', last_error = ?1, next_attempt_at = ?2,
-                            updated_at = ?3, deferred_by = ?4 WHERE id = ?5 AND status = 'sending'",
-                )
-                .bind(error.as_str())
-                .bind(retry_at)
-                .bind(now)
-                .bind(give_up_this_run.then_some(run))
-                .bind(delivery_id),
-                Mark::Ambiguous { error } => sqlx::query(
-                    "UPDATE deliveries SET claimed_by = NULL, last_error = ?1, updated_at = ?2
-                     WHERE id = ?3 AND status = 'sending'",
-                )
-                .bind(error.as_str())
-                .bind(now)
-                .bind(delivery_id),
-                Mark::Unclaim => sqlx::query(
-                    "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0),
-                            updated_at = ?1 WHERE id = ?2 AND status = 'sending'",
-                )
-                .bind(now)
-                .bind(delivery_id),
-                Mark::Failed { error } => sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', last_error = ?1, smtp_reply = ?1, updated_at = ?2
-                     WHERE id = ?3 AND status = 'sending'",
-                )
-                .bind(error.as_str())
-                .bind(now)
-                .bind(delivery_id),
-                Mark::Bounced { error } => {
-                    sqlx::query(
-                        "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
-                         WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = ?2) AND status <> 'unsubscribed'",
-                    )
+                } => {
+                    on_tx!(tx, |c, d| {
+                        sqlx::query(d.sql(
+                        "UPDATE deliveries SET status = 'pending', last_error = ?1, next_attempt_at = ?2,
+                                updated_at = ?3, deferred_by = ?4 WHERE id = ?5 AND status = 'sending'"
+                    ))
+                    .bind(error.as_str())
+                    .bind(retry_at)
                     .bind(now)
+                    .bind(give_up_this_run.then_some(run))
                     .bind(delivery_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'bounced', last_error = ?1, smtp_reply = ?1, updated_at = ?2
-                         WHERE id = ?3 AND status = 'sending'",
-                    )
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                    });
+                }
+                Mark::Ambiguous { error } => {
+                    on_tx!(tx, |c, d| sqlx::query(d.sql(
+                        "UPDATE deliveries SET claimed_by = NULL, last_error = ?1, updated_at = ?2
+                         WHERE id = ?3 AND status = 'sending'"
+                    ))
                     .bind(error.as_str())
                     .bind(now)
                     .bind(delivery_id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected());
                 }
-            };
-            q.execute(&mut *tx).await?;
+                Mark::Unclaim => {
+                    on_tx!(tx, |c, d| sqlx::query(d.sql(
+                        "UPDATE deliveries SET status = 'pending',
+                                attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                                updated_at = ?1 WHERE id = ?2 AND status = 'sending'"
+                    ))
+                    .bind(now)
+                    .bind(delivery_id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected());
+                }
+                Mark::Failed { error } => {
+                    on_tx!(tx, |c, d| {
+                        sqlx::query(d.sql(
+                        "UPDATE deliveries SET status = 'failed', last_error = ?1, smtp_reply = ?1, updated_at = ?2
+                         WHERE id = ?3 AND status = 'sending'"
+                    ))
+                    .bind(error.as_str())
+                    .bind(now)
+                    .bind(delivery_id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                    });
+                }
+                Mark::Bounced { error } => {
+                    on_tx!(tx, |c, d| {
+                        sqlx::query(d.sql(
+                        "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
+                         WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = ?2) AND status <> 'unsubscribed'"
+                    ))
+                    .bind(now)
+                    .bind(delivery_id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                    });
+                    on_tx!(tx, |c, d| {
+                        sqlx::query(d.sql(
+                        "UPDATE deliveries SET status = 'bounced', last_error = ?1, smtp_reply = ?1, updated_at = ?2
+                         WHERE id = ?3 AND status = 'sending'"
+                    ))
+                    .bind(error.as_str())
+                    .bind(now)
+                    .bind(delivery_id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                    });
+                }
+            }
         }
         let mut claimed = Vec::new();
         if claim > 0 {
@@ -569,42 +616,51 @@ impl Store {
             // exactly those rows in one write (the transaction holds the write lock, so
             // nothing changes in between).
             // The LIMIT is written into the statement (see `LedgerSession::step`).
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            type Row = (i64, i64, i64, Text<EmailAddress>, String, String);
+            let rows: Vec<Row> = on_tx!(tx, |c, d| sqlx::query_as(d.owned(format!(
                 "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.name, s.first_name
                  {CLAIMABLE} LIMIT {claim}"
             )))
             .bind(now)
             .bind(run)
             .bind(issue_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            claimed.reserve(rows.len());
-            for row in rows {
-                claimed.push(Claimed {
-                    delivery_id: row.try_get("id")?,
-                    subscriber_id: row.try_get("subscriber_id")?,
-                    email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
-                    name: row.try_get("name")?,
-                    first_name: row.try_get("first_name")?,
-                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")? + 1).unwrap_or(1),
-                });
-            }
+            .fetch_all(&mut *c)
+            .await?);
+            claimed = rows
+                .into_iter()
+                .map(
+                    |(delivery_id, subscriber_id, attempts, email, name, first_name)| Claimed {
+                        delivery_id,
+                        subscriber_id,
+                        email: email.0,
+                        name,
+                        first_name,
+                        attempts: u32::try_from(attempts + 1).unwrap_or(1),
+                    },
+                )
+                .collect();
             if !claimed.is_empty() {
                 let ids = serde_json::to_string(
                     &claimed.iter().map(|c| c.delivery_id).collect::<Vec<_>>(),
                 )
                 .expect("ids serialise");
-                let changed = sqlx::query(
+                let changed = on_tx!(tx, |c, d| {
+                    sqlx::query(d.pick(
                     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = ?1,
                             claimed_by = ?2, updated_at = ?1
                      WHERE id IN (SELECT value FROM json_each(?3)) AND status = 'pending'",
-                )
+                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = ?1,
+                            claimed_by = ?2, updated_at = ?1
+                     WHERE id IN (SELECT value::bigint FROM jsonb_array_elements_text(?3::jsonb))
+                       AND status = 'pending'",
+                ))
                 .bind(now)
                 .bind(run)
-                .bind(ids)
-                .execute(&mut *tx)
+                .bind(&ids)
+                .execute(&mut *c)
                 .await?
-                .rows_affected();
+                .rows_affected()
+                });
                 debug_assert_eq!(changed, claimed.len() as u64);
             }
         }
@@ -617,10 +673,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn ledger_session(&self) -> Result<LedgerSession<'_>, StoreError> {
-        Ok(LedgerSession {
-            store: self,
-            conn: self.pool.acquire().await?,
-        })
+        let conn = match &self.pool {
+            super::Pool::Sqlite(pool) => Some(pool.acquire().await?),
+            super::Pool::Postgres(_) => None,
+        };
+        Ok(LedgerSession { store: self, conn })
     }
 
     /// When the next pending row of this issue becomes claimable in `run`: `None` when no
@@ -633,20 +690,20 @@ impl Store {
         issue_id: i64,
         run: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = sqlx::query(
+        let (n, at): (i64, Option<DateTime<Utc>>) = on_pool!(self, |db, d| {
+            sqlx::query_as(d.sql(
             "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS at FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
              WHERE d.issue_id = ? AND d.status = 'pending' AND s.status = 'confirmed'
-               AND (d.deferred_by IS NULL OR d.deferred_by <> ?)",
-        )
+               AND (d.deferred_by IS NULL OR d.deferred_by <> ?)"
+        ))
         .bind(issue_id)
         .bind(run)
-        .fetch_one(&self.pool)
-        .await?;
-        let n: i64 = row.try_get("n")?;
+        .fetch_one(db)
+        .await?
+        });
         if n == 0 {
             return Ok(None);
         }
-        let at: Option<DateTime<Utc>> = row.try_get("at")?;
         Ok(Some(at.unwrap_or(DateTime::<Utc>::MIN_UTC)))
     }
 
@@ -661,27 +718,33 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(
+        on_tx!(tx, |c, d| sqlx::query(d.sql(
             "UPDATE deliveries SET status = 'skipped', updated_at = ?1
              WHERE issue_id = ?2 AND status = 'pending'
-               AND subscriber_id IN (SELECT id FROM subscribers WHERE status <> 'confirmed')",
-        )
+               AND subscriber_id IN (SELECT id FROM subscribers WHERE status <> 'confirmed')"
+        ))
         .bind(now)
         .bind(issue_id)
-        .execute(&mut *tx)
-        .await?;
-        let left: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'pending'",
-        )
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        let left: i64 = on_tx!(tx, |c, d| sqlx::query_scalar(d.sql(
+            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'pending'"
+        ))
         .bind(issue_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(&mut *c)
+        .await?);
         if left == 0 {
-            sqlx::query("UPDATE issues SET status = 'sent', finished_at = ?1 WHERE id = ?2 AND status <> 'sent'")
-                .bind(now)
-                .bind(issue_id)
-                .execute(&mut *tx)
-                .await?;
+            on_tx!(tx, |c, d| {
+                sqlx::query(d.sql(
+                "UPDATE issues SET status = 'sent', finished_at = ?1 WHERE id = ?2 AND status <> 'sent'"
+            ))
+            .bind(now)
+            .bind(issue_id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            });
         }
         tx.commit().await?;
         Ok(left == 0)
@@ -699,16 +762,17 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let query = sqlx::query(
+        Ok(write_one!(self, |d| {
+            sqlx::query(d.sql(
             "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
-        )
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4"
+        ))
         .bind(name)
         .bind(holder)
         .bind(until)
-        .bind(now);
-        Ok(self.write_one(query).await? == 1)
+        .bind(now)
+        })? == 1)
     }
 
     /// Who holds the lease `name`, and until when.
@@ -719,12 +783,12 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
-        let row = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("holder")?, r.try_get("expires_at")?)))
-            .transpose()
+        Ok(on_pool!(self, |db, d| sqlx::query_as(d.sql(
+            "SELECT holder, expires_at FROM leases WHERE name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(db)
+        .await?))
     }
 
     /// Takes the lease `name` from `previous`, whose process is known to be gone. Returns
@@ -739,14 +803,14 @@ impl Store {
         holder: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let query = sqlx::query(
-            "UPDATE leases SET holder = ?1, expires_at = ?2 WHERE name = ?3 AND holder = ?4",
-        )
+        Ok(write_one!(self, |d| sqlx::query(d.sql(
+            "UPDATE leases SET holder = ?1, expires_at = ?2 WHERE name = ?3 AND holder = ?4"
+        ))
         .bind(holder)
         .bind(until)
         .bind(name)
-        .bind(previous);
-        Ok(self.write_one(query).await? == 1)
+        .bind(previous))?
+            == 1)
     }
 
     /// Gives up a lease held by `holder`.
@@ -754,12 +818,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.write_one(
-            sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
-                .bind(name)
-                .bind(holder),
+        write_one!(self, |d| sqlx::query(
+            d.sql("DELETE FROM leases WHERE name = ? AND holder = ?")
         )
-        .await?;
+        .bind(name)
+        .bind(holder))?;
         Ok(())
     }
 }
@@ -770,11 +833,13 @@ async fn freeze_in(
     issue: &FrozenIssue<'_>,
     now: DateTime<Utc>,
 ) -> Result<(i64, u64), StoreError> {
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 =
+        on_tx!(tx, |c, d| {
+            sqlx::query_scalar(d.sql(
         "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html,
                                  status, slot_key, send_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11) RETURNING id",
-    )
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11) RETURNING id"
+    ))
     .bind(i64::from(issue.number))
     .bind(i64::from(issue.cycle))
     .bind(issue.term_slug.as_str())
@@ -787,20 +852,25 @@ async fn freeze_in(
     .bind(issue.send_after)
     .bind(now)
     .bind(Text(issue.status))
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query("INSERT INTO terms_sent (issue_id, cycle, slug, sent_at) VALUES (?1, ?2, ?3, ?4)")
-        .bind(id)
-        .bind(i64::from(issue.cycle))
-        .bind(issue.term_slug.as_str())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    .fetch_one(&mut *c)
+    .await?
+        });
+    on_tx!(tx, |c, d| sqlx::query(d.sql(
+        "INSERT INTO terms_sent (issue_id, cycle, slug, sent_at) VALUES (?1, ?2, ?3, ?4)"
+    ))
+    .bind(id)
+    .bind(i64::from(issue.cycle))
+    .bind(issue.term_slug.as_str())
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
     for (position, link) in issue.links.iter().enumerate() {
-        sqlx::query(
+        on_tx!(tx, |c, d| {
+            sqlx::query(d.sql(
                 "INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))
             .bind(id)
             .bind(position as i64)
             .bind(&link.canonical_url)
@@ -808,53 +878,62 @@ async fn freeze_in(
             .bind(&link.title)
             .bind(&link.source)
             .bind(&link.summary)
-            .execute(&mut **tx)
-            .await?;
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
     }
-    sqlx::query("DELETE FROM term_queue WHERE slug = ?")
-        .bind(issue.term_slug.as_str())
-        .execute(&mut **tx)
-        .await?;
-    let rows = sqlx::query(
-        "INSERT INTO deliveries (issue_id, subscriber_id, status, updated_at)
-             SELECT ?1, id, 'pending', ?2 FROM subscribers WHERE status = 'confirmed' ORDER BY id",
+    on_tx!(tx, |c, d| sqlx::query(
+        d.sql("DELETE FROM term_queue WHERE slug = ?")
     )
+    .bind(issue.term_slug.as_str())
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    let rows = on_tx!(tx, |c, d| sqlx::query(d.sql(
+        "INSERT INTO deliveries (issue_id, subscriber_id, status, updated_at)
+             SELECT ?1, id, 'pending', ?2 FROM subscribers WHERE status = 'confirmed' ORDER BY id"
+    ))
     .bind(id)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *c)
     .await?
-    .rows_affected();
+    .rows_affected());
     Ok((id, rows))
 }
 
 /// The id of issue `number` if it is frozen or held and none of its rows left `pending`.
 async fn unsent_issue_id(tx: &mut super::WriteTx, number: u32) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
+    Ok(on_tx!(tx, |c, d| sqlx::query_scalar(d.sql(
         "SELECT id FROM issues WHERE number = ?1 AND status IN (?2, ?3)
-           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = issues.id AND status <> ?4)",
-    )
+           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = issues.id AND status <> ?4)"
+    ))
     .bind(i64::from(number))
     .bind(Text(IssueStatus::Frozen))
     .bind(Text(IssueStatus::Held))
     .bind(Text(DeliveryStatus::Pending))
-    .fetch_optional(&mut **tx)
-    .await?)
+    .fetch_optional(&mut *c)
+    .await?))
 }
 
 /// Deletes an unsent issue and everything that hangs off it.
 async fn delete_issue(tx: &mut super::WriteTx, id: i64) -> Result<(), StoreError> {
     for table in ["deliveries", "links_sent", "terms_sent"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE issue_id = ?"
-        )))
+        on_tx!(tx, |c, d| sqlx::query(
+            d.owned(format!("DELETE FROM {table} WHERE issue_id = ?"))
+        )
         .bind(id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     }
-    sqlx::query("DELETE FROM issues WHERE id = ?")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    on_tx!(tx, |c, d| sqlx::query(
+        d.sql("DELETE FROM issues WHERE id = ?")
+    )
+    .bind(id)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
     Ok(())
 }
 
@@ -888,16 +967,26 @@ impl Store {
         number: Option<u32>,
         latest: bool,
     ) -> Result<Vec<IssueStats>, StoreError> {
-        Ok(sqlx::query_as(
+        // Within 7 days of the copy: the two databases spell date arithmetic differently.
+        let within_week = match self.dialect() {
+            Dialect::Sqlite => {
+                "julianday(s.unsubscribed_at) >= julianday(d.sent_at)
+                 AND julianday(s.unsubscribed_at) < julianday(d.sent_at) + 7"
+            }
+            Dialect::Postgres => {
+                "s.unsubscribed_at >= d.sent_at AND s.unsubscribed_at < d.sent_at + interval '7 days'"
+            }
+        };
+        Ok(on_pool!(self, |db, d| {
+            sqlx::query_as(d.owned(format!(
             "SELECT i.number, i.term_slug, COALESCE(i.finished_at, i.send_after, i.created_at) AS sent_at,
                 COUNT(d.id) AS recipients,
-                COALESCE(SUM(d.status = 'sent'), 0) AS delivered,
-                COALESCE(SUM(d.status = 'bounced'), 0) AS bounced,
-                COALESCE(SUM(d.status = 'failed'), 0) AS failed,
-                COALESCE(SUM(d.status IN ('pending', 'sending')), 0) AS unfinished,
-                COALESCE(SUM(d.status = 'sent' AND s.unsubscribed_at IS NOT NULL
-                    AND julianday(s.unsubscribed_at) >= julianday(d.sent_at)
-                    AND julianday(s.unsubscribed_at) < julianday(d.sent_at) + 7), 0) AS unsubscribed_7d,
+                COUNT(d.id) FILTER (WHERE d.status = 'sent') AS delivered,
+                COUNT(d.id) FILTER (WHERE d.status = 'bounced') AS bounced,
+                COUNT(d.id) FILTER (WHERE d.status = 'failed') AS failed,
+                COUNT(d.id) FILTER (WHERE d.status IN ('pending', 'sending')) AS unfinished,
+                COUNT(d.id) FILTER (WHERE d.status = 'sent' AND s.unsubscribed_at IS NOT NULL
+                    AND {within_week}) AS unsubscribed_7d,
                 (SELECT COUNT(*) FROM feedback f WHERE f.issue_id = i.id AND f.kind = 'hard_bounce') AS bounced_later,
                 (SELECT COUNT(*) FROM feedback f WHERE f.issue_id = i.id AND f.kind = 'soft_bounce') AS soft_bounced_later,
                 (SELECT COUNT(*) FROM feedback f WHERE f.issue_id = i.id AND f.kind = 'complaint') AS complaints
@@ -907,12 +996,13 @@ impl Store {
              WHERE i.status IN ('sending', 'sent') AND (?1 IS NULL OR i.number = ?1)
                AND (NOT ?2 OR i.number =
                     (SELECT MAX(number) FROM issues WHERE status IN ('sending', 'sent')))
-             GROUP BY i.id ORDER BY i.number DESC",
-        )
+             GROUP BY i.id ORDER BY i.number DESC"
+        )))
         .bind(number.map(i64::from))
         .bind(latest)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(db)
+        .await?
+        }))
     }
 }
 
@@ -954,7 +1044,8 @@ pub struct IssueStats {
 /// [`Store::ledger_step`]. Both record exactly the same.
 pub struct LedgerSession<'a> {
     store: &'a Store,
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    /// SQLite's held connection; PostgreSQL steps take [`Store::ledger_step`].
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
 }
 
 impl std::fmt::Debug for LedgerSession<'_> {
@@ -976,6 +1067,12 @@ impl LedgerSession<'_> {
         claim: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>, StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return self
+                .store
+                .ledger_step(issue_id, run, marks, claim, now)
+                .await;
+        };
         if !marks.iter().all(|(_, m)| matches!(m, Mark::Sent { .. })) {
             return self
                 .store
@@ -1004,14 +1101,14 @@ impl LedgerSession<'_> {
             .bind(run)
             .bind(issue_id)
             .bind(sent)
-            .fetch_all(&mut *self.conn)
+            .fetch_all(&mut **conn)
             .await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
                 // The transaction may still be open on this connection: end it, or make sure
                 // the connection is never used again.
-                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *self.conn).await {
+                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut **conn).await {
                     tracing::debug!(error = %rollback, "ROLLBACK after a failed ledger step");
                 }
                 return Err(e.into());

@@ -1,12 +1,10 @@
 //! The mail queue: service emails (confirmations, welcomes) waiting to be sent, so that a web
 //! request never waits for the SMTP server and a message is not lost while it is down.
 
-use chrono::{DateTime, Utc};
-use sqlx::Row;
-
 use super::states::Text;
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_row, on_pool, on_tx, write_one};
 use crate::domain::{EmailAddress, QueueOutcome, ServiceMail, SubscriberStatus};
+use chrono::{DateTime, Utc};
 
 /// A queued email taken for sending, with its subscriber as they are now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,21 +21,19 @@ pub struct QueuedMail {
     pub attempts: u32,
 }
 
-impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for QueuedMail {
-    fn from_row(r: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            kind: r.try_get::<Text<ServiceMail>, _>("kind")?.0,
-            subscriber_id: r.try_get("subscriber_id")?,
-            email: r.try_get::<Text<EmailAddress>, _>("email")?.0,
-            name: r.try_get("name")?,
-            first_name: r.try_get("first_name")?,
-            status: r.try_get::<Text<SubscriberStatus>, _>("status")?.0,
-            created_at: r.try_get("created_at")?,
-            attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        })
-    }
-}
+from_row!(QueuedMail, |r| {
+    Ok(Self {
+        id: r.try_get("id")?,
+        kind: r.try_get::<Text<ServiceMail>, _>("kind")?.0,
+        subscriber_id: r.try_get("subscriber_id")?,
+        email: r.try_get::<Text<EmailAddress>, _>("email")?.0,
+        name: r.try_get("name")?,
+        first_name: r.try_get("first_name")?,
+        status: r.try_get::<Text<SubscriberStatus>, _>("status")?.0,
+        created_at: r.try_get("created_at")?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+    })
+});
 
 /// The queue at a glance, for `/metrics` and `/healthz`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,23 +59,26 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<QueuedMail>, StoreError> {
         let mut tx = self.write().await?;
-        let taken: Vec<QueuedMail> = sqlx::query_as(
+        let taken: Vec<QueuedMail> = on_tx!(tx, |c, d| sqlx::query_as(d.sql(
             "SELECT q.id, q.kind, q.subscriber_id, s.email, s.name, s.first_name, s.status,
                     q.created_at, q.attempts + 1 AS attempts
              FROM mail_queue q JOIN subscribers s ON s.id = q.subscriber_id
              WHERE q.done_at IS NULL AND q.due_at <= ?1
-             ORDER BY q.due_at, q.id LIMIT ?2",
-        )
+             ORDER BY q.due_at, q.id LIMIT ?2"
+        ))
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(&mut *c)
+        .await?);
         for mail in &taken {
-            sqlx::query("UPDATE mail_queue SET due_at = ?1, attempts = attempts + 1 WHERE id = ?2")
-                .bind(now + hold)
-                .bind(mail.id)
-                .execute(&mut *tx)
-                .await?;
+            on_tx!(tx, |c, d| sqlx::query(d.sql(
+                "UPDATE mail_queue SET due_at = ?1, attempts = attempts + 1 WHERE id = ?2"
+            ))
+            .bind(now + hold)
+            .bind(mail.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
         }
         tx.commit().await?;
         Ok(taken)
@@ -96,18 +95,15 @@ impl Store {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write_one(
-            sqlx::query(
-                "UPDATE mail_queue SET done_at = ?1, outcome = ?2,
-                        last_error = COALESCE(?3, last_error)
-                 WHERE id = ?4",
-            )
-            .bind(now)
-            .bind(Text(outcome))
-            .bind(error)
-            .bind(id),
-        )
-        .await?;
+        write_one!(self, |d| sqlx::query(d.sql(
+            "UPDATE mail_queue SET done_at = ?1, outcome = ?2,
+                    last_error = COALESCE(?3, last_error)
+             WHERE id = ?4"
+        ))
+        .bind(now)
+        .bind(Text(outcome))
+        .bind(error)
+        .bind(id))?;
         Ok(())
     }
 
@@ -121,13 +117,12 @@ impl Store {
         due: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.write_one(
-            sqlx::query("UPDATE mail_queue SET due_at = ?1, last_error = ?2 WHERE id = ?3")
-                .bind(due)
-                .bind(error)
-                .bind(id),
-        )
-        .await?;
+        write_one!(self, |d| sqlx::query(d.sql(
+            "UPDATE mail_queue SET due_at = ?1, last_error = ?2 WHERE id = ?3"
+        ))
+        .bind(due)
+        .bind(error)
+        .bind(id))?;
         Ok(())
     }
 
@@ -136,11 +131,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn next_mail_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(due_at) FROM mail_queue WHERE done_at IS NULL")
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(on_pool!(self, |db, _d| sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM mail_queue WHERE done_at IS NULL"
         )
+        .fetch_one(db)
+        .await?))
     }
 
     /// The queue at a glance.
@@ -148,23 +143,25 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn mail_queue_counts(&self, now: DateTime<Utc>) -> Result<QueueCounts, StoreError> {
-        let r = sqlx::query(
-            "SELECT
-                COALESCE(SUM(done_at IS NULL), 0) AS waiting,
-                COALESCE(SUM(done_at IS NULL AND attempts > 0 AND last_error IS NOT NULL), 0) AS retrying,
-                COALESCE(SUM(outcome = 'failed' AND done_at >= ?1), 0) AS failed
-             FROM mail_queue",
+        let (waiting, retrying, failed): (i64, i64, i64) = on_pool!(self, |db, d| {
+            sqlx::query_as(
+            d.sql(
+                "SELECT
+                    COUNT(*) FILTER (WHERE done_at IS NULL),
+                    COUNT(*) FILTER (WHERE done_at IS NULL AND attempts > 0 AND last_error IS NOT NULL),
+                    COUNT(*) FILTER (WHERE outcome = 'failed' AND done_at >= ?1)
+                 FROM mail_queue"
+            )
         )
         .bind(now - chrono::Duration::days(1))
-        .fetch_one(&self.pool)
-        .await?;
-        let count = |column: &str| -> Result<u64, sqlx::Error> {
-            Ok(u64::try_from(r.try_get::<i64, _>(column)?).unwrap_or(0))
-        };
+        .fetch_one(db)
+        .await?
+        });
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(QueueCounts {
-            waiting: count("waiting")?,
-            retrying: count("retrying")?,
-            failed_last_day: count("failed")?,
+            waiting: count(waiting),
+            retrying: count(retrying),
+            failed_last_day: count(failed),
         })
     }
 }

@@ -1,11 +1,12 @@
 //! How the domain's parsed values are stored: as their text, in TEXT columns. States (issue,
 //! delivery, slot, subscriber) whose CHECK constraints list the same names, email addresses
-//! and slugs. This is the one place where Rust and SQL meet on them: bind `Text(value)`,
+//! and slugs, in both databases. This is the one place where Rust and SQL meet on them: bind `Text(value)`,
 //! read `Text<T>`; a stored value that no longer parses is a decode error naming its column.
 
 use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Decode, Encode, Sqlite, Type, encode::IsNull};
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type, encode::IsNull};
 
 use crate::domain::{
     DeliveryStatus, EmailAddress, IssueStatus, QueueOutcome, ServiceMail, SlotOutcome, Slug,
@@ -64,6 +65,28 @@ impl<T: StoredText> Encode<'_, Sqlite> for Text<T> {
 impl<'r, T: StoredText> Decode<'r, Sqlite> for Text<T> {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
         let text = <&str as Decode<Sqlite>>::decode(value)?;
+        Ok(Text(T::from_text(text)?))
+    }
+}
+
+impl<T: StoredText> Type<Postgres> for Text<T> {
+    fn type_info() -> PgTypeInfo {
+        <&str as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <&str as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<T: StoredText> Encode<'_, Postgres> for Text<T> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<Postgres>>::encode(self.0.text(), buf)
+    }
+}
+
+impl<'r, T: StoredText> Decode<'r, Postgres> for Text<T> {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<Postgres>>::decode(value)?;
         Ok(Text(T::from_text(text)?))
     }
 }

@@ -2,16 +2,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::{Row, Sqlite};
-
-use sqlx::sqlite::SqliteRow;
-
 use super::states::Text;
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_row, on_pool, on_tx, write_one};
 use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
 use crate::subscriber_file::{ImportAction, SubscriberRow, decide_import};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// A subscriber as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,20 +60,18 @@ pub enum AddOutcome {
     Reactivated,
 }
 
-impl<'r> sqlx::FromRow<'r, SqliteRow> for SubscriberRecord {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
-            name: row.try_get("name")?,
-            first_name: row.try_get("first_name")?,
-            status: row.try_get::<Text<SubscriberStatus>, _>("status")?.0,
-            source: row.try_get("source")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        })
-    }
-}
+from_row!(SubscriberRecord, |row| {
+    Ok(Self {
+        id: row.try_get("id")?,
+        email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
+        name: row.try_get("name")?,
+        first_name: row.try_get("first_name")?,
+        status: row.try_get::<Text<SubscriberStatus>, _>("status")?.0,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+});
 
 /// The SQL that moves a subscriber to `status`, stamping the matching timestamp column.
 const SET_STATUS: &str = "UPDATE subscribers SET status = ?1, name = ?2, updated_at = ?3,
@@ -89,6 +83,11 @@ const SET_STATUS: &str = "UPDATE subscribers SET status = ?1, name = ?2, updated
 const INSERT: &str = "INSERT INTO subscribers
        (email, email_key, name, status, source, created_at, updated_at, confirmed_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE WHEN ?4 = 'confirmed' THEN ?6 END)";
+
+/// Subscribers, all (?1 NULL) or of status ?1, in id order.
+const SUBSCRIBERS: &str =
+    "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
+     WHERE ?1 IS NULL OR status = ?1 ORDER BY id";
 
 /// Rows per import transaction: large enough that a row costs a fraction of a statement (and a
 /// commit a fraction of an fsync), small enough that the write lock is held for tens of
@@ -136,35 +135,38 @@ impl Store {
             first_name_changed: bool,
         }
         let mut tx = self.write().await?;
-        let mut lookup = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT id, email_key, name, first_name, status FROM subscribers WHERE email_key IN (",
-        );
-        let mut keys = lookup.separated(", ");
-        for row in batch {
-            keys.push_bind(row.email.key());
-        }
-        lookup.push(")");
+        type Stored = (i64, String, String, String, Text<SubscriberStatus>);
+        let stored: Vec<Stored> = on_tx!(tx, |c, _d| {
+            let mut lookup = sqlx::QueryBuilder::<Db>::new(
+                "SELECT id, email_key, name, first_name, status FROM subscribers WHERE email_key IN (",
+            );
+            let mut keys = lookup.separated(", ");
+            for row in batch {
+                keys.push_bind(row.email.key());
+            }
+            lookup.push(")");
+            lookup.build_query_as().fetch_all(&mut *c).await?
+        });
         let mut entries: HashMap<String, Entry<'_>> = HashMap::with_capacity(batch.len());
         // New addresses in file order, so ids follow the file.
         let mut new_keys: Vec<String> = Vec::new();
-        let stored = lookup.build().fetch_all(&mut *tx).await?;
-        let by_key: HashMap<String, &sqlx::sqlite::SqliteRow> = stored
-            .iter()
-            .map(|r| Ok((r.try_get::<String, _>("email_key")?, r)))
-            .collect::<Result<_, sqlx::Error>>()?;
+        let mut by_key: HashMap<String, (i64, String, String, SubscriberStatus)> = stored
+            .into_iter()
+            .map(|(id, key, name, first_name, status)| (key, (id, name, first_name, status.0)))
+            .collect();
         for row in batch {
             let key = row.email.key();
             if !entries.contains_key(&key)
-                && let Some(r) = by_key.get(&key)
+                && let Some((id, name, first_name, status)) = by_key.remove(&key)
             {
                 entries.insert(
                     key.clone(),
                     Entry {
-                        id: Some(r.try_get("id")?),
+                        id: Some(id),
                         email: &row.email,
-                        name: r.try_get("name")?,
-                        first_name: r.try_get("first_name")?,
-                        status: r.try_get::<Text<SubscriberStatus>, _>("status")?.0,
+                        name,
+                        first_name,
+                        status,
                         changed: false,
                         first_name_changed: false,
                     },
@@ -211,43 +213,49 @@ impl Store {
             }
         }
         if !new_keys.is_empty() {
-            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO subscribers (email, email_key, name, first_name, status, source,
-                    created_at, updated_at, confirmed_at) ",
-            );
-            insert.push_values(
-                new_keys.iter().filter_map(|k| entries.get(k)),
-                |mut b, e| {
-                    b.push_bind(e.email.as_str())
-                        .push_bind(e.email.key())
-                        .push_bind(e.name.as_str())
-                        .push_bind(e.first_name.as_str())
-                        .push_bind(Text(e.status))
-                        .push_bind(source)
-                        .push_bind(now)
-                        .push_bind(now)
-                        .push_bind((e.status == SubscriberStatus::Confirmed).then_some(now));
-                },
-            );
-            insert.build().execute(&mut *tx).await?;
+            on_tx!(tx, |c, _d| {
+                let mut insert = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO subscribers (email, email_key, name, first_name, status, source,
+                        created_at, updated_at, confirmed_at) ",
+                );
+                insert.push_values(
+                    new_keys.iter().filter_map(|k| entries.get(k)),
+                    |mut b, e| {
+                        b.push_bind(e.email.as_str())
+                            .push_bind(e.email.key())
+                            .push_bind(e.name.as_str())
+                            .push_bind(e.first_name.as_str())
+                            .push_bind(Text(e.status))
+                            .push_bind(source)
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind((e.status == SubscriberStatus::Confirmed).then_some(now));
+                    },
+                );
+                insert.build().execute(&mut *c).await?.rows_affected()
+            });
         }
         for e in entries.values() {
             let Some(id) = e.id else { continue };
             if e.changed {
-                sqlx::query(SET_STATUS)
+                on_tx!(tx, |c, d| sqlx::query(d.sql(SET_STATUS))
                     .bind(e.status.as_str())
                     .bind(e.name.as_str())
                     .bind(now)
                     .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected());
             }
             if e.first_name_changed {
-                sqlx::query("UPDATE subscribers SET first_name = ?1 WHERE id = ?2")
-                    .bind(e.first_name.as_str())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                on_tx!(tx, |c, d| sqlx::query(
+                    d.sql("UPDATE subscribers SET first_name = ?1 WHERE id = ?2")
+                )
+                .bind(e.first_name.as_str())
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
             }
         }
         tx.commit().await?;
@@ -259,12 +267,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn subscriber_file_hash(&self, path: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT sha256 FROM subscriber_files WHERE path = ?")
-                .bind(path)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(on_pool!(self, |db, d| sqlx::query_scalar(d.sql(
+            "SELECT sha256 FROM subscriber_files WHERE path = ?"
+        ))
+        .bind(path)
+        .fetch_optional(db)
+        .await?))
     }
 
     /// Records that a subscriber file with this content hash was imported in full.
@@ -278,17 +286,14 @@ impl Store {
         rows: u64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write_one(
-            sqlx::query(
-                "INSERT INTO subscriber_files (path, sha256, rows, imported_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (path) DO UPDATE SET sha256 = ?2, rows = ?3, imported_at = ?4",
-            )
-            .bind(path)
-            .bind(sha256)
-            .bind(i64::try_from(rows).unwrap_or(i64::MAX))
-            .bind(now),
-        )
-        .await?;
+        write_one!(self, |d| sqlx::query(d.sql(
+            "INSERT INTO subscriber_files (path, sha256, rows, imported_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (path) DO UPDATE SET sha256 = ?2, rows = ?3, imported_at = ?4"
+        ))
+        .bind(path)
+        .bind(sha256)
+        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+        .bind(now))?;
         Ok(())
     }
 
@@ -306,27 +311,27 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AddOutcome, StoreError> {
         let mut tx = self.write().await?;
-        let existing = sqlx::query("SELECT id, name, status FROM subscribers WHERE email_key = ?")
-            .bind(email.key())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<(i64, String, Text<SubscriberStatus>)> = on_tx!(tx, |c, d| {
+            sqlx::query_as(d.sql("SELECT id, name, status FROM subscribers WHERE email_key = ?"))
+                .bind(email.key())
+                .fetch_optional(&mut *c)
+                .await?
+        });
         let outcome = match existing {
             None => {
-                sqlx::query(INSERT)
+                on_tx!(tx, |c, d| sqlx::query(d.sql(INSERT))
                     .bind(email.as_str())
                     .bind(email.key())
                     .bind(name.as_str())
                     .bind(SubscriberStatus::Confirmed.as_str())
                     .bind(source)
                     .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected());
                 AddOutcome::Added
             }
-            Some(row) => {
-                let id: i64 = row.try_get("id")?;
-                let old_name: String = row.try_get("name")?;
-                let status = row.try_get::<Text<SubscriberStatus>, _>("status")?.0;
+            Some((id, old_name, Text(status))) => {
                 let new_name = if name.is_empty() {
                     old_name
                 } else {
@@ -335,13 +340,14 @@ impl Store {
                 if status.is_suppressed() && !reactivate {
                     AddOutcome::Suppressed(status)
                 } else {
-                    sqlx::query(SET_STATUS)
+                    on_tx!(tx, |c, d| sqlx::query(d.sql(SET_STATUS))
                         .bind(SubscriberStatus::Confirmed.as_str())
-                        .bind(new_name)
+                        .bind(&new_name)
                         .bind(now)
                         .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected());
                     if status.is_suppressed() {
                         AddOutcome::Reactivated
                     } else {
@@ -365,22 +371,24 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT id, name, status FROM subscribers WHERE email_key = ?")
-            .bind(email.key())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
+        let row: Option<(i64, String, Text<SubscriberStatus>)> = on_tx!(tx, |c, d| {
+            sqlx::query_as(d.sql("SELECT id, name, status FROM subscribers WHERE email_key = ?"))
+                .bind(email.key())
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        let Some((id, name, Text(previous))) = row else {
             return Ok(None);
         };
-        let previous = row.try_get::<Text<SubscriberStatus>, _>("status")?.0;
         if previous != SubscriberStatus::Unsubscribed {
-            sqlx::query(SET_STATUS)
+            on_tx!(tx, |c, d| sqlx::query(d.sql(SET_STATUS))
                 .bind(SubscriberStatus::Unsubscribed.as_str())
-                .bind(row.try_get::<String, _>("name")?)
+                .bind(&name)
                 .bind(now)
-                .bind(row.try_get::<i64, _>("id")?)
-                .execute(&mut *tx)
-                .await?;
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
         }
         tx.commit().await?;
         Ok(Some(previous))
@@ -394,13 +402,10 @@ impl Store {
         &self,
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<SubscriberRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
-             WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
-        )
-        .bind(status.map(Text))
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(on_pool!(self, |db, d| sqlx::query_as(d.sql(SUBSCRIBERS))
+            .bind(status.map(Text))
+            .fetch_all(db)
+            .await?))
     }
 
     /// Every subscriber (or those with `status`), in id order, one at a time: memory stays
@@ -410,13 +415,11 @@ impl Store {
         status: Option<SubscriberStatus>,
     ) -> impl futures::Stream<Item = Result<SubscriberRecord, StoreError>> + '_ {
         use futures::TryStreamExt as _;
-        sqlx::query_as(
-            "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
-             WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
-        )
-        .bind(status.map(Text))
-        .fetch(&self.pool)
-        .map_err(StoreError::from)
+        let stream: futures::stream::BoxStream<'_, Result<SubscriberRecord, sqlx::Error>> =
+            on_pool!(self, |db, d| sqlx::query_as(d.sql(SUBSCRIBERS))
+                .bind(status.map(Text))
+                .fetch(db));
+        stream.map_err(StoreError::from)
     }
 
     /// The subscriber with this address, if any.
@@ -427,13 +430,15 @@ impl Store {
         &self,
         email: &EmailAddress,
     ) -> Result<Option<SubscriberRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on_pool!(self, |db, d| {
+            sqlx::query_as(d.sql(
             "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
-             WHERE email_key = ?",
-        )
+             WHERE email_key = ?"
+        ))
         .bind(email.key())
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(db)
+        .await?
+        }))
     }
 
     /// How many subscribers have each status (every status present, zero included).
@@ -443,12 +448,13 @@ impl Store {
     pub async fn subscriber_counts(&self) -> Result<BTreeMap<SubscriberStatus, u64>, StoreError> {
         let mut counts: BTreeMap<SubscriberStatus, u64> =
             SubscriberStatus::ALL.into_iter().map(|s| (s, 0)).collect();
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in rows {
-            let status = row.try_get::<Text<SubscriberStatus>, _>("status")?.0;
-            counts.insert(status, row.try_get::<i64, _>("n")?.try_into().unwrap_or(0));
+        let rows: Vec<(Text<SubscriberStatus>, i64)> = on_pool!(self, |db, _d| sqlx::query_as(
+            "SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status"
+        )
+        .fetch_all(db)
+        .await?);
+        for (status, n) in rows {
+            counts.insert(status.0, n.try_into().unwrap_or(0));
         }
         Ok(counts)
     }

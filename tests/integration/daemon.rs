@@ -965,13 +965,14 @@ async fn a_fresh_database_mails_nobody_at_start_up_and_a_manual_send_serves_its_
     let sent = s.herald(&["send"]);
     assert_eq!(sent.code, 0, "{sent:?}");
     let store = s.store().await;
-    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
-    sqlx::query("UPDATE issues SET created_at = ? WHERE number = 1")
-        .bind(next + chrono::Duration::minutes(30))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let db = s.db().await;
+    db.execute(&format!(
+        "UPDATE issues SET created_at = '{}' WHERE number = 1",
+        (next + chrono::Duration::minutes(30)).to_rfc3339()
+    ))
+    .await
+    .unwrap();
+    db.close().await;
     store.close().await;
     clock.set(next + chrono::Duration::hours(2));
     let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
@@ -1157,12 +1158,9 @@ fn a_held_issue_can_be_refrozen_from_fixed_content_or_replanned_or_discarded() {
         "still held until an editor releases it"
     );
     let store = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
-        let html: String = sqlx::query_scalar("SELECT html FROM issues WHERE number = 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        let db = s.db().await;
+        let html = db.text("SELECT html FROM issues WHERE number = 1").await;
+        db.close().await;
         html
     });
     assert!(store.contains("A corrected summary for the refreeze test."));

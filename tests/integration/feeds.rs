@@ -427,11 +427,12 @@ async fn the_same_article_from_two_feeds_appears_once_and_a_sent_link_never_agai
     let config = s.config();
     let store = s.store().await;
     // An earlier issue carried https://news.example/sent.
-    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
-    sqlx::query("INSERT INTO issues (id, number, cycle, term_slug, subject, preheader, html, text, created_at) VALUES (1, 1, 1, 'agi', 's', 'p', 'h', 't', '2026-11-01T08:00:00Z')")
-        .execute(&pool).await.unwrap();
-    sqlx::query("INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source) VALUES (1, 0, 'https://news.example/sent', 'https://news.example/sent', 'Already sent story', 'A')")
-        .execute(&pool).await.unwrap();
+    let db = s.db().await;
+    db.execute("INSERT INTO issues (id, number, cycle, term_slug, subject, preheader, html, text, created_at) VALUES (1, 1, 1, 'agi', 's', 'p', 'h', 't', '2026-11-01T08:00:00Z')")
+        .await.unwrap();
+    db.execute("INSERT INTO links_sent (issue_id, position, canonical_url, url, title, source) VALUES (1, 0, 'https://news.example/sent', 'https://news.example/sent', 'Already sent story', 'A')")
+        .await.unwrap();
+    db.close().await;
     let fetcher = FeedFetcher::new(FetchSettings::default()).unwrap();
     let (glossary, _) = herald::files::load_glossary(&config.glossary_dir);
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();

@@ -36,6 +36,86 @@ pub fn herald_command() -> Command {
 /// A temporary directory laid out like a Herald installation.
 pub struct Sandbox {
     pub dir: TempDir,
+    /// The PostgreSQL database of its own, when the suite runs on PostgreSQL (see
+    /// [`on_postgres`]); dropped with the sandbox.
+    postgres_db: Option<String>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(db) = self.postgres_db.take() {
+            postgres_admin(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+        }
+    }
+}
+
+/// The PostgreSQL server the tests use: `HERALD_TEST_POSTGRES_URL`, or the local one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("HERALD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Whether this run of the suite keeps every sandbox's store in PostgreSQL
+/// (`HERALD_TEST_STORE=postgres`, set by `postgres::the_suite_passes_on_postgresql`).
+pub fn on_postgres() -> bool {
+    std::env::var("HERALD_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// For a test of something only SQLite has (its file, its locking): `true` (skip) when the
+/// suite runs on PostgreSQL, with a visible note.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SKIPPED on PostgreSQL: {what} is SQLite's");
+        return true;
+    }
+    false
+}
+
+/// `url` (a server URL) with its database replaced by `db`.
+pub fn postgres_url_with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    format!("{server}/{db}{query}")
+}
+
+/// Runs one statement on the tests' PostgreSQL server (on a thread of its own, so it works
+/// inside and outside a runtime).
+pub fn postgres_admin(sql: String) {
+    let url = postgres_admin_url();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        })
+    })
+    .join()
+    .expect("admin thread")
+    .expect("statement on the tests' PostgreSQL server");
+}
+
+/// A fresh, empty PostgreSQL database; returns its name.
+pub fn new_postgres_database() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let db = format!("herald_test_{}_{n}", std::process::id());
+    postgres_admin(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+    postgres_admin(format!("CREATE DATABASE \"{db}\""));
+    db
 }
 
 /// What a run of the binary produced.
@@ -78,6 +158,7 @@ impl Sandbox {
     pub fn new() -> Self {
         let sandbox = Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            postgres_db: on_postgres().then(new_postgres_database),
         };
         for dir in ["glossary", "templates", "subscribers"] {
             std::fs::create_dir_all(sandbox.path(dir)).unwrap();
@@ -93,10 +174,19 @@ impl Sandbox {
         self.dir.path().join(rel)
     }
 
-    /// Writes a file (creating parent directories).
+    /// Writes a file (creating parent directories). A `herald.toml` naming the sandbox's
+    /// SQLite file names its PostgreSQL database instead when the suite runs on PostgreSQL.
     pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) {
         let path = self.path(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if rel == "herald.toml" && self.postgres_db.is_some() {
+            let text = String::from_utf8_lossy(contents.as_ref()).replace(
+                "url = \"sqlite://herald.db\"",
+                &format!("url = \"{}\"", self.db_url()),
+            );
+            std::fs::write(path, text).unwrap();
+            return;
+        }
         std::fs::write(path, contents).unwrap();
     }
 
@@ -137,9 +227,12 @@ impl Sandbox {
             .expect("store opens")
     }
 
-    /// The SQLite URL of the sandbox database.
+    /// The URL of the sandbox database: its SQLite file, or its PostgreSQL database.
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.path("herald.db").display())
+        match &self.postgres_db {
+            Some(db) => postgres_url_with_db(&postgres_admin_url(), db),
+            None => format!("sqlite://{}", self.path("herald.db").display()),
+        }
     }
 
     /// Runs `herald ARGS` in the sandbox with no HERALD_ variables from the outside.
@@ -197,4 +290,76 @@ pub fn http_client() -> reqwest::Client {
         // Installed already: nothing to do.
     }
     reqwest::Client::new()
+}
+
+/// A direct connection to a sandbox's database, whichever it is, for tests that look at (or
+/// tamper with) what Herald stored. Statements are plain SQL with their values written in
+/// (the two databases read the same literals, timestamps included).
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    /// Runs a statement; returns the rows it changed.
+    pub async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        Ok(match self {
+            Self::Sqlite(p) => sqlx::query(sql).execute(p).await?.rows_affected(),
+            Self::Postgres(p) => sqlx::query(sql).execute(p).await?.rows_affected(),
+        })
+    }
+
+    /// The one integer a query returns.
+    pub async fn i64(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Self::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Self::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .expect("an integer")
+    }
+
+    /// The one text a query returns.
+    pub async fn text(&self, sql: &str) -> String {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Self::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Self::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .expect("a text")
+    }
+
+    /// Who holds the lease `name`, and until when.
+    pub async fn lease(&self, name: &str) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+        let sql = "SELECT holder, expires_at FROM leases WHERE name = $1";
+        match self {
+            Self::Sqlite(p) => sqlx::query_as(sql).bind(name).fetch_optional(p).await,
+            Self::Postgres(p) => sqlx::query_as(sql).bind(name).fetch_optional(p).await,
+        }
+        .expect("the lease row")
+    }
+
+    pub async fn close(self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+impl Sandbox {
+    /// A direct connection to the sandbox database (after Herald created it).
+    pub async fn db(&self) -> Db {
+        let url = self.db_url();
+        if url.starts_with("postgres") {
+            Db::Postgres(
+                sqlx::PgPool::connect(&url)
+                    .await
+                    .expect("PostgreSQL connects"),
+            )
+        } else {
+            Db::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("SQLite opens"))
+        }
+    }
 }

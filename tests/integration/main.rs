@@ -1,5 +1,6 @@
 //! Herald's integration tests: one binary, a module per feature. Each test gets its own
-//! temporary directory, configuration and SQLite database from [`harness::Sandbox`].
+//! temporary directory, configuration and database (SQLite, or PostgreSQL when the suite runs
+//! again on it: see `postgres.rs`) from [`harness::Sandbox`].
 
 mod bounces;
 mod browser;
@@ -12,6 +13,7 @@ mod glossary;
 mod harness;
 mod imap;
 mod layers;
+mod postgres;
 mod preview;
 mod render;
 mod rotation;

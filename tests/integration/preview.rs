@@ -32,15 +32,12 @@ async fn preview_writes_three_files_twice_identically_and_records_nothing() {
         "the first confirmed subscriber by default"
     );
 
-    let pool = sqlx::SqlitePool::connect(&s.db_url()).await.unwrap();
+    let db = s.db().await;
     for table in ["issues", "terms_sent", "links_sent", "deliveries"] {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let n = db.i64(&format!("SELECT COUNT(*) FROM {table}")).await;
         assert_eq!(n, 0, "preview recorded rows in {table}");
     }
+    db.close().await;
 }
 
 #[test]

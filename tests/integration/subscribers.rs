@@ -514,18 +514,11 @@ fn the_sender_lease_is_held_throughout_a_large_import() {
         text
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pool = rt
-        .block_on(sqlx::sqlite::SqlitePoolOptions::new().connect(&s.db_url()))
-        .unwrap();
+    let db = rt.block_on(s.db());
     let mut renewals = std::collections::BTreeSet::new();
     let mut holder_seen = None::<String>;
     while send.try_wait().unwrap().is_none() {
-        let lease: Option<(String, chrono::DateTime<chrono::Utc>)> = rt
-            .block_on(
-                sqlx::query_as("SELECT holder, expires_at FROM leases WHERE name = 'sender'")
-                    .fetch_optional(&pool),
-            )
-            .unwrap();
+        let lease = rt.block_on(db.lease("sender"));
         let now = herald::clock::Clock::now(&herald::clock::SystemClock);
         // Checked only while the send still runs (it releases the lease as it ends).
         if let Some((holder, expires)) = lease
