@@ -236,6 +236,8 @@ async fn run() {
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
             run_id: "bench".into(),
+            lease: None,
+            wake_workers: false,
         };
         let started = Instant::now();
         let summary = deliver(

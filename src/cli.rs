@@ -52,7 +52,14 @@ pub enum Command {
     #[command(subcommand)]
     Issues(IssuesCommand),
     /// Run the daemon: send on schedule, serve the subscription pages, archive, health and metrics
-    Run,
+    /// (`--role worker`: deliver only, as `herald worker`)
+    Run(RunArgs),
+    /// Deliver the issue being sent, beside the sender and other workers on one PostgreSQL
+    /// database, through this host's own `[smtp]` relay at its own `[delivery]` rate
+    Worker,
+    /// The database itself: copy it to PostgreSQL
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Show the next five send times, what the daemon's next wake-up will do (a slot to catch
     /// up or to review), and what happened at the last slots
     Schedule(JsonFlag),
@@ -62,6 +69,39 @@ pub enum Command {
     /// Bounces, complaints and unsubscribe emails that come back: ingest
     #[command(subcommand)]
     Bounces(BouncesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// `all`: schedule, send (while holding the sender lease) and serve the web pages;
+    /// `worker`: deliver only (as `herald worker`)
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
+}
+
+/// What a `herald run` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    All,
+    Worker,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this installation's database (`store.url`, SQLite) into an empty PostgreSQL
+    /// database: subscribers, issues, ledgers, terms and links sent, feed state, slots and
+    /// the rest; the row counts of every table are checked
+    Copy(StoreCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The target database, `postgres://USER@HOST/DATABASE` (it must be empty)
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Print what was copied as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -288,3 +288,32 @@ pub async fn run(
         })?;
     run_with_listener(daemon, listener, shutdown).await
 }
+
+/// Runs a delivery worker ([`App::work`]) until `shutdown` completes: the messages in flight
+/// are finished, nothing new is claimed, and the worker's lease is released.
+///
+/// # Errors
+/// When the store cannot be opened, or fails at start.
+pub async fn run_worker(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let id = run_id("worker", clock.now());
+    let app = App::open(config, clock).await?;
+    app.warn_about_sending_setup();
+    let cancel = CancellationToken::new();
+    let work = app.work(&id, &cancel);
+    let mut work = std::pin::pin!(work);
+    let result = tokio::select! {
+        r = &mut work => r,
+        () = shutdown => {
+            info!("shutting down: finishing messages in flight");
+            cancel.cancel();
+            work.await
+        }
+    };
+    app.close().await;
+    result?;
+    Ok(())
+}

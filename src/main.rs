@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     // it, with no hand-offs between runtime threads (SQLite has a thread of its own either
     // way). For a send this costs a quarter less CPU per message than the pool of threads.
     let serves = match &cli.command {
-        Command::Run => true,
+        Command::Run(args) => args.role == herald::cli::Role::All,
         Command::Preview(args) => args.serve,
         _ => false,
     };

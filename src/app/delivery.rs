@@ -27,6 +27,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
+use super::lease::Fence;
 use crate::clock::Clock;
 use crate::compose::{Addressee, Sender, personal_message};
 use crate::domain::{EmailAddress, SigningKey};
@@ -50,7 +51,19 @@ pub struct DeliverySettings {
     /// Identifies this run in the ledger (`claimed_by`), so a crashed run's rows can be told
     /// from this run's.
     pub run_id: String,
+    /// The holder of the lease this run delivers under (the sender's or a worker's), and the
+    /// process's deadline for it: rows are claimed only while the database has the lease
+    /// unexpired in this name, and no message starts after the deadline. `None` for a run
+    /// under no lease (tests, benchmarks).
+    pub lease: Option<(String, Fence)>,
+    /// Wakes the delivery workers (PostgreSQL) when the run starts: the sender does, workers
+    /// do not.
+    pub wake_workers: bool,
 }
+
+/// What a worker task reports for a message it did not start because the lease deadline had
+/// passed (the row goes back to pending, its attempt not counted).
+const LEASE_EXPIRED: &str = "the lease expired before this message was started";
 
 /// What happened to an issue's ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,6 +152,7 @@ struct Shared {
     key: SigningKey,
     date: DateTime<Utc>,
     limiters: Vec<Arc<DefaultDirectRateLimiter>>,
+    fence: Option<Fence>,
 }
 
 /// Sends the pending rows of `issue` until none is left for this run, or `shutdown`
@@ -159,7 +173,12 @@ pub async fn deliver(
     progress: &dyn Progress,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SendSummary, DeliveryError> {
-    let ambiguous = store.ambiguous_count(issue.id, &settings.run_id).await?;
+    let ambiguous = store
+        .ambiguous_count(issue.id, &settings.run_id, clock.now())
+        .await?;
+    if settings.wake_workers {
+        store.notify_workers().await?;
+    }
     if ambiguous > 0 {
         warn!(
             issue = issue.number,
@@ -178,7 +197,9 @@ pub async fn deliver(
         key,
         date: issue.send_after.unwrap_or(issue.created_at),
         limiters: limiter(settings.rate_per_second, settings.max_per_hour),
+        fence: settings.lease.as_ref().map(|(_, fence)| fence.clone()),
     });
+    let lease = settings.lease.as_ref().map(|(holder, _)| holder.as_str());
     let workers = settings.concurrency.max(1);
     let (job_tx, job_rx) = mpsc::channel::<Claimed>(workers);
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -191,7 +212,11 @@ pub async fn deliver(
             loop {
                 let job = { jobs.lock().await.recv().await };
                 let Some(job) = job else { break };
-                let result = send_one(&mut mailer, &shared, &job).await;
+                let result = if shared.fence.as_ref().is_some_and(Fence::expired) {
+                    Err(SendError::Unreachable(LEASE_EXPIRED.to_owned()))
+                } else {
+                    send_one(&mut mailer, &shared, &job).await
+                };
                 if out.send((job.delivery_id, result)).await.is_err() {
                     break;
                 }
@@ -242,8 +267,17 @@ pub async fn deliver(
             outcomes.push(o);
         }
         in_flight -= outcomes.len();
+        // Past the lease deadline nothing new starts: another process may hold the lease now.
+        if !stopping && shared.fence.as_ref().is_some_and(Fence::expired) {
+            stopping = true;
+            warn!(
+                issue = issue.number,
+                in_flight, "the lease expired: stopping before the next message"
+            );
+        }
         for (_, result) in &outcomes {
             match result {
+                Err(SendError::Unreachable(e)) if e == LEASE_EXPIRED => {}
                 Err(SendError::Unreachable(e)) => {
                     unreachable_in_a_row += 1;
                     if unreachable.is_none()
@@ -293,7 +327,7 @@ pub async fn deliver(
             .collect();
         let free = if stopping { 0 } else { workers - in_flight };
         let claimed = ledger
-            .step(issue.id, &settings.run_id, &marks, free, now)
+            .step(issue.id, &settings.run_id, lease, &marks, free, now)
             .await?;
         for m in &marks {
             if let (id, Mark::Retry { error, .. }) = m {
@@ -343,7 +377,9 @@ pub async fn deliver(
     drop(ledger);
     let finished = store.finish_issue_if_done(issue.id, clock.now()).await?;
     let counts = store.ledger_counts(issue.id).await?;
-    let ambiguous = store.ambiguous_count(issue.id, &settings.run_id).await?;
+    let ambiguous = store
+        .ambiguous_count(issue.id, &settings.run_id, clock.now())
+        .await?;
     Ok(SendSummary {
         issue_number: issue.number,
         counts,
@@ -431,8 +467,15 @@ async fn send_one(
 }
 
 impl DeliverySettings {
-    /// The settings `[delivery]` asks for, for a run called `run_id`.
-    fn from_config(config: &crate::config::Config, run_id: String) -> Self {
+    /// The settings `[delivery]` asks for, for a run called `run_id` (`HOLDER` or
+    /// `HOLDER/...`, HOLDER the lease holder) under this process's lease `fence`.
+    fn from_config(
+        config: &crate::config::Config,
+        run_id: String,
+        fence: Fence,
+        wake_workers: bool,
+    ) -> Self {
+        let holder = run_id.split('/').next().unwrap_or(&run_id).to_owned();
         Self {
             concurrency: config.delivery.concurrency,
             rate_per_second: config.delivery.rate_per_second,
@@ -441,6 +484,8 @@ impl DeliverySettings {
             retry_base: config.delivery.retry_base,
             retry_max: config.delivery.retry_max,
             run_id,
+            lease: Some((holder, fence)),
+            wake_workers,
         }
     }
 }
@@ -459,6 +504,35 @@ impl super::App {
         progress: &dyn Progress,
         shutdown: impl Future<Output = ()>,
     ) -> Result<SendSummary, DeliveryError> {
+        let settings = DeliverySettings::from_config(&self.config, run_id, self.fence(), true);
+        self.deliver_with(issue, rendered, &settings, progress, shutdown)
+            .await
+    }
+
+    /// [`App::deliver`] as a delivery worker `run_id` (`WORKER/...`): it wakes nobody.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] when the store fails.
+    pub async fn deliver_as_worker(
+        &self,
+        issue: &StoredIssue,
+        rendered: RenderedIssue,
+        run_id: String,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<SendSummary, DeliveryError> {
+        let settings = DeliverySettings::from_config(&self.config, run_id, self.fence(), false);
+        self.deliver_with(issue, rendered, &settings, &Silent, shutdown)
+            .await
+    }
+
+    async fn deliver_with(
+        &self,
+        issue: &StoredIssue,
+        rendered: RenderedIssue,
+        settings: &DeliverySettings,
+        progress: &dyn Progress,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<SendSummary, DeliveryError> {
         deliver(
             &self.store,
             self.clock.as_ref(),
@@ -467,7 +541,7 @@ impl super::App {
             self.sender.clone(),
             self.key.clone(),
             self.transport.clone(),
-            &DeliverySettings::from_config(&self.config, run_id),
+            settings,
             progress,
             shutdown,
         )

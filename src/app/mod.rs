@@ -36,10 +36,12 @@ pub mod mail_queue;
 pub mod preview;
 pub mod report;
 pub mod site;
+pub mod store_copy;
 pub mod subscribers;
 pub mod subscription;
 pub mod supply;
 pub mod tick;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -127,6 +129,8 @@ pub struct App {
     pub mail_queue: tokio::sync::Notify,
     /// The daemon's glossary, templates and curated links in memory.
     pub content: content::ContentCache,
+    /// This process's lease deadline (see [`lease::Fence`]).
+    fence: lease::Fence,
 }
 
 impl App {
@@ -180,6 +184,7 @@ impl App {
             health,
             mail_queue: tokio::sync::Notify::new(),
             content: content::ContentCache::default(),
+            fence: lease::Fence::default(),
         })
     }
 

@@ -14,6 +14,7 @@ mod run;
 mod schedule;
 mod send;
 mod stats;
+mod store;
 mod subscribers;
 
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use anyhow::Context as _;
 
 use crate::Exit;
 use crate::app::App;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Role};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Environment};
 
@@ -39,7 +40,11 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
     match cli.command {
         // These need no store.
         Command::Glossary(cmd) => return glossary::run(&config, cmd),
-        Command::Run => return run::run(config, clock).await,
+        Command::Run(args) if args.role == Role::Worker => {
+            return run::worker(config, clock).await;
+        }
+        Command::Worker => return run::worker(config, clock).await,
+        Command::Run(_) => return run::run(config, clock).await,
         _ => {}
     }
     let app = App::open(config, clock).await?;
@@ -54,7 +59,10 @@ pub async fn run(cli: Cli, env: Environment) -> anyhow::Result<Exit> {
         Command::Schedule(flag) => schedule::run(&app, flag.json).await,
         Command::Stats(args) => stats::run(&app, args).await,
         Command::Bounces(cmd) => bounces::run(&app, cmd).await,
-        Command::Glossary(_) | Command::Run => unreachable!("dispatched above"),
+        Command::Store(cmd) => store::run(&app, cmd).await,
+        Command::Glossary(_) | Command::Run(_) | Command::Worker => {
+            unreachable!("dispatched above")
+        }
     };
     app.close().await;
     exit

@@ -40,14 +40,33 @@ async fn ctrl_c() {
 pub(super) async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
     // The daemon serves signed links (confirm, unsubscribe, hold) to the world: never with
     // the public development key.
-    if config.signing_key().is_none() {
-        return Err(crate::config::ConfigError::Invalid {
-            key: None,
-            origin: crate::config::Origin::Env(crate::config::ENV_SECRET.into()),
-            message: "not set: `herald run` serves signed links (confirm, unsubscribe, hold) and will not sign them with the public development key; set it (for example `openssl rand -hex 32`)".into(),
-        }
-        .into());
-    }
+    require_secret(
+        &config,
+        "`herald run` serves signed links (confirm, unsubscribe, hold)",
+    )?;
     crate::daemon::run(config, clock, termination()).await?;
     Ok(Exit::Success)
+}
+
+/// `herald worker` (`herald run --role worker`): delivers until SIGTERM or SIGINT.
+pub(super) async fn worker(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
+    require_secret(
+        &config,
+        "a worker mails signed unsubscribe links that the web instances must accept",
+    )?;
+    crate::daemon::run_worker(config, clock, termination()).await?;
+    Ok(Exit::Success)
+}
+
+fn require_secret(config: &Config, why: &str) -> Result<(), crate::config::ConfigError> {
+    if config.signing_key().is_some() {
+        return Ok(());
+    }
+    Err(crate::config::ConfigError::Invalid {
+        key: None,
+        origin: crate::config::Origin::Env(crate::config::ENV_SECRET.into()),
+        message: format!(
+            "not set: {why} and will not sign them with the public development key; set it (for example `openssl rand -hex 32`)"
+        ),
+    })
 }

@@ -51,15 +51,14 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn term_history(&self) -> Result<TermHistory, StoreError> {
-        let rows: Vec<(i64, i64, Text<Slug>)> =
-            on_pool!(self, |db, _d| {
-                sqlx::query_as(
+        let rows: Vec<(i64, i64, Text<Slug>)> = on_pool!(self, |db, _d| {
+            sqlx::query_as(
             "SELECT i.number, t.cycle, t.slug FROM terms_sent t JOIN issues i ON i.id = t.issue_id
              ORDER BY i.number",
         )
         .fetch_all(db)
         .await?
-            });
+        });
         let sent = rows
             .into_iter()
             .map(|(number, cycle, slug)| SentTerm {

@@ -17,18 +17,42 @@ use super::{Dialect, Store, StoreError, from_row, on_pool, on_tx, write_one};
 use crate::domain::{DeliveryStatus, EmailAddress, IssueStatus, NewsLink, Slug};
 
 /// The rows of a step's issue that its run may claim, oldest first. Every ledger step binds
-/// the same parameters: ?1 the time, ?2 the run, ?3 the issue id, ?4 the sent marks.
+/// the same parameters: ?1 the time, ?2 the run, ?3 the issue id, ?4 the sent marks, ?5 the
+/// lease the run holds (its fence; NULL for none).
+///
+/// The fence: a run that holds a lease claims only while the database still has that lease
+/// unexpired and in its name, so a sender or worker whose lease expired or was taken (it
+/// stalled, or lost the database for a while) claims nothing more, whatever its clock says.
 const CLAIMABLE: &str = "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
      WHERE d.issue_id = ?3 AND d.status = 'pending' AND s.status = 'confirmed'
        AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?1)
        AND (d.deferred_by IS NULL OR d.deferred_by <> ?2)
+       AND (?5 IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.holder = ?5 AND l.expires_at > ?1))
      ORDER BY d.id";
+
+/// Rows of ?1 (an issue) in `sending` whose run is alive: it belongs to a process whose lease
+/// is unexpired (a run is `HOLDER` or `HOLDER/...`). They are in flight, not ambiguous.
+const IN_FLIGHT: &str = "d.issue_id = ?1 AND d.status = 'sending' AND EXISTS (
+         SELECT 1 FROM leases l WHERE l.expires_at > ?2
+            AND (d.claimed_by = l.holder
+                 OR substr(d.claimed_by, 1, length(l.holder) + 1) = l.holder || '/'))";
 
 /// Marks sent, in one statement, the rows of ?4: a JSON array of `[id, reply]` pairs.
 const MARK_SENT: &str = "UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?1,
         updated_at = ?1, last_error = NULL, next_attempt_at = NULL
      FROM (SELECT value ->> 0 AS id, value ->> 1 AS reply FROM json_each(?4)) AS m
      WHERE deliveries.id = m.id AND deliveries.status = 'sending'";
+
+/// The PostgreSQL channel that wakes workers when an issue starts going out.
+const WORKER_CHANNEL: &str = "herald_delivery";
+
+/// Which database a transaction is on.
+fn d_of(tx: &super::WriteTx) -> Dialect {
+    match tx.tx {
+        super::Tx::Sqlite(_) => Dialect::Sqlite,
+        super::Tx::Postgres(_) => Dialect::Postgres,
+    }
+}
 
 /// [`MARK_SENT`] for PostgreSQL.
 const MARK_SENT_PG: &str =
@@ -408,20 +432,75 @@ impl Store {
         Ok(out)
     }
 
-    /// Rows left in `sending` by runs other than `run`: the ambiguous rows of a crashed send.
+    /// Rows left in `sending` by runs other than `run` that are no longer alive (no
+    /// unexpired lease): the ambiguous rows of a crashed send or worker. Rows a live worker
+    /// has in flight are not counted.
     ///
     /// # Errors
     /// A database error.
-    pub async fn ambiguous_count(&self, issue_id: i64, run: &str) -> Result<u64, StoreError> {
-        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(d.sql(
-            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'sending'
-             AND (claimed_by IS NULL OR claimed_by <> ?)"
-        ))
+    pub async fn ambiguous_count(
+        &self,
+        issue_id: i64,
+        run: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(d.owned(format!(
+            "SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = ?1 AND d.status = 'sending'
+             AND (d.claimed_by IS NULL OR d.claimed_by <> ?3) AND NOT ({IN_FLIGHT})"
+        )))
         .bind(issue_id)
+        .bind(now)
         .bind(run)
         .fetch_one(db)
         .await?);
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Rows of the issue that live runs (this one or workers) have in flight.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn in_flight_count(
+        &self,
+        issue_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(d.owned(format!(
+            "SELECT COUNT(*) FROM deliveries d WHERE {IN_FLIGHT}"
+        )))
+        .bind(issue_id)
+        .bind(now)
+        .fetch_one(db)
+        .await?);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Wakes the workers waiting for an issue to deliver (PostgreSQL's `NOTIFY`; nothing on
+    /// SQLite, which has no workers).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn notify_workers(&self) -> Result<(), StoreError> {
+        if let super::Pool::Postgres(pool) = &self.pool {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WORKER_CHANNEL)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A listener woken by [`Store::notify_workers`]; `None` on SQLite.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn worker_wake_ups(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        let super::Pool::Postgres(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(WORKER_CHANNEL).await?;
+        Ok(Some(listener))
     }
 
     /// Settles issue `issue_id`'s ambiguous rows (in `sending`, no run working on them): as
@@ -501,15 +580,20 @@ impl Store {
     ///
     /// # Errors
     /// A database error; then neither the marks nor the claims are recorded.
+    #[allow(clippy::too_many_arguments)]
     pub async fn ledger_step(
         &self,
         issue_id: i64,
         run: &str,
+        lease: Option<&str>,
         marks: &[(i64, Mark)],
         claim: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut tx = self.write().await?;
+        // On PostgreSQL, steps of several workers run side by side: each locks the rows it
+        // claims and skips those another has locked (`FOR UPDATE SKIP LOCKED`), and marks only
+        // rows it claimed, so it does not wait for the other writers' turn.
+        let mut tx = self.ledger_write().await?;
         // The common mark, "sent", is one statement for the whole step however many rows
         // it carries; the rare ones go row by row.
         if let Some(json) = sent_marks(marks) {
@@ -617,13 +701,19 @@ impl Store {
             // nothing changes in between).
             // The LIMIT is written into the statement (see `LedgerSession::step`).
             type Row = (i64, i64, i64, Text<EmailAddress>, String, String);
+            let lock = match d_of(&tx) {
+                Dialect::Sqlite => "",
+                Dialect::Postgres => "FOR UPDATE OF d SKIP LOCKED",
+            };
             let rows: Vec<Row> = on_tx!(tx, |c, d| sqlx::query_as(d.owned(format!(
                 "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.name, s.first_name
-                 {CLAIMABLE} LIMIT {claim}"
+                 {CLAIMABLE} LIMIT {claim} {lock}"
             )))
             .bind(now)
             .bind(run)
             .bind(issue_id)
+            .bind(None::<&str>)
+            .bind(lease)
             .fetch_all(&mut *c)
             .await?);
             claimed = rows
@@ -673,6 +763,7 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn ledger_session(&self) -> Result<LedgerSession<'_>, StoreError> {
+        // (A PostgreSQL step is a transaction of several statements: see `ledger_step`.)
         let conn = match &self.pool {
             super::Pool::Sqlite(pool) => Some(pool.acquire().await?),
             super::Pool::Postgres(_) => None,
@@ -728,10 +819,14 @@ impl Store {
         .execute(&mut *c)
         .await?
         .rows_affected());
-        let left: i64 = on_tx!(tx, |c, d| sqlx::query_scalar(d.sql(
-            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND status = 'pending'"
-        ))
+        // Pending rows, and rows a live worker still has in flight (which may come back to
+        // pending), in one snapshot.
+        let left: i64 = on_tx!(tx, |c, d| sqlx::query_scalar(d.owned(format!(
+            "SELECT COUNT(*) FROM deliveries d
+             WHERE (d.issue_id = ?1 AND d.status = 'pending') OR ({IN_FLIGHT})"
+        )))
         .bind(issue_id)
+        .bind(now)
         .fetch_one(&mut *c)
         .await?);
         if left == 0 {
@@ -833,9 +928,8 @@ async fn freeze_in(
     issue: &FrozenIssue<'_>,
     now: DateTime<Utc>,
 ) -> Result<(i64, u64), StoreError> {
-    let id: i64 =
-        on_tx!(tx, |c, d| {
-            sqlx::query_scalar(d.sql(
+    let id: i64 = on_tx!(tx, |c, d| {
+        sqlx::query_scalar(d.sql(
         "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html,
                                  status, slot_key, send_after, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11) RETURNING id"
@@ -854,7 +948,7 @@ async fn freeze_in(
     .bind(Text(issue.status))
     .fetch_one(&mut *c)
     .await?
-        });
+    });
     on_tx!(tx, |c, d| sqlx::query(d.sql(
         "INSERT INTO terms_sent (issue_id, cycle, slug, sent_at) VALUES (?1, ?2, ?3, ?4)"
     ))
@@ -1059,10 +1153,12 @@ impl LedgerSession<'_> {
     ///
     /// # Errors
     /// A database error; then neither the marks nor the claims are recorded.
+    #[allow(clippy::too_many_arguments)]
     pub async fn step(
         &mut self,
         issue_id: i64,
         run: &str,
+        lease: Option<&str>,
         marks: &[(i64, Mark)],
         claim: usize,
         now: DateTime<Utc>,
@@ -1070,13 +1166,13 @@ impl LedgerSession<'_> {
         let Some(conn) = self.conn.as_mut() else {
             return self
                 .store
-                .ledger_step(issue_id, run, marks, claim, now)
+                .ledger_step(issue_id, run, lease, marks, claim, now)
                 .await;
         };
         if !marks.iter().all(|(_, m)| matches!(m, Mark::Sent { .. })) {
             return self
                 .store
-                .ledger_step(issue_id, run, marks, claim, now)
+                .ledger_step(issue_id, run, lease, marks, claim, now)
                 .await;
         }
         let sent = sent_marks(marks).unwrap_or_else(|| "[]".to_owned());
@@ -1101,6 +1197,7 @@ impl LedgerSession<'_> {
             .bind(run)
             .bind(issue_id)
             .bind(sent)
+            .bind(lease)
             .fetch_all(&mut **conn)
             .await;
         let rows = match rows {

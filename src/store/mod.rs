@@ -7,6 +7,7 @@
 //! on upgrade), and the embedded migrations in `migrations/` run on open.
 
 mod content;
+mod copy;
 mod daemon;
 mod feedback;
 mod ledger;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use content::{FeedState, FeedSuccess, LastIssue};
+pub use copy::CopyError;
 pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use feedback::{FeedbackKind, FeedbackOutcome, FeedbackTarget, LinkClicks, NewFeedback};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, IssueStats, LedgerCounts, Mark, StoredIssue};
@@ -430,6 +432,22 @@ impl Store {
             }
         };
         Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// A write transaction for a ledger step. On SQLite, [`Store::write`]. On PostgreSQL a
+    /// plain transaction without the writers' advisory lock: a step locks the rows it claims
+    /// (`FOR UPDATE SKIP LOCKED`) and changes only rows it claimed, so the steps of several
+    /// workers run side by side.
+    async fn ledger_write(&self) -> Result<WriteTx, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_) => self.write().await,
+            Pool::Postgres(pool) => Ok(WriteTx {
+                tx: Tx::Postgres(pool.begin().await?),
+                _turn: std::sync::Arc::new(tokio::sync::Mutex::new(()))
+                    .lock_owned()
+                    .await,
+            }),
+        }
     }
 
     /// SQLite's quick integrity check: `Ok` when the database file is sound. (PostgreSQL

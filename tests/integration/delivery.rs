@@ -561,6 +561,8 @@ async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
         retry_base: Duration::from_millis(10),
         retry_max: Duration::from_millis(50),
         run_id: "test-run".into(),
+        lease: None,
+        wake_workers: false,
     };
     let summary = deliver(
         &store,

@@ -363,3 +363,28 @@ impl Sandbox {
         }
     }
 }
+
+/// A PostgreSQL database of a test's own, dropped with it.
+pub struct TempPostgres {
+    pub url: String,
+    name: String,
+}
+
+impl TempPostgres {
+    pub fn new() -> Self {
+        let name = new_postgres_database();
+        Self {
+            url: postgres_url_with_db(&postgres_admin_url(), &name),
+            name,
+        }
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        postgres_admin(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
+    }
+}
