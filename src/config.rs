@@ -237,6 +237,7 @@ struct RawDelivery {
     retry_base_ms: i64,
     retry_max_ms: i64,
     lease_seconds: i64,
+    sender_delivers: bool,
     dkim: Option<RawDkim>,
 }
 
@@ -252,6 +253,7 @@ impl Default for RawDelivery {
             retry_base_ms: 2000,
             retry_max_ms: 60_000,
             lease_seconds: 60,
+            sender_delivers: true,
             dkim: None,
         }
     }
@@ -398,6 +400,9 @@ pub struct Delivery {
     pub retry_max: std::time::Duration,
     /// How long the sender lease lasts without a heartbeat (renewed every quarter of it).
     pub lease: std::time::Duration,
+    /// Whether the sender delivers too (`true`), or only freezes, wakes the workers and
+    /// follows their progress (`false`: every message goes through `herald worker`s).
+    pub sender_delivers: bool,
     pub dkim: Option<Dkim>,
 }
 
@@ -1327,6 +1332,7 @@ impl Validator {
             retry_base: std::time::Duration::from_millis(retry_base),
             retry_max: std::time::Duration::from_millis(retry_max.max(retry_base)),
             lease: std::time::Duration::from_secs(lease_seconds),
+            sender_delivers: raw.sender_delivers,
             dkim,
         }
     }

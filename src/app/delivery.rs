@@ -504,9 +504,82 @@ impl super::App {
         progress: &dyn Progress,
         shutdown: impl Future<Output = ()>,
     ) -> Result<SendSummary, DeliveryError> {
+        if !self.config.delivery.sender_delivers {
+            return self
+                .follow_workers(issue, &run_id, progress, shutdown)
+                .await;
+        }
         let settings = DeliverySettings::from_config(&self.config, run_id, self.fence(), true);
         self.deliver_with(issue, rendered, &settings, progress, shutdown)
             .await
+    }
+
+    /// The sender's part when only workers deliver (`[delivery] sender_delivers = false`):
+    /// wake them, report their progress over all of them, and finish the issue when no row
+    /// is pending or in flight, until `shutdown` or the end of this process's lease.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] when the store fails.
+    async fn follow_workers(
+        &self,
+        issue: &StoredIssue,
+        run_id: &str,
+        progress: &dyn Progress,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<SendSummary, DeliveryError> {
+        const EVERY: Duration = Duration::from_secs(1);
+        let store = &self.store;
+        store.notify_workers().await?;
+        let total = store.ledger_counts(issue.id).await?.pending;
+        info!(
+            issue = issue.number,
+            pending = total,
+            "the delivery workers deliver this issue"
+        );
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut idle_since = std::time::Instant::now();
+        let mut last_done = 0;
+        let finished = loop {
+            let now = self.clock.now();
+            if store.finish_issue_if_done(issue.id, now).await? {
+                break true;
+            }
+            let c = store.ledger_counts(issue.id).await?;
+            let done = c.sent + c.failed + c.bounced + c.skipped;
+            progress.update(done, total.max(done));
+            if done != last_done || c.sending > 0 {
+                last_done = done;
+                idle_since = std::time::Instant::now();
+            } else if idle_since.elapsed() >= Duration::from_secs(60) {
+                warn!(
+                    issue = issue.number,
+                    pending = c.pending,
+                    "no delivery worker has sent anything for a minute: is `herald worker` running?"
+                );
+                store.notify_workers().await?;
+                idle_since = std::time::Instant::now();
+            }
+            if self.fence().expired() {
+                warn!(
+                    issue = issue.number,
+                    "the sender lease expired: no longer following the workers"
+                );
+                break false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(EVERY) => {}
+                () = &mut shutdown => break false,
+            }
+        };
+        progress.finish();
+        let now = self.clock.now();
+        Ok(SendSummary {
+            issue_number: issue.number,
+            counts: store.ledger_counts(issue.id).await?,
+            ambiguous: store.ambiguous_count(issue.id, run_id, now).await?,
+            finished,
+            unreachable: None,
+        })
     }
 
     /// [`App::deliver`] as a delivery worker `run_id` (`WORKER/...`): it wakes nobody.

@@ -167,3 +167,284 @@ fn store_copy_moves_an_installation_and_postgresql_finishes_its_half_sent_issue_
         "{list:?}"
     );
 }
+
+/// A `herald` process of a multi-host test, its output in a log file of its own.
+struct Proc {
+    name: String,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Proc {
+    fn spawn(s: &Sandbox, name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let log = s.path(&format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = s
+            .command(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        format!(
+            "--- {}\n{}",
+            self.name,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn logs(procs: &[&Proc]) -> String {
+    procs.iter().map(|p| p.log()).collect::<Vec<_>>().join("\n")
+}
+
+/// Waits (up to `secs`) until `done` holds, polling.
+fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool, logs: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The subscribers file and configuration of a multi-host installation on `db`.
+fn multihost(db: &TempPostgres, n: usize, extra: &str) -> Sandbox {
+    let s = Sandbox::new();
+    let mut csv = String::from("email,name\n");
+    for i in 0..n {
+        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
+    }
+    s.write("subscribers/list.csv", csv);
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\npoll_seconds = 1\n{extra}",
+            CONFIG.replace(
+                "url = \"sqlite://herald.db\"",
+                &format!("url = \"{}\"", db.url)
+            )
+        ),
+    );
+    s
+}
+
+/// A free port on loopback (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_scalar(db: &TempPostgres, sql: &str) -> String {
+    let (url, sql) = (db.url.clone(), sql.to_owned());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                use sqlx::Connection as _;
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let v: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_optional(&mut c)
+                    .await
+                    .unwrap();
+                v.unwrap_or_default()
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Two `herald run` processes (a sender and a standby) and three `herald worker`s on one
+/// PostgreSQL database deliver one issue to 50,000 subscribers, each worker through a relay of
+/// its own; the sender and one worker are killed with SIGKILL in the middle. Every subscriber
+/// gets exactly one copy, except the killed worker's ambiguous rows (at most its concurrency),
+/// which `herald issues show` reports.
+#[test]
+fn two_senders_and_three_workers_deliver_to_50000_once_through_kill_9() {
+    if on_postgres() || !postgres_available("the multi-host delivery") {
+        return;
+    }
+    const N: usize = 50_000;
+    const CONCURRENCY: usize = 4;
+    let db = TempPostgres::new();
+    let s = multihost(
+        &db,
+        N,
+        &format!(
+            "review_hours = 1\neditors = [\"editor@example.com\"]\n\n[delivery]\nconcurrency = {CONCURRENCY}\n\
+             lease_seconds = 4\nsender_delivers = false\ntimeout_seconds = 10\n"
+        ),
+    );
+    let editors = smtp::start(None);
+    let relays: Vec<smtp::SmtpServer> = (0..3).map(|_| smtp::start(None)).collect();
+    for r in &relays {
+        r.mailbox
+            .faults
+            .envelopes_only
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let base = [("HERALD_SECRET", SECRET.to_owned())];
+    let with = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        base.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+    let import = s.herald(&["subscribers", "import", "subscribers/list.csv"]);
+    assert_eq!(import.code, 0, "{import:?}");
+    // Frozen for review (the editors get their copy), then released: then it goes out.
+    let env = with(&[("HERALD_SMTP_URL", editors.url())]);
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let frozen = s.herald_env(&["send"], &env_ref);
+    assert_eq!(frozen.code, 0, "{frozen:?}");
+
+    let runs: Vec<Proc> = (0..2)
+        .map(|i| {
+            Proc::spawn(
+                &s,
+                &format!("run{i}"),
+                &["run"],
+                &with(&[
+                    ("HERALD_SMTP_URL", editors.url()),
+                    ("HERALD_HTTP__LISTEN", format!("127.0.0.1:{}", free_port())),
+                ]),
+            )
+        })
+        .collect();
+    let mut workers: Vec<Proc> = relays
+        .iter()
+        .enumerate()
+        .map(|(i, relay)| {
+            Proc::spawn(
+                &s,
+                &format!("worker{i}"),
+                &["worker"],
+                &with(&[("HERALD_SMTP_URL", relay.url())]),
+            )
+        })
+        .collect();
+    let mut runs = runs;
+    let all_logs = |runs: &[Proc], workers: &[Proc]| {
+        logs(&runs.iter().chain(workers.iter()).collect::<Vec<_>>())
+    };
+    let released = s.herald(&["issues", "release", "1"]);
+    assert_eq!(released.code, 0, "{released:?}");
+    let delivered = || {
+        relays
+            .iter()
+            .map(|r| r.mailbox.messages().len())
+            .sum::<usize>()
+    };
+    wait_until(
+        240,
+        "a third of the messages",
+        || delivered() >= N / 3,
+        || all_logs(&runs, &workers),
+    );
+    // Kill the sender (the run holding the lease) and one worker.
+    let holder = pg_scalar(&db, "SELECT holder FROM leases WHERE name = 'sender'");
+    let sender_pid: u32 = holder
+        .rsplit(':')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a sender lease: {holder:?}"));
+    let sender = runs
+        .iter_mut()
+        .find(|r| r.pid() == sender_pid)
+        .expect("the sender is one of the runs");
+    sender.kill();
+    workers[0].kill();
+    let killed_at = delivered();
+    assert!(killed_at < N, "killed before the end");
+
+    wait_until(
+        300,
+        "the issue to be finished",
+        || pg_scalar(&db, "SELECT status FROM issues WHERE number = 1") == "sent",
+        || all_logs(&runs, &workers),
+    );
+    let mut per: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in &relays {
+        for (to, n) in r.mailbox.per_recipient() {
+            *per.entry(to).or_default() += n;
+        }
+    }
+    let twice: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    let show = s.herald(&["issues", "show", "1", "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let ambiguous = detail["ambiguous"].as_array().unwrap().len();
+    assert!(
+        ambiguous <= CONCURRENCY,
+        "at most the killed worker's concurrency: {ambiguous}"
+    );
+    assert_eq!(detail["sending"].as_u64().unwrap() as usize, ambiguous);
+    assert_eq!(
+        detail["sent"].as_u64().unwrap() as usize + ambiguous,
+        N,
+        "{detail}"
+    );
+    eprintln!(
+        "killed the sender and a worker after {killed_at} of {N} messages; {} recipients got \
+         their copy, {ambiguous} rows ambiguous; per worker: {:?}",
+        per.len(),
+        relays
+            .iter()
+            .map(|r| r.mailbox.messages().len())
+            .collect::<Vec<_>>()
+    );
+    // The standby took the sender lease over and followed the workers to the end.
+    let standby = runs.iter().find(|r| r.pid() != sender_pid).unwrap();
+    assert!(
+        standby
+            .log()
+            .contains("the delivery workers deliver this issue"),
+        "{}",
+        standby.log()
+    );
+    // Everyone else has their one copy; an ambiguous row may or may not have reached its
+    // relay.
+    assert!(
+        per.len() >= N - ambiguous && per.len() <= N,
+        "{}",
+        per.len()
+    );
+    // Both live workers delivered after the kill.
+    for (i, r) in relays.iter().enumerate().skip(1) {
+        assert!(
+            !r.mailbox.messages().is_empty(),
+            "worker {i} delivered\n{}",
+            all_logs(&runs, &workers)
+        );
+    }
+}

@@ -35,6 +35,8 @@ pub struct Faults {
     /// Keep the message, then sleep this long before the final reply: a slow relay that has
     /// accepted a message its client may already have given up on.
     pub slow_reply: Mutex<Option<Duration>>,
+    /// Keep only the envelope of each message, not its bytes (tests of tens of thousands).
+    pub envelopes_only: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +124,9 @@ impl Handler for Session {
     }
 
     fn data(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.mailbox.faults.envelopes_only.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         self.data.extend_from_slice(buf);
         Ok(())
     }
