@@ -212,11 +212,7 @@ pub async fn deliver(
             loop {
                 let job = { jobs.lock().await.recv().await };
                 let Some(job) = job else { break };
-                let result = if shared.fence.as_ref().is_some_and(Fence::expired) {
-                    Err(SendError::Unreachable(LEASE_EXPIRED.to_owned()))
-                } else {
-                    send_one(&mut mailer, &shared, &job).await
-                };
+                let result = send_one(&mut mailer, &shared, &job).await;
                 if out.send((job.delivery_id, result)).await.is_err() {
                     break;
                 }
@@ -459,6 +455,10 @@ async fn send_one(
     };
     for limiter in &shared.limiters {
         limiter.until_ready().await;
+    }
+    // The last moment before the message starts: past the lease deadline it does not.
+    if shared.fence.as_ref().is_some_and(Fence::expired) {
+        return Err(SendError::Unreachable(LEASE_EXPIRED.to_owned()));
     }
     let envelope_from = verp.as_ref().unwrap_or(&shared.sender.from.email);
     mailer

@@ -448,3 +448,209 @@ fn two_senders_and_three_workers_deliver_to_50000_once_through_kill_9() {
         );
     }
 }
+
+/// A TCP proxy on loopback to `target` that can stop forwarding (`cut`): the connections stay
+/// open and nothing more goes through them, as when a network path fails without a reset.
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn to(target: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pump = |mut from: std::net::TcpStream,
+                    mut to: std::net::TcpStream,
+                    cut: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+            std::thread::spawn(move || {
+                use std::io::{Read as _, Write as _};
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    while cut.load(Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        };
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    c.clone(),
+                );
+                pump(server, client, c.clone());
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A worker cut off from the database in the middle of its work (its connections through a
+/// proxy that stops forwarding) starts no message after its lease deadline, while the other
+/// worker finishes the issue: no duplicate, and the cut-off worker's in-flight rows are
+/// reported as ambiguous.
+#[test]
+fn a_worker_cut_off_from_the_database_sends_nothing_after_its_lease_deadline() {
+    use std::sync::atomic::Ordering;
+    if on_postgres() || !postgres_available("the worker cut off from the database") {
+        return;
+    }
+    const N: usize = 1500;
+    const CONCURRENCY: usize = 2;
+    const LEASE: u64 = 4;
+    let db = TempPostgres::new();
+    let s = multihost(
+        &db,
+        N,
+        &format!(
+            "\n[delivery]\nconcurrency = {CONCURRENCY}\nlease_seconds = {LEASE}\n\
+             sender_delivers = false\ntimeout_seconds = 30\n"
+        ),
+    );
+    let import = s.herald(&["subscribers", "import", "subscribers/list.csv"]);
+    assert_eq!(import.code, 0, "{import:?}");
+    let (cut_off_relay, other_relay) = (smtp::start(None), smtp::start(None));
+    for r in [&cut_off_relay, &other_relay] {
+        *r.mailbox.faults.slow_reply.lock().unwrap() = Some(std::time::Duration::from_millis(20));
+    }
+    // The cut-off worker's messages take a second each, and it may start one every five
+    // seconds (its relay's rate): when it is cut off it has a message in flight and another
+    // claimed, waiting for its turn, which would come after its lease deadline.
+    *cut_off_relay.mailbox.faults.stall.lock().unwrap() = Some(std::time::Duration::from_secs(1));
+    let server: std::net::SocketAddr = {
+        let url = postgres_admin_url();
+        let host = url.split('@').nth(1).unwrap_or("127.0.0.1:5432");
+        let host = host.split('/').next().unwrap();
+        std::net::ToSocketAddrs::to_socket_addrs(host)
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let proxy = Proxy::to(server);
+    let via_proxy = db.url.replacen(
+        &format!("{}:{}", server.ip(), server.port()),
+        &format!("127.0.0.1:{}", proxy.port),
+        1,
+    );
+    assert_ne!(via_proxy, db.url, "the worker's URL goes through the proxy");
+    let secret = ("HERALD_SECRET", SECRET.to_owned());
+    let mut cut_off = Proc::spawn(
+        &s,
+        "cut-off-worker",
+        &["worker"],
+        &[
+            secret.clone(),
+            ("HERALD_SMTP_URL", cut_off_relay.url()),
+            ("HERALD_DATABASE_URL", via_proxy),
+            ("HERALD_DELIVERY__RATE_PER_SECOND", "0.2".to_owned()),
+        ],
+    );
+    let other = Proc::spawn(
+        &s,
+        "other-worker",
+        &["worker"],
+        &[secret.clone(), ("HERALD_SMTP_URL", other_relay.url())],
+    );
+    let sender = Proc::spawn(
+        &s,
+        "send",
+        &["send"],
+        &[secret.clone(), ("HERALD_SMTP_URL", other_relay.url())],
+    );
+    let all = || logs(&[&cut_off, &other, &sender]);
+    wait_until(
+        120,
+        "the cut-off worker to be sending",
+        || cut_off_relay.mailbox.data_started.load(Ordering::SeqCst) >= 2,
+        all,
+    );
+    proxy.cut();
+    let cut_at = std::time::Instant::now();
+    let at_cut = cut_off_relay.mailbox.data_started.load(Ordering::SeqCst);
+    // Past its deadline (at most the lease time after its last renewal, which came before
+    // the cut), it starts nothing more.
+    std::thread::sleep(std::time::Duration::from_secs(LEASE + 1));
+    let at_deadline = cut_off_relay.mailbox.data_started.load(Ordering::SeqCst);
+    let mut sender = sender;
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = sender.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the send did not finish\n{}",
+            logs(&[&cut_off, &other, &sender])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let after = cut_off_relay.mailbox.data_started.load(Ordering::SeqCst);
+    let late: Vec<_> = cut_off_relay
+        .mailbox
+        .data_started_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t > cut_at + std::time::Duration::from_secs(LEASE))
+        .map(|t| t.duration_since(cut_at))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "messages started after the lease deadline (s after the cut): {late:?}\n{}",
+        logs(&[&cut_off, &other, &sender])
+    );
+    assert_eq!(after, at_deadline);
+    assert!(
+        at_deadline - at_cut <= CONCURRENCY,
+        "after the cut, only what was already handed out: {at_cut} -> {at_deadline}"
+    );
+    cut_off.kill();
+    let mut per: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in [&cut_off_relay, &other_relay] {
+        for (to, n) in r.mailbox.per_recipient() {
+            *per.entry(to).or_default() += n;
+        }
+    }
+    assert!(per.values().all(|&n| n == 1), "no duplicate");
+    let show = s.herald(&["issues", "show", "1", "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let ambiguous = detail["ambiguous"].as_array().unwrap().len();
+    assert!(ambiguous <= CONCURRENCY, "{detail}");
+    assert_eq!(detail["status"], "sent", "{detail}");
+    assert_eq!(
+        detail["sent"].as_u64().unwrap() as usize + ambiguous,
+        N,
+        "{detail}"
+    );
+    // `herald send` says so: ambiguous rows make it exit 3 (pending) with the count.
+    assert!(
+        status.code() == Some(0) || status.code() == Some(3),
+        "{}",
+        sender.log()
+    );
+    eprintln!(
+        "cut off after {at_cut} messages started, {at_deadline} by the deadline; the other \
+         worker sent {}, {ambiguous} ambiguous",
+        other_relay.mailbox.messages().len()
+    );
+}

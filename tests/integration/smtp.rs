@@ -45,6 +45,8 @@ pub struct Mailbox {
     pub faults: Faults,
     /// Connections that reached DATA, counted.
     pub data_started: AtomicUsize,
+    /// When each DATA started.
+    pub data_started_at: Mutex<Vec<std::time::Instant>>,
 }
 
 impl Mailbox {
@@ -113,6 +115,11 @@ impl Handler for Session {
         _to: &[String],
     ) -> Response {
         self.mailbox.data_started.fetch_add(1, Ordering::SeqCst);
+        self.mailbox
+            .data_started_at
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
         if take_one(&self.mailbox.faults.transient_first) {
             return Response::custom(451, "4.3.0 Temporary failure, try again later".to_owned());
         }
