@@ -72,7 +72,12 @@ impl App {
 
     async fn send_queued(&self, mail: &QueuedMail) -> Result<QueueRound, StoreError> {
         let wanted = match mail.kind {
-            ServiceMail::Confirmation => mail.status == SubscriberStatus::Pending,
+            // A reader who left and asks again stays unsubscribed until they confirm: the
+            // confirmation is what brings them back.
+            ServiceMail::Confirmation => matches!(
+                mail.status,
+                SubscriberStatus::Pending | SubscriberStatus::Unsubscribed
+            ),
             ServiceMail::Welcome => mail.status == SubscriberStatus::Confirmed,
         };
         let now = self.clock.now();

@@ -1243,6 +1243,29 @@ async fn a_confirmation_link_from_before_an_unsubscribe_cannot_resubscribe() {
     assert_eq!(http.post(&link).send().await.unwrap().status(), 404);
     let list = s.herald(&["subscribers", "list", "--status", "unsubscribed", "--json"]);
     assert!(list.stdout.contains("trinity@example.com"), "{list:?}");
+    // A new request is another matter: it mails a new confirmation, whose link brings her
+    // back.
+    let again = http
+        .post(format!("{base}subscribe"))
+        .form(&[("email", "trinity@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let second = wait_for("a second confirmation email", || {
+        server.mailbox.messages().into_iter().nth(2)
+    })
+    .await;
+    let text = decoded_text(&second.data);
+    assert!(text.contains(&format!("{base}confirm/")), "{text}");
+    let at = text.find(&format!("{base}confirm/")).unwrap();
+    let new_link: String = text[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert_eq!(http.post(&new_link).send().await.unwrap().status(), 200);
+    let list = s.herald(&["subscribers", "list", "--status", "confirmed", "--json"]);
+    assert!(list.stdout.contains("trinity@example.com"), "{list:?}");
     stop.cancel();
     handle.await.unwrap();
 }

@@ -654,3 +654,154 @@ fn a_worker_cut_off_from_the_database_sends_nothing_after_its_lease_deadline() {
         other_relay.mailbox.messages().len()
     );
 }
+
+/// The link in `text` that starts `https://news.example.com/PATH`, moved to `base`.
+fn link_to(text: &str, path: &str, base: &str) -> String {
+    let prefix = format!("https://news.example.com/{path}");
+    let at = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("a {path} link in {text}"));
+    let link: String = text[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '"')
+        .collect();
+    link.replacen("https://news.example.com/", base, 1)
+}
+
+/// Two `herald run` web instances on one database, as behind a load balancer: a reader
+/// subscribes on A, confirms on B and unsubscribes on A, and is one subscriber in the right
+/// state; the per-address limit on confirmation emails holds across the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_on_one_instance_confirm_on_another_and_leave_on_the_first() {
+    if on_postgres() || !postgres_available("the web instances") {
+        return;
+    }
+    let db = TempPostgres::new();
+    let s = multihost(&db, 0, "");
+    let mail = smtp::start(None);
+    let ports = [free_port(), free_port()];
+    let instances: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            Proc::spawn(
+                &s,
+                &format!("web{i}"),
+                &["run"],
+                &[
+                    ("HERALD_SECRET", SECRET.to_owned()),
+                    ("HERALD_SMTP_URL", mail.url()),
+                    ("HERALD_HTTP__LISTEN", format!("127.0.0.1:{port}")),
+                ],
+            )
+        })
+        .collect();
+    let (a, b) = (
+        format!("http://127.0.0.1:{}/", ports[0]),
+        format!("http://127.0.0.1:{}/", ports[1]),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let all = || logs(&instances.iter().collect::<Vec<_>>());
+    for base in [&a, &b] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{base}healthz")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{base} answers\n{}",
+                all()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let mails_to = |subject: &str| {
+        mail.mailbox
+            .messages()
+            .into_iter()
+            .filter(|m| String::from_utf8_lossy(&m.data).contains(subject))
+            .count()
+    };
+    let wait_mail = |subject: &'static str, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (mail, all) = (&mail, &all);
+        async move {
+            loop {
+                let found: Vec<_> = mail
+                    .mailbox
+                    .messages()
+                    .into_iter()
+                    .filter(|m| String::from_utf8_lossy(&m.data).contains(subject))
+                    .collect();
+                if found.len() >= n {
+                    return found[n - 1].clone();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "waiting for {subject}\n{}",
+                    all()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    let subscribed = http
+        .post(format!("{a}subscribe"))
+        .form(&[("email", "neo@example.com"), ("name", "Neo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscribed.status(), 200);
+    let confirmation = wait_mail("Subject: Confirm", 1).await;
+    let text = String::from_utf8_lossy(&confirmation.data).replace("=\r\n", "");
+    let confirm = link_to(&text, "confirm/", &b);
+    let confirmed = http.post(&confirm).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200, "{}", all());
+    assert!(
+        confirmed
+            .text()
+            .await
+            .unwrap()
+            .contains("You are subscribed")
+    );
+    let welcome = wait_mail("Subject: Welcome to", 1).await;
+    let raw = String::from_utf8_lossy(&welcome.data).replace("=\r\n", "");
+    let leave = link_to(&raw, "u/", &a);
+    let left = http
+        .post(&leave)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 200, "{}", all());
+    let count = pg_scalar(&db, "SELECT COUNT(*)::text FROM subscribers");
+    let status = pg_scalar(&db, "SELECT status FROM subscribers");
+    assert_eq!((count.as_str(), status.as_str()), ("1", "unsubscribed"));
+
+    // Asking again, alternately on each instance: at most three confirmations an hour for
+    // one address, counted across the instances.
+    for base in [&b, &a, &b, &a] {
+        let again = http
+            .post(format!("{base}subscribe"))
+            .form(&[("email", "neo@example.com")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 200);
+    }
+    wait_mail("Subject: Confirm", 3).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(mails_to("Subject: Confirm"), 3, "{}", all());
+    assert_eq!(
+        pg_scalar(&db, "SELECT COUNT(*)::text FROM subscribers"),
+        "1"
+    );
+}
