@@ -33,7 +33,7 @@ use crate::compose::{Addressee, Sender, personal_message};
 use crate::domain::{EmailAddress, SigningKey};
 use crate::mailer::{Mailer, SendError, Transport};
 use crate::render::RenderedIssue;
-use crate::store::{Claimed, LedgerCounts, Mark, Store, StoreError, StoredIssue};
+use crate::store::{Claimed, LedgerCounts, Mark, RelayRate, Store, StoreError, StoredIssue};
 
 /// How a send behaves.
 #[derive(Debug, Clone)]
@@ -189,6 +189,21 @@ pub async fn deliver(
         );
     }
     let total = store.ledger_counts(issue.id).await?.pending;
+    // On PostgreSQL a relay's limits are shared by every process sending through it: they
+    // are kept in the database, and tokens are taken before rows are claimed (so a claimed
+    // row is started at once). Otherwise this process keeps them.
+    let rate = RelayRate {
+        per_second: settings.rate_per_second,
+        per_hour: settings.max_per_hour,
+    };
+    let shared_relay = match &transport {
+        Transport::Smtp(smtp)
+            if store.is_postgres() && (rate.per_second.is_some() || rate.per_hour.is_some()) =>
+        {
+            Some(format!("{}:{}", smtp.host, smtp.port))
+        }
+        _ => None,
+    };
     let mut ledger = store.ledger_session().await?;
     info!(issue = issue.number, pending = total, "delivering");
     let shared = Arc::new(Shared {
@@ -196,7 +211,11 @@ pub async fn deliver(
         sender,
         key,
         date: issue.send_after.unwrap_or(issue.created_at),
-        limiters: limiter(settings.rate_per_second, settings.max_per_hour),
+        limiters: if shared_relay.is_some() {
+            Vec::new()
+        } else {
+            limiter(settings.rate_per_second, settings.max_per_hour)
+        },
         fence: settings.lease.as_ref().map(|(_, fence)| fence.clone()),
     });
     let lease = settings.lease.as_ref().map(|(holder, _)| holder.as_str());
@@ -321,7 +340,18 @@ pub async fn deliver(
                 (id, m)
             })
             .collect();
-        let free = if stopping { 0 } else { workers - in_flight };
+        let mut free = if stopping { 0 } else { workers - in_flight };
+        let mut token_wait = None;
+        if let Some(relay) = &shared_relay
+            && free > 0
+        {
+            let want = u32::try_from(free).unwrap_or(u32::MAX);
+            let (granted, wait) = store.take_send_tokens(relay, rate, want, now).await?;
+            if granted == 0 {
+                token_wait = Some(wait);
+            }
+            free = granted as usize;
+        }
         let claimed = ledger
             .step(issue.id, &settings.run_id, lease, &marks, free, now)
             .await?;
@@ -344,6 +374,14 @@ pub async fn deliver(
         }
         if stopping {
             break;
+        }
+        // The relay's shared limit: wait for its next token.
+        if let Some(wait) = token_wait {
+            tokio::select! {
+                () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                () = &mut shutdown, if !stopping => stopping = true,
+            }
+            continue;
         }
         // Nothing in flight and nothing claimable now: wait for the next retry, if any.
         match store.next_retry_at(issue.id, &settings.run_id).await? {

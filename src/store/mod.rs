@@ -12,6 +12,7 @@ mod daemon;
 mod feedback;
 mod ledger;
 mod queue;
+mod rates;
 mod states;
 mod subscribers;
 
@@ -28,6 +29,7 @@ pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use feedback::{FeedbackKind, FeedbackOutcome, FeedbackTarget, LinkClicks, NewFeedback};
 pub use ledger::{Claimed, DeliveryRow, FrozenIssue, IssueStats, LedgerCounts, Mark, StoredIssue};
 pub use queue::{QueueCounts, QueuedMail};
+pub use rates::RelayRate;
 pub use subscribers::{AddOutcome, IMPORT_BATCH, ImportCounts, SubscriberRecord};
 
 /// How long a connection waits for another writer before giving up.

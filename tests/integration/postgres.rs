@@ -805,3 +805,80 @@ async fn subscribe_on_one_instance_confirm_on_another_and_leave_on_the_first() {
         "1"
     );
 }
+
+/// Two workers sending through one relay share its `rate_per_second` (kept in the database):
+/// together they send no faster than one would.
+#[test]
+fn workers_on_one_relay_share_its_rate_limit() {
+    if on_postgres() || !postgres_available("the shared rate limit") {
+        return;
+    }
+    const N: usize = 80;
+    const RATE: usize = 10;
+    let db = TempPostgres::new();
+    let s = multihost(
+        &db,
+        N,
+        &format!(
+            "\n[delivery]\nconcurrency = 4\nrate_per_second = {RATE}\nsender_delivers = false\n"
+        ),
+    );
+    assert_eq!(
+        s.herald(&["subscribers", "import", "subscribers/list.csv"])
+            .code,
+        0
+    );
+    let relay = smtp::start(None);
+    let env = [
+        ("HERALD_SECRET", SECRET.to_owned()),
+        ("HERALD_SMTP_URL", relay.url()),
+    ];
+    let workers: Vec<Proc> = (0..2)
+        .map(|i| Proc::spawn(&s, &format!("worker{i}"), &["worker"], &env))
+        .collect();
+    let mut sender = Proc::spawn(&s, "send", &["send"], &env);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = sender.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "{}",
+            logs(&[&workers[0], &workers[1], &sender])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0), "{}", sender.log());
+    let mut starts = relay.mailbox.data_started_at.lock().unwrap().clone();
+    starts.sort();
+    assert_eq!(starts.len(), N);
+    // A bucket of one second's worth: at most RATE at once, then RATE a second, whichever
+    // worker sends; so at most 4 * RATE in any 3 seconds (and a message or two of jitter
+    // between taking a token and the relay seeing DATA).
+    let busiest = starts
+        .iter()
+        .map(|t| {
+            starts
+                .iter()
+                .filter(|u| **u >= *t && **u < *t + std::time::Duration::from_secs(3))
+                .count()
+        })
+        .max()
+        .unwrap();
+    let took = starts[N - 1] - starts[0];
+    assert!(busiest <= 4 * RATE + 2, "{busiest} in three seconds");
+    let least = std::time::Duration::from_secs_f64((N - RATE) as f64 / RATE as f64 * 0.9);
+    assert!(took >= least, "{N} messages in {took:?}");
+    let senders = pg_scalar(
+        &db,
+        "SELECT COUNT(DISTINCT split_part(claimed_by, '/', 1))::text FROM deliveries",
+    );
+    assert_eq!(
+        senders,
+        "2",
+        "both workers took part\n{}",
+        logs(&[&workers[0], &workers[1]])
+    );
+    eprintln!("{N} messages at {RATE}/s shared by two workers: {took:?}, at most {busiest} in 3 s");
+}
