@@ -19,16 +19,8 @@ sessions=${SESSIONS:-8}
 port=${PORT:-2598}
 cargo build --release --quiet
 herald=$PWD/target/release/herald
-work=$(mktemp -d)
-user=()
-[ "$(id -u)" = 0 ] && user=(-u nobody)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-smtp-sink "${user[@]}" -c "127.0.0.1:$port" 2000 >/dev/null &
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-
-export HERALD_SECRET=benchmark-secret-0123456789abcdef0123456789
-export HERALD_SMTP_URL="smtp://127.0.0.1:$port"
-report() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
+# shellcheck source=benches/sink.sh
+. benches/sink.sh
 printf "%-9s %-9s %-9s %-6s %-11s %-10s %-9s %-11s %-8s\n" count herald/s source/s ratio "CPU us/msg" "peak RSS" import "import RSS" freeze
 for count in "${counts[@]}"; do
     dir="$work/$count"

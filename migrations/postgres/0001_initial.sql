@@ -116,7 +116,6 @@ CREATE TABLE deliveries (
 );
 
 CREATE INDEX deliveries_by_status ON deliveries (issue_id, status, id);
-CREATE INDEX deliveries_by_subscriber ON deliveries (subscriber_id, issue_id);
 
 -- A sent delivery is final; a delivery can only be claimed from pending.
 CREATE FUNCTION herald_delivery_transition() RETURNS trigger LANGUAGE plpgsql AS $$

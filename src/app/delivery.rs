@@ -579,10 +579,14 @@ impl super::App {
         let mut last_done = 0;
         let finished = loop {
             let now = self.clock.now();
-            if store.finish_issue_if_done(issue.id, now).await? {
+            let c = store.ledger_counts(issue.id).await?;
+            // Finishing looks at the whole ledger under the writers' lock: only once nothing
+            // is in flight (the end, or workers that stopped), not every second of the send.
+            if (c.sending == 0 || c.pending == 0)
+                && store.finish_issue_if_done(issue.id, now).await?
+            {
                 break true;
             }
-            let c = store.ledger_counts(issue.id).await?;
             let done = c.sent + c.failed + c.bounced + c.skipped;
             progress.update(done, total.max(done));
             if done != last_done || c.sending > 0 {

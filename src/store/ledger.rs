@@ -27,8 +27,7 @@ const CLAIMABLE: &str = "FROM deliveries d JOIN subscribers s ON s.id = d.subscr
      WHERE d.issue_id = ?3 AND d.status = 'pending' AND s.status = 'confirmed'
        AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?1)
        AND (d.deferred_by IS NULL OR d.deferred_by <> ?2)
-       AND (?5 IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.holder = ?5 AND l.expires_at > ?1))
-     ORDER BY d.id";
+       AND (?5 IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.holder = ?5 AND l.expires_at > ?1))";
 
 /// Rows of ?1 (an issue) in `sending` whose run is alive: it belongs to a process whose lease
 /// is unexpired (a run is `HOLDER` or `HOLDER/...`). They are in flight, not ambiguous.
@@ -54,13 +53,16 @@ fn d_of(tx: &super::WriteTx) -> Dialect {
     }
 }
 
-/// [`MARK_SENT`] for PostgreSQL.
+/// [`MARK_SENT`] for PostgreSQL. The ids again as an array, so that the planner finds the
+/// rows by primary key (with only the join, it reads the whole ledger to hash it).
 const MARK_SENT_PG: &str =
     "UPDATE deliveries SET status = 'sent', smtp_reply = m.reply, sent_at = ?1,
         updated_at = ?1, last_error = NULL, next_attempt_at = NULL
      FROM (SELECT (value ->> 0)::bigint AS id, value ->> 1 AS reply
            FROM jsonb_array_elements(?4::jsonb) AS value) AS m
-     WHERE deliveries.id = m.id AND deliveries.status = 'sending'";
+     WHERE deliveries.id = m.id AND deliveries.status = 'sending'
+       AND deliveries.id = ANY (ARRAY(SELECT (value ->> 0)::bigint
+                                      FROM jsonb_array_elements(?4::jsonb) AS value))";
 
 /// The "sent" marks of a step, as [`MARK_SENT`] reads them; `None` when there are none.
 fn sent_marks(marks: &[(i64, Mark)]) -> Option<String> {
@@ -700,14 +702,13 @@ impl Store {
             // exactly those rows in one write (the transaction holds the write lock, so
             // nothing changes in between).
             // The LIMIT is written into the statement (see `LedgerSession::step`).
-            type Row = (i64, i64, i64, Text<EmailAddress>, String, String);
             let lock = match d_of(&tx) {
                 Dialect::Sqlite => "",
                 Dialect::Postgres => "FOR UPDATE OF d SKIP LOCKED",
             };
-            let rows: Vec<Row> = on_tx!(tx, |c, d| sqlx::query_as(d.owned(format!(
+            let rows: Vec<ClaimRow> = on_tx!(tx, |c, d| sqlx::query_as(d.owned(format!(
                 "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.name, s.first_name
-                 {CLAIMABLE} LIMIT {claim} {lock}"
+                 {CLAIMABLE} ORDER BY d.id LIMIT {claim} {lock}"
             )))
             .bind(now)
             .bind(run)
@@ -716,18 +717,13 @@ impl Store {
             .bind(lease)
             .fetch_all(&mut *c)
             .await?);
+            // The attempts as they were read, before this claim counts one more.
             claimed = rows
                 .into_iter()
-                .map(
-                    |(delivery_id, subscriber_id, attempts, email, name, first_name)| Claimed {
-                        delivery_id,
-                        subscriber_id,
-                        email: email.0,
-                        name,
-                        first_name,
-                        attempts: u32::try_from(attempts + 1).unwrap_or(1),
-                    },
-                )
+                .map(|mut row| {
+                    row.2 += 1;
+                    claim_of(row)
+                })
                 .collect();
             if !claimed.is_empty() {
                 let ids = serde_json::to_string(
@@ -768,7 +764,11 @@ impl Store {
             super::Pool::Sqlite(pool) => Some(pool.acquire().await?),
             super::Pool::Postgres(_) => None,
         };
-        Ok(LedgerSession { store: self, conn })
+        Ok(LedgerSession {
+            store: self,
+            conn,
+            cursor: 0,
+        })
     }
 
     /// When the next pending row of this issue becomes claimable in `run`: `None` when no
@@ -1140,6 +1140,10 @@ pub struct LedgerSession<'a> {
     store: &'a Store,
     /// SQLite's held connection; PostgreSQL steps take [`Store::ledger_step`].
     conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+    /// On PostgreSQL, the largest id this session claimed: the next claim looks above it
+    /// first. Every claim leaves a dead version of the row's `pending` index entry until
+    /// vacuum, and a claim that started from the first row would step over all of them.
+    cursor: i64,
 }
 
 impl std::fmt::Debug for LedgerSession<'_> {
@@ -1164,6 +1168,35 @@ impl LedgerSession<'_> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let Some(conn) = self.conn.as_mut() else {
+            if let super::Pool::Postgres(pool) = &self.store.pool
+                && marks.iter().all(|(_, m)| matches!(m, Mark::Sent { .. }))
+            {
+                let claimed =
+                    postgres_step(pool, issue_id, run, lease, marks, claim, now, self.cursor)
+                        .await?;
+                let mut claimed = claimed;
+                if claimed.len() < claim && self.cursor > 0 {
+                    // Nothing (or not enough) above the cursor: rows below it came back
+                    // (retries) or were skipped while locked. Look from the start, once.
+                    self.cursor = 0;
+                    let more = postgres_step(
+                        pool,
+                        issue_id,
+                        run,
+                        lease,
+                        &[],
+                        claim - claimed.len(),
+                        now,
+                        0,
+                    )
+                    .await?;
+                    claimed.extend(more);
+                }
+                if let Some(last) = claimed.iter().map(|c| c.delivery_id).max() {
+                    self.cursor = self.cursor.max(last);
+                }
+                return Ok(claimed);
+            }
             return self
                 .store
                 .ledger_step(issue_id, run, lease, marks, claim, now)
@@ -1185,7 +1218,7 @@ impl LedgerSession<'_> {
              {MARK_SENT};
              UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = ?1,
                     claimed_by = ?2, updated_at = ?1
-             WHERE id IN (SELECT d.id {CLAIMABLE} LIMIT {claim})
+             WHERE id IN (SELECT d.id {CLAIMABLE} ORDER BY d.id LIMIT {claim})
              RETURNING id, subscriber_id, attempts;
              SELECT s.id AS subscriber, s.email, s.name, s.first_name FROM subscribers s
              WHERE {claim} > 0 AND s.id IN (SELECT subscriber_id FROM deliveries
@@ -1251,5 +1284,61 @@ impl LedgerSession<'_> {
         }
         claimed.sort_by_key(|c| c.delivery_id);
         Ok(claimed)
+    }
+}
+
+/// [`LedgerSession::step`] on PostgreSQL: the sent marks, the claim (`FOR UPDATE SKIP
+/// LOCKED`, fenced by the lease) and the claimed rows' subscribers in one statement, so one
+/// round trip and one commit. The two updates touch disjoint rows (`sending` ones marked,
+/// `pending` ones claimed), so one snapshot serves both.
+#[allow(clippy::too_many_arguments)]
+async fn postgres_step(
+    pool: &sqlx::PgPool,
+    issue_id: i64,
+    run: &str,
+    lease: Option<&str>,
+    marks: &[(i64, Mark)],
+    claim: usize,
+    now: DateTime<Utc>,
+    above: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let sent = sent_marks(marks).unwrap_or_else(|| "[]".to_owned());
+    let sql = Dialect::Postgres.owned(format!(
+        "WITH marked AS ({MARK_SENT_PG} RETURNING deliveries.id),
+              claimable AS (SELECT d.id {CLAIMABLE} AND d.id > ?6 ORDER BY d.id LIMIT {claim}
+                            FOR UPDATE OF d SKIP LOCKED),
+              claimed AS (
+                  UPDATE deliveries SET status = 'sending', attempts = attempts + 1,
+                         claimed_at = ?1, claimed_by = ?2, updated_at = ?1
+                  FROM claimable WHERE deliveries.id = claimable.id
+                  RETURNING deliveries.id, deliveries.subscriber_id, deliveries.attempts)
+         SELECT c.id, c.subscriber_id, c.attempts, s.email, s.name, s.first_name
+         FROM claimed c JOIN subscribers s ON s.id = c.subscriber_id
+         ORDER BY c.id"
+    ));
+    let rows: Vec<ClaimRow> = sqlx::query_as(sql)
+        .bind(now)
+        .bind(run)
+        .bind(issue_id)
+        .bind(sent)
+        .bind(lease)
+        .bind(above)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(claim_of).collect())
+}
+
+/// A claimed row as read: the delivery, its subscriber, its attempts (this one included),
+/// and the subscriber's address, name and first name.
+type ClaimRow = (i64, i64, i64, Text<EmailAddress>, String, String);
+
+fn claim_of((delivery_id, subscriber_id, attempts, email, name, first_name): ClaimRow) -> Claimed {
+    Claimed {
+        delivery_id,
+        subscriber_id,
+        email: email.0,
+        name,
+        first_name,
+        attempts: u32::try_from(attempts).unwrap_or(1),
     }
 }

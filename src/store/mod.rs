@@ -294,7 +294,8 @@ impl Store {
         if is_postgres_url(url) {
             let options = PgConnectOptions::from_str(url)
                 .map_err(open_err)?
-                .application_name("herald");
+                .application_name("herald")
+                .options([("plan_cache_mode", "force_generic_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(BUSY_TIMEOUT)
