@@ -736,6 +736,8 @@ async fn progress_counts_messages_delivered_not_rows_attempted() {
         panic!("an issue is frozen")
     };
     let progress = Recorded::default();
+    // A delivery goes out under the sender lease (its claims are fenced by it).
+    assert!(app.take_sender_lease("progress-run").await.unwrap());
     let summary = app
         .deliver(
             &issue,
