@@ -80,6 +80,9 @@ pub struct SendSummary {
     pub unreachable: Option<String>,
 }
 
+/// How long a PostgreSQL step waits for more outcomes to carry (see `deliver`).
+const GATHER: Duration = Duration::from_millis(2);
+
 /// Consecutive failures to open an SMTP session after which a run stops.
 pub const UNREACHABLE_FAILURES: u32 = 10;
 /// A run in which no session opens for this long stops.
@@ -205,6 +208,7 @@ pub async fn deliver(
         _ => None,
     };
     let mut ledger = store.ledger_session().await?;
+    let gather = store.is_postgres();
     info!(issue = issue.number, pending = total, "delivering");
     let shared = Arc::new(Shared {
         rendered,
@@ -280,6 +284,18 @@ pub async fn deliver(
         }
         while let Ok(o) = out_rx.try_recv() {
             outcomes.push(o);
+        }
+        // On PostgreSQL a step costs a round trip and a commit whatever it carries: gather
+        // the outcomes of every message in flight, or wait at most GATHER, before it.
+        if gather && !stopping && !outcomes.is_empty() {
+            let want = in_flight;
+            let until = tokio::time::Instant::now() + GATHER;
+            while outcomes.len() < want {
+                match tokio::time::timeout_at(until, out_rx.recv()).await {
+                    Ok(Some(o)) => outcomes.push(o),
+                    Ok(None) | Err(_) => break,
+                }
+            }
         }
         in_flight -= outcomes.len();
         // Past the lease deadline nothing new starts: another process may hold the lease now.
@@ -608,8 +624,10 @@ impl super::App {
                 );
                 break false;
             }
+            // Once nothing is pending, the end is near: look more often.
+            let every = if c.pending == 0 { EVERY / 10 } else { EVERY };
             tokio::select! {
-                () = tokio::time::sleep(EVERY) => {}
+                () = tokio::time::sleep(every) => {}
                 () = &mut shutdown => break false,
             }
         };
