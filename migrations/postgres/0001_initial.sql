@@ -117,21 +117,21 @@ CREATE TABLE deliveries (
 
 CREATE INDEX deliveries_by_status ON deliveries (issue_id, status, id);
 
--- A sent delivery is final; a delivery can only be claimed from pending.
-CREATE FUNCTION herald_delivery_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A sent delivery is final; a delivery can only be claimed from pending. (The conditions are
+-- the triggers' WHEN clauses, so an update that breaks neither rule calls no function.)
+CREATE FUNCTION herald_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.status = 'sent' AND NEW.status <> 'sent' THEN
-        RAISE EXCEPTION 'a sent delivery is final' USING ERRCODE = 'restrict_violation';
-    END IF;
-    IF NEW.status = 'sending' AND OLD.status NOT IN ('pending', 'sending') THEN
-        RAISE EXCEPTION 'only a pending delivery can be claimed' USING ERRCODE = 'restrict_violation';
-    END IF;
-    RETURN NEW;
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'restrict_violation';
 END;
 $$;
-CREATE TRIGGER deliveries_transition
+CREATE TRIGGER deliveries_sent_is_final
 BEFORE UPDATE OF status ON deliveries
-FOR EACH ROW EXECUTE FUNCTION herald_delivery_transition();
+FOR EACH ROW WHEN (OLD.status = 'sent' AND NEW.status <> 'sent')
+EXECUTE FUNCTION herald_refuse('a sent delivery is final');
+CREATE TRIGGER deliveries_claim_from_pending
+BEFORE UPDATE OF status ON deliveries
+FOR EACH ROW WHEN (NEW.status = 'sending' AND OLD.status NOT IN ('pending', 'sending'))
+EXECUTE FUNCTION herald_refuse('only a pending delivery can be claimed');
 
 -- What each feed last returned, for conditional GET and for operators.
 CREATE TABLE feed_state (

@@ -581,7 +581,9 @@ impl super::App {
         progress: &dyn Progress,
         shutdown: impl Future<Output = ()>,
     ) -> Result<SendSummary, DeliveryError> {
-        const EVERY: Duration = Duration::from_secs(1);
+        // Counting the ledger reads every row of the issue: every 2 s while rows are pending
+        // (the workers need the database more), every 0.1 s at the end.
+        const EVERY: Duration = Duration::from_secs(2);
         let store = &self.store;
         store.notify_workers().await?;
         let total = store.ledger_counts(issue.id).await?.pending;
@@ -624,8 +626,7 @@ impl super::App {
                 );
                 break false;
             }
-            // Once nothing is pending, the end is near: look more often.
-            let every = if c.pending == 0 { EVERY / 10 } else { EVERY };
+            let every = if c.pending == 0 { EVERY / 20 } else { EVERY };
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 () = &mut shutdown => break false,
