@@ -771,6 +771,11 @@ fn overrides(env: &Environment) -> Result<Vec<(String, Vec<String>, toml::Value)
     Ok(out)
 }
 
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// An override is read as a TOML value when it is one (`8`, `true`, `["a", "b"]`, `"text"`),
 /// and as a plain string otherwise (`AI Weekly`, `0 0 9 * * Mon`).
 fn env_value(raw: &str) -> toml::Value {
@@ -1229,7 +1234,7 @@ impl Validator {
 
     fn store_url(&mut self, url: &str) -> Option<String> {
         const KEY: &str = "store.url";
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if is_postgres_url(url) {
             // A PostgreSQL server (the store reads the rest of the URL when it connects).
             return Some(url.to_owned());
         }

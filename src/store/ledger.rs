@@ -655,40 +655,32 @@ impl Store {
                     .await?
                     .rows_affected());
                 }
-                Mark::Failed { error } => {
+                Mark::Failed { error } | Mark::Bounced { error } => {
+                    let status = if matches!(mark, Mark::Bounced { .. }) {
+                        on_tx!(tx, |c, d| {
+                            sqlx::query(d.sql(
+                            "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
+                             WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = ?2) AND status <> 'unsubscribed'"
+                        ))
+                        .bind(now)
+                        .bind(delivery_id)
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected()
+                        });
+                        DeliveryStatus::Bounced
+                    } else {
+                        DeliveryStatus::Failed
+                    };
                     on_tx!(tx, |c, d| {
                         sqlx::query(d.sql(
-                        "UPDATE deliveries SET status = 'failed', last_error = ?1, smtp_reply = ?1, updated_at = ?2
+                        "UPDATE deliveries SET status = ?4, last_error = ?1, smtp_reply = ?1, updated_at = ?2
                          WHERE id = ?3 AND status = 'sending'"
                     ))
                     .bind(error.as_str())
                     .bind(now)
                     .bind(delivery_id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-                    });
-                }
-                Mark::Bounced { error } => {
-                    on_tx!(tx, |c, d| {
-                        sqlx::query(d.sql(
-                        "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
-                         WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = ?2) AND status <> 'unsubscribed'"
-                    ))
-                    .bind(now)
-                    .bind(delivery_id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-                    });
-                    on_tx!(tx, |c, d| {
-                        sqlx::query(d.sql(
-                        "UPDATE deliveries SET status = 'bounced', last_error = ?1, smtp_reply = ?1, updated_at = ?2
-                         WHERE id = ?3 AND status = 'sending'"
-                    ))
-                    .bind(error.as_str())
-                    .bind(now)
-                    .bind(delivery_id)
+                    .bind(Text(status))
                     .execute(&mut *c)
                     .await?
                     .rows_affected()
@@ -1171,10 +1163,9 @@ impl LedgerSession<'_> {
             if let super::Pool::Postgres(pool) = &self.store.pool
                 && marks.iter().all(|(_, m)| matches!(m, Mark::Sent { .. }))
             {
-                let claimed =
+                let mut claimed =
                     postgres_step(pool, issue_id, run, lease, marks, claim, now, self.cursor)
                         .await?;
-                let mut claimed = claimed;
                 if claimed.len() < claim && self.cursor > 0 {
                     // Nothing (or not enough) above the cursor: rows below it came back
                     // (retries) or were skipped while locked. Look from the start, once.

@@ -274,10 +274,7 @@ macro_rules! write_one {
 
 pub(crate) use write_one;
 
-/// Whether `url` names a PostgreSQL database.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
+pub use crate::config::is_postgres_url;
 
 impl Store {
     /// Opens the database at `url` and applies pending migrations: `sqlite://PATH` (created

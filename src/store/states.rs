@@ -1,12 +1,11 @@
 //! How the domain's parsed values are stored: as their text, in TEXT columns. States (issue,
 //! delivery, slot, subscriber) whose CHECK constraints list the same names, email addresses
-//! and slugs, in both databases. This is the one place where Rust and SQL meet on them: bind `Text(value)`,
-//! read `Text<T>`; a stored value that no longer parses is a decode error naming its column.
+//! and slugs, in both databases (one implementation for any database that stores text). This
+//! is the one place where Rust and SQL meet on them: bind `Text(value)`, read `Text<T>`; a
+//! stored value that no longer parses is a decode error naming its column.
 
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
-use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Decode, Encode, Postgres, Sqlite, Type, encode::IsNull};
+use sqlx::{Database, Decode, Encode, Type, encode::IsNull};
 
 use crate::domain::{
     DeliveryStatus, EmailAddress, IssueStatus, QueueOutcome, ServiceMail, SlotOutcome, Slug,
@@ -47,46 +46,33 @@ stored_text!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Text<T>(pub T);
 
-impl<T: StoredText> Type<Sqlite> for Text<T> {
-    fn type_info() -> SqliteTypeInfo {
-        <&str as Type<Sqlite>>::type_info()
+impl<DB: Database, T: StoredText> Type<DB> for Text<T>
+where
+    for<'a> &'a str: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <&str as Type<DB>>::type_info()
     }
-    fn compatible(ty: &SqliteTypeInfo) -> bool {
-        <&str as Type<Sqlite>>::compatible(ty)
-    }
-}
-
-impl<T: StoredText> Encode<'_, Sqlite> for Text<T> {
-    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<Sqlite>>::encode(self.0.text(), buf)
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <&str as Type<DB>>::compatible(ty)
     }
 }
 
-impl<'r, T: StoredText> Decode<'r, Sqlite> for Text<T> {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        let text = <&str as Decode<Sqlite>>::decode(value)?;
-        Ok(Text(T::from_text(text)?))
+impl<DB: Database, T: StoredText> Encode<'_, DB> for Text<T>
+where
+    for<'a> &'a str: Encode<'a, DB>,
+{
+    fn encode_by_ref(&self, buf: &mut DB::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<DB>>::encode(self.0.text(), buf)
     }
 }
 
-impl<T: StoredText> Type<Postgres> for Text<T> {
-    fn type_info() -> PgTypeInfo {
-        <&str as Type<Postgres>>::type_info()
-    }
-    fn compatible(ty: &PgTypeInfo) -> bool {
-        <&str as Type<Postgres>>::compatible(ty)
-    }
-}
-
-impl<T: StoredText> Encode<'_, Postgres> for Text<T> {
-    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<Postgres>>::encode(self.0.text(), buf)
-    }
-}
-
-impl<'r, T: StoredText> Decode<'r, Postgres> for Text<T> {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        let text = <&str as Decode<Postgres>>::decode(value)?;
+impl<'r, DB: Database, T: StoredText> Decode<'r, DB> for Text<T>
+where
+    &'r str: Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<DB>>::decode(value)?;
         Ok(Text(T::from_text(text)?))
     }
 }
