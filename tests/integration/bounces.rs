@@ -14,11 +14,7 @@ const ENV: [(&str, &str); 1] = [("HERALD_SECRET", SECRET)];
 
 pub fn sandbox(extra: &str) -> Sandbox {
     let s = Sandbox::new();
-    let mut csv = String::from("email,name\n");
-    for i in 0..4 {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    s.write("subscribers/list.csv", csv);
+    s.write_readers(4, "");
     s.write(
         "herald.toml",
         format!("{CONFIG}\n[bounces]\ndomain = \"bounces.example.com\"\n{extra}"),

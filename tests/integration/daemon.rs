@@ -34,14 +34,6 @@ impl Clock for TestClock {
     }
 }
 
-fn subscribers(s: &Sandbox, n: usize) {
-    let mut csv = String::from("email,name\n");
-    for i in 0..n {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    s.write("subscribers/list.csv", csv);
-}
-
 async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -487,7 +479,7 @@ fn scheduled(s: &Sandbox, extra: &str) -> herald::config::Config {
 #[tokio::test]
 async fn a_slot_is_sent_once_caught_up_inside_the_window_and_skipped_outside() {
     let s = Sandbox::new();
-    subscribers(&s, 3);
+    s.write_readers(3, "");
     let config = scheduled(&s, "");
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(); // Monday 09:00 in Berlin
     let clock = TestClock::at(slot - chrono::Duration::hours(1));
@@ -544,7 +536,7 @@ async fn a_slot_is_sent_once_caught_up_inside_the_window_and_skipped_outside() {
 async fn two_daemons_on_one_database_send_one_issue_once_to_each_subscriber() {
     let server = smtp::start(None);
     let s = Sandbox::new();
-    subscribers(&s, 12);
+    s.write_readers(12, "");
     s.write("herald.toml", String::new());
     let _ = scheduled(&s, "");
     let env = [
@@ -600,7 +592,7 @@ async fn two_daemons_on_one_database_send_one_issue_once_to_each_subscriber() {
 async fn a_review_window_freezes_early_notifies_editors_and_a_held_issue_waits() {
     let server = smtp::start(None);
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let _ = scheduled(
         &s,
         "review_hours = 24\neditors = [\"editor@example.com\"]\n",
@@ -683,7 +675,7 @@ fn sigterm_in_the_middle_of_a_send_then_a_restart_gives_everyone_exactly_one_cop
     let slow = smtp::start(None);
     *slow.mailbox.faults.stall.lock().unwrap() = Some(Duration::from_millis(150));
     let s = Sandbox::new();
-    subscribers(&s, 16);
+    s.write_readers(16, "");
     // A daily slot two minutes ago (UTC), inside the catch-up window: due at start-up.
     let due = herald::clock::Clock::now(&herald::clock::SystemClock) - chrono::Duration::minutes(2);
     s.write(
@@ -760,7 +752,7 @@ async fn rows_a_tick_could_not_send_are_retried_at_the_next_tick() {
         .transient_first
         .store(3, std::sync::atomic::Ordering::SeqCst);
     let s = Sandbox::new();
-    subscribers(&s, 3);
+    s.write_readers(3, "");
     let _ = scheduled(
         &s,
         "\n[delivery]\nconcurrency = 1\nmax_attempts = 1\nretry_base_ms = 1\nretry_max_ms = 1\n",
@@ -909,7 +901,7 @@ async fn the_form_does_not_wait_for_a_dead_relay_and_the_confirmation_follows_wh
 #[tokio::test]
 async fn a_slot_that_failed_on_a_broken_template_is_retried_once_it_is_fixed() {
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let config = scheduled(&s, "");
     let good = std::fs::read_to_string(s.path("templates/issue.txt")).unwrap();
     s.write("templates/issue.txt", "{{ no_such_variable }}");
@@ -938,7 +930,7 @@ async fn a_slot_that_failed_on_a_broken_template_is_retried_once_it_is_fixed() {
 #[tokio::test]
 async fn a_fresh_database_mails_nobody_at_start_up_and_a_manual_send_serves_its_slot() {
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let config = scheduled(&s, "");
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
     // First start two hours after this week's slot, on a fresh database.
@@ -1011,7 +1003,7 @@ fn outbox_recipients(s: &Sandbox) -> std::collections::BTreeMap<String, usize> {
 #[tokio::test]
 async fn with_a_review_window_nothing_reaches_subscribers_before_the_editors_had_it_that_long() {
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let config = scheduled(
         &s,
         "review_hours = 24\neditors = [\"editor@example.com\"]\n",
@@ -1048,7 +1040,7 @@ async fn with_a_review_window_nothing_reaches_subscribers_before_the_editors_had
 #[tokio::test]
 async fn a_caught_up_slot_gets_a_fresh_review_window_or_is_skipped_when_that_is_too_late() {
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let config = scheduled(&s, "review_hours = 2\neditors = [\"editor@example.com\"]\n");
     let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
     let h = chrono::Duration::hours;
@@ -1095,7 +1087,7 @@ async fn a_caught_up_slot_gets_a_fresh_review_window_or_is_skipped_when_that_is_
 #[test]
 fn a_manual_send_with_a_review_window_freezes_for_review_and_an_editor_can_release_it() {
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let _ = scheduled(
         &s,
         "review_hours = 24\neditors = [\"editor@example.com\"]\n",
@@ -1124,7 +1116,7 @@ fn a_manual_send_with_a_review_window_freezes_for_review_and_an_editor_can_relea
 #[test]
 fn a_held_issue_can_be_refrozen_from_fixed_content_or_replanned_or_discarded() {
     let s = Sandbox::new();
-    subscribers(&s, 2);
+    s.write_readers(2, "");
     let _ = scheduled(
         &s,
         "review_hours = 24\neditors = [\"editor@example.com\"]\n",

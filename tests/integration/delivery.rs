@@ -15,12 +15,7 @@ const SECRET: &str = "test-signing-key-0123456789abcdef";
 /// A sandbox with `n` subscribers in `subscribers/list.csv` (plus extra rows) and fast retries.
 fn sandbox(n: usize, extra_rows: &str) -> Sandbox {
     let s = Sandbox::new();
-    let mut csv = String::from("email,name\n");
-    for i in 0..n {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    csv.push_str(extra_rows);
-    s.write("subscribers/list.csv", csv);
+    s.write_readers(n, extra_rows);
     s.write(
         "herald.toml",
         format!("{CONFIG}\n[delivery]\nconcurrency = 4\nmax_attempts = 4\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_seconds = 5\n"),

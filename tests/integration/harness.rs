@@ -85,26 +85,33 @@ pub fn postgres_url_with_db(url: &str, db: &str) -> String {
     format!("{server}/{db}{query}")
 }
 
-/// Runs one statement on the tests' PostgreSQL server (on a thread of its own, so it works
-/// inside and outside a runtime).
-pub fn postgres_admin(sql: String) {
-    let url = postgres_admin_url();
+/// Runs `work` to completion on a thread and runtime of its own, so that a synchronous test
+/// (or one inside another runtime) can wait for it.
+pub fn block_on_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async {
-            use sqlx::Connection as _;
-            let mut conn = sqlx::PgConnection::connect(&url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await?;
-            conn.close().await
-        })
+            .unwrap()
+            .block_on(work)
     })
     .join()
-    .expect("admin thread")
+    .expect("the thread of a blocking wait")
+}
+
+/// Runs one statement on the tests' PostgreSQL server.
+pub fn postgres_admin(sql: String) {
+    let url = postgres_admin_url();
+    block_on_thread(async move {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await
+    })
     .expect("statement on the tests' PostgreSQL server");
 }
 
@@ -167,6 +174,17 @@ impl Sandbox {
         sandbox.copy_dir(&repo().join("templates"), "templates");
         sandbox.write("herald.toml", CONFIG);
         sandbox
+    }
+
+    /// Writes `subscribers/list.csv`: `readerI@example.com,Reader I` for I below `n`, then
+    /// `extra_rows` (CSV lines, each ending in a newline).
+    pub fn write_readers(&self, n: usize, extra_rows: &str) {
+        let mut csv = String::from("email,name\n");
+        for i in 0..n {
+            csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
+        }
+        csv.push_str(extra_rows);
+        self.write("subscribers/list.csv", csv);
     }
 
     /// An absolute path inside the sandbox.

@@ -7,7 +7,9 @@
 
 use std::process::Command;
 
-use crate::harness::{CONFIG, Sandbox, TempPostgres, on_postgres, postgres_admin_url};
+use crate::harness::{
+    CONFIG, Sandbox, TempPostgres, block_on_thread, on_postgres, postgres_admin_url,
+};
 use crate::smtp;
 
 /// Whether the tests' PostgreSQL server answers; `false` (skip) with a visible message when
@@ -16,25 +18,17 @@ pub fn postgres_available(test: &str) -> bool {
     let url = postgres_admin_url();
     let reachable = {
         let url = url.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection as _;
-                tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sqlx::PgConnection::connect(&url),
-                )
-                .await
-                .map_err(|_| "no answer in 5 s".to_owned())?
-                .map_err(|e| e.to_string())
-            })
+        block_on_thread(async move {
+            use sqlx::Connection as _;
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                sqlx::PgConnection::connect(&url),
+            )
+            .await
+            .map_err(|_| "no answer in 5 s".to_owned())?
+            .map_err(|e| e.to_string())
             .map(|_| ())
         })
-        .join()
-        .unwrap()
     };
     match reachable {
         Ok(()) => true,
@@ -94,11 +88,7 @@ const SECRET: &str = "test-signing-key-0123456789abcdef";
 /// A sandbox (its own store: SQLite) with `n` subscribers and the delivery `settings`.
 fn installation(n: usize, delivery: &str) -> Sandbox {
     let s = Sandbox::new();
-    let mut csv = String::from("email,name\n");
-    for i in 0..n {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    s.write("subscribers/list.csv", csv);
+    s.write_readers(n, "");
     s.write("herald.toml", format!("{CONFIG}\n[delivery]\n{delivery}\n"));
     s
 }
@@ -204,6 +194,24 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Waits (up to `secs`) for the process to exit; fails with its log and `others'` logs.
+    fn wait_exit(&mut self, secs: u64, others: &[&Proc]) -> std::process::ExitStatus {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{} did not finish\n{}\n{}",
+                self.name,
+                self.log(),
+                logs(others)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     fn log(&self) -> String {
         format!(
             "--- {}\n{}",
@@ -239,11 +247,7 @@ fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool, logs: impl 
 /// The subscribers file and configuration of a multi-host installation on `db`.
 fn multihost(db: &TempPostgres, n: usize, extra: &str) -> Sandbox {
     let s = Sandbox::new();
-    let mut csv = String::from("email,name\n");
-    for i in 0..n {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    s.write("subscribers/list.csv", csv);
+    s.write_readers(n, "");
     s.write(
         "herald.toml",
         format!(
@@ -268,23 +272,15 @@ fn free_port() -> u16 {
 
 fn pg_scalar(db: &TempPostgres, sql: &str) -> String {
     let (url, sql) = (db.url.clone(), sql.to_owned());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                use sqlx::Connection as _;
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                let v: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_optional(&mut c)
-                    .await
-                    .unwrap();
-                v.unwrap_or_default()
-            })
+    block_on_thread(async move {
+        use sqlx::Connection as _;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let v: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&mut c)
+            .await
+            .unwrap();
+        v.unwrap_or_default()
     })
-    .join()
-    .unwrap()
 }
 
 /// Two `herald run` processes (a sender and a standby) and three `herald worker`s on one
@@ -592,18 +588,7 @@ fn a_worker_cut_off_from_the_database_sends_nothing_after_its_lease_deadline() {
     std::thread::sleep(std::time::Duration::from_secs(LEASE + 1));
     let at_deadline = cut_off_relay.mailbox.data_started.load(Ordering::SeqCst);
     let mut sender = sender;
-    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = sender.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the send did not finish\n{}",
-            logs(&[&cut_off, &other, &sender])
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let status = sender.wait_exit(180, &[&cut_off, &other]);
     let after = cut_off_relay.mailbox.data_started.load(Ordering::SeqCst);
     let late: Vec<_> = cut_off_relay
         .mailbox
@@ -837,18 +822,7 @@ fn workers_on_one_relay_share_its_rate_limit() {
         .map(|i| Proc::spawn(&s, &format!("worker{i}"), &["worker"], &env))
         .collect();
     let mut sender = Proc::spawn(&s, "send", &["send"], &env);
-    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = sender.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < give_up,
-            "{}",
-            logs(&[&workers[0], &workers[1], &sender])
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let status = sender.wait_exit(120, &[&workers[0], &workers[1]]);
     assert_eq!(status.code(), Some(0), "{}", sender.log());
     let mut starts = relay.mailbox.data_started_at.lock().unwrap().clone();
     starts.sort();
