@@ -30,34 +30,12 @@ psql_admin() { psql "$admin" -qAt -c "$1" >/dev/null; }
 # setup NAME URL SENDER_DELIVERS: an installation in $work/NAME with COUNT subscribers imported.
 setup() {
     local dir="$work/$1"
-    mkdir -p "$dir/subscribers"
-    cp -r glossary templates "$dir/"
-    cat > "$dir/herald.toml" <<TOML
-[newsletter]
-name = "AI Glossary Weekly"
-from = "AI Glossary Weekly <weekly@example.com>"
-reply_to = "editors@example.com"
-base_url = "https://glossary.example.com/"
-postal_address = "AI Glossary Weekly, 1 Example Street, 12345 Example City"
-
-[store]
-url = "$2"
-
-[schedule]
+    installation "$dir" "$count" "$2" "[schedule]
 poll_seconds = 1
 
 [delivery]
 concurrency = $sessions
-sender_delivers = $3
-TOML
-    python3 - "$count" "$dir/subscribers/list.csv" <<'PY'
-import sys
-rows, path = int(sys.argv[1]), sys.argv[2]
-with open(path, "w") as f:
-    f.write("email,name,first_name\n")
-    for i in range(rows):
-        f.write(f"reader{i}@example.com,Reader {i},R{i}\n")
-PY
+sender_delivers = $3"
     (cd "$dir" && "$herald" subscribers import subscribers/list.csv >/dev/null 2>import.log)
 }
 

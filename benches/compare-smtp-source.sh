@@ -24,30 +24,8 @@ herald=$PWD/target/release/herald
 printf "%-9s %-9s %-9s %-6s %-11s %-10s %-9s %-11s %-8s\n" count herald/s source/s ratio "CPU us/msg" "peak RSS" import "import RSS" freeze
 for count in "${counts[@]}"; do
     dir="$work/$count"
-    mkdir -p "$dir/subscribers"
-    cp -r glossary templates "$dir/"
-    cat > "$dir/herald.toml" <<TOML
-[newsletter]
-name = "AI Glossary Weekly"
-from = "AI Glossary Weekly <weekly@example.com>"
-reply_to = "editors@example.com"
-base_url = "https://glossary.example.com/"
-postal_address = "AI Glossary Weekly, 1 Example Street, 12345 Example City"
-
-[store]
-url = "sqlite://herald.db"
-
-[delivery]
-concurrency = $sessions
-TOML
-    python3 - "$count" "$dir/subscribers/list.csv" <<'PY'
-import sys
-rows, path = int(sys.argv[1]), sys.argv[2]
-with open(path, "w") as f:
-    f.write("email,name,first_name\n")
-    for i in range(rows):
-        f.write(f"reader{i}@example.com,Reader {i},R{i}\n")
-PY
+    installation "$dir" "$count" "sqlite://herald.db" "[delivery]
+concurrency = $sessions"
     (
         cd "$dir"
         /usr/bin/time -o import.time -f "elapsed %e\nuser %U\nsys %S\nrss %M" \
