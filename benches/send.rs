@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use herald::app::delivery::{DeliverySettings, Silent, deliver};
+use herald::app::delivery::{DeliveryRequest, DeliverySettings, Silent, deliver};
 use herald::clock::SystemClock;
 use herald::compose::Sender;
 use herald::config::SmtpSettings;
@@ -240,20 +240,18 @@ async fn run() {
             wake_workers: false,
         };
         let started = Instant::now();
-        let summary = deliver(
-            &store,
-            &SystemClock,
-            &issue,
-            rendered.clone(),
-            sender.clone(),
-            SigningKey::new("bench"),
+        let request = DeliveryRequest {
+            store: &store,
+            clock: &SystemClock,
+            issue: &issue,
+            rendered: rendered.clone(),
+            sender: sender.clone(),
+            key: SigningKey::new("bench"),
             transport,
-            &settings,
-            &Silent,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+            settings: &settings,
+            progress: &Silent,
+        };
+        let summary = deliver(request, std::future::pending()).await.unwrap();
         let secs = started.elapsed().as_secs_f64();
         assert_eq!(summary.counts.sent, n, "every message was accepted");
         println!(

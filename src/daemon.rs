@@ -87,7 +87,7 @@ pub async fn run_with_listener(
     daemon.app.enable_content_cache();
     daemon.app.warn_about_sending_setup();
     let addr = listener.local_addr().map_err(DaemonError::Http)?;
-    let http = &daemon.app.config.http;
+    let http = &daemon.app.config().http;
     let fd_limit = crate::http::server::raise_fd_limit();
     let limits = crate::http::server::Limits {
         header_timeout: http.header_timeout,
@@ -109,7 +109,7 @@ pub async fn run_with_listener(
         "serving HTTP"
     );
     // `/metrics` without a token, on a private address of its own, when configured.
-    let metrics_server = match daemon.app.config.http.metrics_listen {
+    let metrics_server = match daemon.app.config().http.metrics_listen {
         Some(metrics_addr) => {
             let listener = tokio::net::TcpListener::bind(metrics_addr)
                 .await
@@ -130,7 +130,7 @@ pub async fn run_with_listener(
     // tokio-cron-scheduler only wakes us; due times are computed by `schedule`.
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
-    let poll = daemon.app.config.schedule.poll_seconds;
+    let poll = daemon.app.config().schedule.poll_seconds;
     let every = if poll < 60 && 60 % poll == 0 {
         format!("*/{poll} * * * * *")
     } else {
@@ -156,7 +156,7 @@ pub async fn run_with_listener(
     // The glossary, templates and curated links, in memory; reloaded when a file changes
     // (a burst of events, as an editor saves, is one reload) and on SIGHUP.
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = match crate::files::watch_content(&daemon.app.config, move || {
+    let watcher = match crate::files::watch_content(&daemon.app.config(), move || {
         // A full channel means a reload is pending already.
         let _already_pending = changed_tx.try_send(());
     }) {
@@ -194,10 +194,10 @@ pub async fn run_with_listener(
     };
 
     // The bounce mailbox, read every `imap_poll_seconds` when `[bounces] imap_url` is set.
-    let bounce_poller = daemon.app.config.bounces.imap.is_some().then(|| {
+    let bounce_poller = daemon.app.config().bounces.imap.is_some().then(|| {
         let app = daemon.app.clone();
         let cancel = daemon.cancel.clone();
-        let every = app.config.bounces.imap_poll;
+        let every = app.config().bounces.imap_poll;
         tokio::spawn(async move {
             loop {
                 if let Err(e) = app.poll_bounce_mailbox().await {
@@ -219,7 +219,12 @@ pub async fn run_with_listener(
         tokio::spawn(async move {
             loop {
                 match d.tick().await {
-                    Ok(TickOutcome::Idle | TickOutcome::Standby) => {}
+                    // An unreachable SMTP server is reported once per outage by the app.
+                    Ok(
+                        TickOutcome::Idle
+                        | TickOutcome::Standby
+                        | TickOutcome::SmtpUnreachable { .. },
+                    ) => {}
                     Ok(outcome) => info!(?outcome, "tick"),
                     Err(e) => {
                         warn!(error = %e, "tick failed; trying again at the next wake-up")

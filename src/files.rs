@@ -51,7 +51,12 @@ pub fn load_glossary(dir: &Path) -> (Glossary, Report) {
             (path, text)
         })
         .collect();
-    glossary::from_files(files)
+    let categories_path = dir.join(glossary::CATEGORIES_FILE);
+    let categories = categories_path.is_file().then(|| {
+        let text = std::fs::read_to_string(&categories_path).map_err(|e| e.to_string());
+        (categories_path, text)
+    });
+    glossary::from_files_with_categories(files, categories)
 }
 
 /// Reads every `.html` and `.txt` file below `dir` (names are paths relative to `dir`, with

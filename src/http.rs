@@ -74,7 +74,8 @@ impl Web {
     /// forge.
     fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let trusted = |ip: &IpAddr| {
-            self.config
+            self.app
+                .config()
                 .http
                 .trusted_proxies
                 .iter()
@@ -200,13 +201,13 @@ fn render_page(
     mut context: tera::Context,
 ) -> Response {
     context.insert("title", title);
-    let base = s.config.newsletter.base_url.as_str();
+    let base = s.config().newsletter.base_url.as_str();
     let defaults = [
         (
             "description",
             format!(
                 "{}: one AI term explained every week, with fresh AI news links.",
-                s.config.newsletter.name
+                s.config().newsletter.name
             ),
         ),
         ("canonical", String::new()),
@@ -221,7 +222,7 @@ fn render_page(
     context.insert(
         "newsletter",
         &serde_json::json!({
-            "name": s.config.newsletter.name,
+            "name": s.config().newsletter.name,
             "base_url": base,
         }),
     );
@@ -308,7 +309,7 @@ fn subscribe_form(
     context.insert("email", email);
     context.insert("name", name);
     if status == StatusCode::OK {
-        context.insert("canonical", s.config.newsletter.base_url.as_str());
+        context.insert("canonical", s.config().newsletter.base_url.as_str());
     }
     render_page(s, status, "web/subscribe.html", title, context)
 }
@@ -318,7 +319,14 @@ async fn fallback(State(s): State<Shared>) -> Response {
 }
 
 async fn subscribe_page(State(s): State<Shared>) -> Response {
-    subscribe_form(&s, StatusCode::OK, &s.config.newsletter.name, None, "", "")
+    subscribe_form(
+        &s,
+        StatusCode::OK,
+        &s.config().newsletter.name,
+        None,
+        "",
+        "",
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,7 +355,7 @@ fn same_origin(s: &Web, headers: &HeaderMap) -> bool {
         // sends `null` too).
         Some("null") => site.is_some(),
         Some(origin) => {
-            let base = &s.config.newsletter.base_url;
+            let base = &s.config().newsletter.base_url;
             origin == base.origin().ascii_serialization()
         }
     }
@@ -442,9 +450,12 @@ async fn confirm_page(State(s): State<Shared>, Path(token): Path<String>) -> Res
         Confirmation::Confirmed => action_page(
             &s,
             "Confirm your subscription",
-            &format!("Confirm your subscription to {}", s.config.newsletter.name),
+            &format!(
+                "Confirm your subscription to {}",
+                s.config().newsletter.name
+            ),
             "Press the button to start receiving the newsletter.",
-            &format!("{}confirm/{token}", s.config.newsletter.base_url),
+            &format!("{}confirm/{token}", s.config().newsletter.base_url),
             "Confirm my subscription",
         ),
         Confirmation::Expired => expired(&s),
@@ -475,7 +486,7 @@ async fn confirm(
     }
     match s.confirm(&token).await {
         Ok(Confirmation::Confirmed) => {
-            let archive = format!("{}archive", s.config.newsletter.base_url);
+            let archive = format!("{}archive", s.config().newsletter.base_url);
             message(
                 &s,
                 StatusCode::OK,
@@ -526,9 +537,9 @@ async fn unsubscribe_page(State(s): State<Shared>, Path(token): Path<String>) ->
         Ok(Some(_)) => action_page(
             &s,
             "Unsubscribe",
-            &format!("Unsubscribe from {}", s.config.newsletter.name),
+            &format!("Unsubscribe from {}", s.config().newsletter.name),
             "Press the button to stop receiving the newsletter.",
-            &format!("{}u/{token}", s.config.newsletter.base_url),
+            &format!("{}u/{token}", s.config().newsletter.base_url),
             "Unsubscribe",
         ),
         Ok(None) => not_found(&s),
@@ -598,7 +609,7 @@ async fn webhook(
     Path(provider): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let key = match (provider.as_str(), &s.config.secrets.mailgun_webhook_key) {
+    let key = match (provider.as_str(), &s.config().secrets.mailgun_webhook_key) {
         ("mailgun", Some(key)) => key.expose().as_bytes().to_vec(),
         _ => return not_found(&s),
     };
@@ -626,7 +637,7 @@ async fn hold_page(State(s): State<Shared>, Path(token): Path<String>) -> Respon
         &format!(
             "A held issue does not go out at its slot until an editor releases it with the command: herald issues release {n}"
         ),
-        &format!("{}hold/{token}", s.config.newsletter.base_url),
+        &format!("{}hold/{token}", s.config().newsletter.base_url),
         &format!("Hold issue #{n}"),
     )
 }
@@ -672,7 +683,7 @@ async fn published(s: &Web) -> Result<Vec<crate::store::StoredIssue>, Response> 
 }
 
 async fn archive(State(s): State<Shared>) -> Response {
-    let tz = s.config.schedule.timezone;
+    let tz = s.config().schedule.timezone;
     let issues = match published(&s).await {
         Ok(issues) => issues,
         Err(response) => return response,
@@ -691,7 +702,7 @@ async fn archive(State(s): State<Shared>) -> Response {
     context.insert("issues", &issues);
     context.insert(
         "canonical",
-        &format!("{}archive", s.config.newsletter.base_url),
+        &format!("{}archive", s.config().newsletter.base_url),
     );
     render_page(&s, StatusCode::OK, "web/archive.html", "Archive", context)
 }
@@ -719,7 +730,7 @@ async fn archive_issue(State(s): State<Shared>, Path(number): Path<String>) -> R
 }
 
 async fn archive_feed(State(s): State<Shared>) -> Response {
-    let base = s.config.newsletter.base_url.as_str();
+    let base = s.config().newsletter.base_url.as_str();
     let issues = match published(&s).await {
         Ok(issues) => issues,
         Err(response) => return response,
@@ -727,11 +738,11 @@ async fn archive_feed(State(s): State<Shared>) -> Response {
     let updated = issues
         .first()
         .map(|i| i.send_after.unwrap_or(i.created_at))
-        .unwrap_or_else(|| s.clock.now());
+        .unwrap_or_else(|| s.now());
     let mut xml = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n\
          <title>{}</title>\n<id>{}archive</id>\n<link rel=\"self\" href=\"{}archive/feed.xml\"/>\n<link href=\"{}archive\"/>\n<updated>{}</updated>\n",
-        text(&s.config.newsletter.name),
+        text(&s.config().newsletter.name),
         text(base),
         attr(base),
         attr(base),
@@ -746,7 +757,7 @@ async fn archive_feed(State(s): State<Shared>) -> Response {
             i.number,
             attr(base),
             i.number,
-            text(&s.config.newsletter.name),
+            text(&s.config().newsletter.name),
             text(&i.preheader),
         ));
     }
@@ -783,8 +794,8 @@ fn json_ld(value: &serde_json::Value) -> String {
 
 async fn glossary_index(State(s): State<Shared>, Query(query): Query<SearchQuery>) -> Response {
     let glossary = s.glossary_for_pages();
-    let base = s.config.newsletter.base_url.as_str();
-    let name = &s.config.newsletter.name;
+    let base = s.config().newsletter.base_url.as_str();
+    let name = &s.config().newsletter.name;
     let letters: Vec<serde_json::Value> = glossary
         .by_letter()
         .into_iter()
@@ -859,7 +870,7 @@ async fn glossary_index(State(s): State<Shared>, Query(query): Query<SearchQuery
 
 /// `/glossary/{slug}/`: the canonical address has no trailing slash.
 async fn glossary_term_slash(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
-    let to = format!("{}glossary/{}", s.config.newsletter.base_url, slug);
+    let to = format!("{}glossary/{}", s.config().newsletter.base_url, slug);
     match HeaderValue::from_str(&to) {
         Ok(location) => (
             StatusCode::MOVED_PERMANENTLY,
@@ -872,7 +883,7 @@ async fn glossary_term_slash(State(s): State<Shared>, Path(slug): Path<String>) 
 
 async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Response {
     // The daemon's content version; without one (content read from files), no caching.
-    let version = s.content.current().map(|c| c.version);
+    let version = s.content().current().map(|c| c.version);
     if let Some(version) = version {
         let cached = s
             .term_pages
@@ -908,7 +919,7 @@ async fn glossary_term(State(s): State<Shared>, Path(slug): Path<String>) -> Res
 }
 
 async fn render_term_page(s: &Web, slug: &str) -> Response {
-    let base = s.config.newsletter.base_url.as_str();
+    let base = s.config().newsletter.base_url.as_str();
     let page = match s.term_page(slug).await {
         Ok(TermLookup::Found(page)) => page,
         Ok(TermLookup::Moved(slug)) => {
@@ -944,7 +955,7 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
     let term = &page.term;
     let url = format!("{base}glossary/{}", term.slug);
     let explanation = crate::render::markdown_to_html(&term.body);
-    let tz = s.config.schedule.timezone;
+    let tz = s.config().schedule.timezone;
     let featured: Vec<serde_json::Value> = page
         .featured_in
         .iter()
@@ -988,7 +999,7 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
             "url": url,
             "inDefinedTermSet": {
                 "@type": "DefinedTermSet",
-                "name": format!("{} glossary", s.config.newsletter.name),
+                "name": format!("{} glossary", s.config().newsletter.name),
                 "url": format!("{base}glossary"),
             },
         })),
@@ -1004,7 +1015,7 @@ async fn sitemap(State(s): State<Shared>) -> Response {
             return try_later(&s);
         }
     };
-    let base = s.config.newsletter.base_url.as_str();
+    let base = s.config().newsletter.base_url.as_str();
     let mut xml = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
     );
@@ -1027,7 +1038,7 @@ async fn sitemap(State(s): State<Shared>) -> Response {
 }
 
 async fn robots(State(s): State<Shared>) -> Response {
-    let base = s.config.newsletter.base_url.as_str();
+    let base = s.config().newsletter.base_url.as_str();
     let body = format!(
         "User-agent: *\nDisallow: /u/\nDisallow: /confirm/\nDisallow: /hold/\nDisallow: /preview\nDisallow: /metrics\nDisallow: /healthz\nAllow: /\n\nSitemap: {base}sitemap.xml\n"
     );
@@ -1040,14 +1051,14 @@ async fn healthz(State(s): State<Shared>) -> Response {
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     };
     // The content in use, and a reload that failed (the previous version is still served).
-    if let Some(c) = s.content.current() {
+    if let Some(c) = s.content().current() {
         body.push_str(&format!(
             "content: version {} loaded at {}\n",
             c.version,
             c.loaded_at.to_rfc3339()
         ));
     }
-    if let Some(e) = s.content.last_error() {
+    if let Some(e) = s.content().last_error() {
         body.push_str(&format!(
             "content reload failed at {} (the previous version is in use):\n",
             e.at.to_rfc3339()
@@ -1086,7 +1097,7 @@ fn admin_only(
     headers: &HeaderMap,
     realm: &'static str,
 ) -> Option<Response> {
-    let Some(token) = &s.config.secrets.admin_token else {
+    let Some(token) = &s.config().secrets.admin_token else {
         return Some(not_found(s));
     };
     // Guessing is slow: after 5 wrong tokens in a minute, a client waits.

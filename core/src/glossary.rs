@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 use serde::Deserialize;
 
-use crate::domain::{Slug, Term};
+use crate::domain::{Category, LinkPolicy, Slug, Source, Term};
 use crate::toml_source::TomlSource;
 
 /// Longest summary accepted, in characters.
@@ -71,6 +71,17 @@ pub enum ErrorKind {
     SummaryTooLong(usize),
     #[error("`summary`: merely repeats the term's name; say what the term means")]
     SummaryRepeatsTerm,
+    #[error(
+        "`sources`: none; list one to three primary references (the paper, the specification, the regulation)"
+    )]
+    NoSources,
+    #[error("`category`: `{name}` is not in categories.toml{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownCategory {
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error("categories.toml: {0}")]
+    Categories(String),
 }
 
 /// Something worth fixing that does not stop the glossary from being used.
@@ -96,14 +107,20 @@ impl fmt::Display for GlossaryWarning {
 /// The outcome of checking a whole glossary.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Problems that make the glossary unusable: sends and previews stop on them.
     pub errors: Vec<GlossaryError>,
+    /// What a published glossary needs but a send does not (a term without sources): `herald
+    /// glossary check` and `herald check` fail on them, issues still go out.
+    pub publication: Vec<GlossaryError>,
     pub warnings: Vec<GlossaryWarning>,
 }
 
-/// A validated set of terms, sorted by slug.
+/// A validated set of terms, sorted by slug, and the categories' descriptions.
 #[derive(Debug, Clone, Default)]
 pub struct Glossary {
     terms: Vec<Term>,
+    /// From `categories.toml`, in its order; empty without the file.
+    described: Vec<Category>,
 }
 
 impl Glossary {
@@ -241,12 +258,26 @@ impl Glossary {
         groups.into_iter().collect()
     }
 
-    /// The distinct categories, sorted.
+    /// The distinct categories: in `categories.toml`'s order when it lists them, else sorted.
     pub fn categories(&self) -> Vec<&str> {
         let mut c: Vec<&str> = self.terms.iter().map(|t| t.category.as_str()).collect();
-        c.sort_unstable();
+        let order = |name: &str| {
+            self.described
+                .iter()
+                .position(|d| d.name == name)
+                .unwrap_or(usize::MAX)
+        };
+        c.sort_unstable_by(|a, b| order(a).cmp(&order(b)).then(a.cmp(b)));
         c.dedup();
         c
+    }
+
+    /// The one-sentence description of `category`, from `categories.toml`.
+    pub fn category_description(&self, category: &str) -> Option<&str> {
+        self.described
+            .iter()
+            .find(|d| d.name == category)
+            .map(|d| d.description.as_str())
     }
 
     /// Number of terms.
@@ -272,7 +303,14 @@ struct RawTerm {
     related: Vec<String>,
     example: Option<String>,
     summary: Option<String>,
+    #[serde(default)]
+    sources: Vec<Source>,
+    #[serde(default)]
+    link: LinkPolicy,
 }
+
+/// Most sources a term lists: the primary references, not a reading list.
+pub const MAX_SOURCES: usize = 3;
 
 /// One term file as read by the caller: its path and its text, or why it could not be read.
 pub type SourceFile = (PathBuf, Result<String, String>);
@@ -282,7 +320,80 @@ pub type SourceFile = (PathBuf, Result<String, String>);
 /// Returns the glossary of the files that parsed, and the report of every problem. Callers
 /// must treat a report with errors as a failure.
 pub fn from_files(files: Vec<SourceFile>) -> (Glossary, Report) {
+    from_files_with_categories(files, None)
+}
+
+/// The name of the file in the glossary directory that lists the categories.
+pub const CATEGORIES_FILE: &str = "categories.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategories {
+    #[serde(default)]
+    categories: Vec<Category>,
+}
+
+/// Parses `categories.toml`: `[[categories]]` tables with `name` and `description`, each name
+/// once, each description one sentence.
+///
+/// # Errors
+/// Every problem found, with the file's path.
+pub fn parse_categories(path: &Path, text: &str) -> Result<Vec<Category>, Vec<GlossaryError>> {
+    let err = |line: usize, message: String| GlossaryError {
+        path: path.to_path_buf(),
+        line,
+        kind: ErrorKind::Categories(message),
+    };
+    let raw: RawCategories = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| {
+            text[..s.start.min(text.len())].lines().count().max(1)
+        });
+        vec![err(line, e.message().trim().to_owned())]
+    })?;
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in &raw.categories {
+        if c.name.trim().is_empty() {
+            errors.push(err(0, "a category has an empty `name`".into()));
+        } else if !seen.insert(c.name.to_lowercase()) {
+            errors.push(err(0, format!("`{}` is listed twice", c.name)));
+        }
+        if c.description.trim().is_empty() {
+            errors.push(err(0, format!("`{}` has no `description`", c.name)));
+        }
+    }
+    if errors.is_empty() {
+        Ok(raw.categories)
+    } else {
+        Err(errors)
+    }
+}
+
+/// [`from_files`], with the glossary directory's `categories.toml` if it has one: then every
+/// term's category must be one it lists, and the glossary page shows their descriptions.
+pub fn from_files_with_categories(
+    files: Vec<SourceFile>,
+    categories: Option<SourceFile>,
+) -> (Glossary, Report) {
     let mut report = Report::default();
+    let described = match categories {
+        None => None,
+        Some((path, Err(e))) => {
+            report.errors.push(GlossaryError {
+                path,
+                line: 0,
+                kind: ErrorKind::Read(e),
+            });
+            None
+        }
+        Some((path, Ok(text))) => match parse_categories(&path, &text) {
+            Ok(list) => Some(list),
+            Err(errors) => {
+                report.errors.extend(errors);
+                None
+            }
+        },
+    };
     let mut files = files;
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut terms = Vec::new();
@@ -309,13 +420,45 @@ pub fn from_files(files: Vec<SourceFile>) -> (Glossary, Report) {
             Err(errors) => report.errors.extend(errors),
         }
     }
-    let checked = validate_with(terms, &broken);
-    report.errors.extend(checked.1.errors);
-    report.warnings.extend(checked.1.warnings);
+    let (mut glossary, checked) = validate_with(terms, &broken);
+    report.errors.extend(checked.errors);
+    report.publication.extend(checked.publication);
+    report.warnings.extend(checked.warnings);
+    if let Some(described) = described {
+        check_categories(&glossary, &described, &mut report);
+        glossary.described = described;
+    }
     report
         .errors
         .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
-    (checked.0, report)
+    (glossary, report)
+}
+
+/// Every term's category is one `categories.toml` lists; a listed category no term uses is
+/// worth a warning.
+fn check_categories(glossary: &Glossary, described: &[Category], report: &mut Report) {
+    let names: Vec<&str> = described.iter().map(|c| c.name.as_str()).collect();
+    for t in &glossary.terms {
+        if !names.contains(&t.category.as_str()) {
+            report.errors.push(GlossaryError {
+                path: t.path.clone(),
+                line: 0,
+                kind: ErrorKind::UnknownCategory {
+                    name: t.category.clone(),
+                    suggestion: closest_word(&t.category, &names).map(str::to_owned),
+                },
+            });
+        }
+    }
+    for c in described {
+        if !glossary.terms.iter().any(|t| t.category == c.name) {
+            report.warnings.push(GlossaryWarning {
+                path: PathBuf::from(CATEGORIES_FILE),
+                line: 0,
+                message: format!("category `{}` has no terms", c.name),
+            });
+        }
+    }
 }
 
 /// The slug a term file declares (`slug = "..."` in its front matter), else its file stem:
@@ -344,7 +487,7 @@ pub fn unreadable_dir(dir: &Path, error: String) -> Report {
             line: 0,
             kind: ErrorKind::Read(error),
         }],
-        warnings: Vec::new(),
+        ..Report::default()
     }
 }
 
@@ -410,7 +553,7 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
 
     let mut field_lines = HashMap::new();
     for field in [
-        "term", "slug", "aliases", "category", "related", "example", "summary",
+        "term", "slug", "aliases", "category", "related", "example", "summary", "sources", "link",
     ] {
         if let Some(line) = source.key_line(field) {
             field_lines.insert(field, line + offset);
@@ -515,6 +658,15 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
     {
         errors.push(err(line_of("related"), ErrorKind::RelatesToSelf));
     }
+    for message in source_problems(&raw.sources) {
+        errors.push(err(
+            line_of("sources"),
+            ErrorKind::InvalidField {
+                field: "sources",
+                message,
+            },
+        ));
+    }
     match slug {
         Some(slug) if errors.is_empty() => Ok(LocatedTerm {
             term: Term {
@@ -526,6 +678,8 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
                 example,
                 summary,
                 body: body.trim().to_owned(),
+                sources: raw.sources,
+                link: raw.link,
                 path: path.to_path_buf(),
             },
             lines: field_lines,
@@ -533,6 +687,49 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
         }),
         _ => Err(errors),
     }
+}
+
+/// What is wrong with a term's `sources`: more than [`MAX_SOURCES`], an empty title or
+/// author, an implausible year, a URL that is not an absolute `http(s)` URL with a host.
+fn source_problems(sources: &[Source]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if sources.len() > MAX_SOURCES {
+        problems.push(format!(
+            "{} sources; list at most {MAX_SOURCES} primary references",
+            sources.len()
+        ));
+    }
+    for (i, source) in sources.iter().enumerate() {
+        let n = i + 1;
+        if source.title.trim().is_empty() {
+            problems.push(format!("source {n}: `title` is empty"));
+        }
+        if source.authors.trim().is_empty() {
+            problems.push(format!(
+                "source {n}: `authors` is empty (name the authors or the body that issued it)"
+            ));
+        }
+        if !(1900..=2100).contains(&source.year) {
+            problems.push(format!(
+                "source {n}: `year` {} is not a plausible year",
+                source.year
+            ));
+        }
+        match url::Url::parse(source.url.trim()) {
+            Ok(u)
+                if matches!(u.scheme(), "https" | "http")
+                    && u.host_str().is_some_and(|h| h.contains('.')) => {}
+            Ok(_) => problems.push(format!(
+                "source {n}: `url` `{}` must be an http(s) URL with a domain name",
+                source.url
+            )),
+            Err(e) => problems.push(format!(
+                "source {n}: `url` `{}` is not a URL: {e}",
+                source.url
+            )),
+        }
+    }
+    problems
 }
 
 /// Checks the set: duplicate slugs, names or aliases (case-insensitive), unknown related
@@ -678,10 +875,52 @@ fn validate_with(terms: Vec<LocatedTerm>, broken: &BTreeSet<String>) -> (Glossar
             });
         }
     }
+    links_both_ways(&terms, &slugs, &mut report.warnings);
+    for located in &terms {
+        if located.term.sources.is_empty() {
+            report.publication.push(GlossaryError {
+                path: located.term.path.clone(),
+                line: located.line("sources"),
+                kind: ErrorKind::NoSources,
+            });
+        }
+    }
     let mut list: Vec<Term> = terms.into_iter().map(|t| t.term).collect();
     list.sort_by(|a, b| a.slug.cmp(&b.slug));
     list.dedup_by(|a, b| a.slug == b.slug);
-    (Glossary { terms: list }, report)
+    (
+        Glossary {
+            terms: list,
+            described: Vec::new(),
+        },
+        report,
+    )
+}
+
+/// A related link without its way back: when A lists B, B should list A (a relation between
+/// two terms is mutual; a reader on B's page should find A too).
+fn links_both_ways(
+    terms: &[LocatedTerm],
+    slugs: &BTreeMap<&Slug, &LocatedTerm>,
+    warnings: &mut Vec<GlossaryWarning>,
+) {
+    for located in terms {
+        let t = &located.term;
+        for r in &t.related {
+            if let Some(other) = slugs.get(r)
+                && !other.term.related.contains(&t.slug)
+            {
+                warnings.push(GlossaryWarning {
+                    path: other.term.path.clone(),
+                    line: other.line("related"),
+                    message: format!(
+                        "`related`: `{}` lists `{}` but `{}` does not list it back",
+                        t.slug, r, r
+                    ),
+                });
+            }
+        }
+    }
 }
 
 /// The candidate closest to `word` (Jaro-Winkler, ignoring case), if it is close enough to be
@@ -834,6 +1073,34 @@ const BRITISH_WORDS: &[(&str, &str)] = &[("analyse", "analyze"), ("analyser", "a
 /// House-style warnings for one term: aliases that are common words, British spellings.
 fn house_style(located: &LocatedTerm, warnings: &mut Vec<GlossaryWarning>) {
     let t = &located.term;
+    let warn = |warnings: &mut Vec<GlossaryWarning>, field: &'static str, message: String| {
+        warnings.push(GlossaryWarning {
+            path: t.path.clone(),
+            line: located.line(field),
+            message,
+        });
+    };
+    if t.link == LinkPolicy::Any && is_everyday_word(&t.term) {
+        warn(
+            warnings,
+            "term",
+            format!(
+                "`{}` is an everyday word: auto-linking would link ordinary prose; set `link = \"exact\"` (only the capitalized headword and multi-word aliases link) or `link = \"never\"`",
+                t.term
+            ),
+        );
+    }
+    for alias in &t.aliases {
+        if is_plural_of(alias, &t.term) {
+            warn(
+                warnings,
+                "aliases",
+                format!(
+                    "alias `{alias}` is a plural of the headword: aliases name the same concept, not its inflections (the linker matches plurals itself)"
+                ),
+            );
+        }
+    }
     for alias in &t.aliases {
         if COMMON_WORDS.contains(&alias.to_lowercase().as_str()) {
             warnings.push(GlossaryWarning {
@@ -874,6 +1141,41 @@ fn house_style(located: &LocatedTerm, warnings: &mut Vec<GlossaryWarning>) {
             });
         }
     }
+}
+
+/// Whether a headword is an everyday word (one word, common in ordinary prose): "Bias",
+/// "Prompt", "Inference", "Attention", "Parameters".
+fn is_everyday_word(headword: &str) -> bool {
+    const EVERYDAY: &[&str] = &[
+        "attention",
+        "benchmark",
+        "bias",
+        "evaluation",
+        "guardrails",
+        "hallucination",
+        "inference",
+        "parameters",
+        "prompt",
+        "regularization",
+        "tokenization",
+    ];
+    let lower = headword.to_lowercase();
+    !lower.contains(' ')
+        && (EVERYDAY.contains(&lower.as_str()) || COMMON_WORDS.contains(&lower.as_str()))
+}
+
+/// Whether `alias` is `headword` in the plural (or the other way round), ignoring case:
+/// `-s`, `-es`, `-y` to `-ies`.
+fn is_plural_of(alias: &str, headword: &str) -> bool {
+    let (a, h) = (alias.to_lowercase(), headword.to_lowercase());
+    let plural = |one: &str, many: &str| {
+        many == format!("{one}s")
+            || many == format!("{one}es")
+            || one
+                .strip_suffix('y')
+                .is_some_and(|stem| many == format!("{stem}ies"))
+    };
+    plural(&h, &a) || plural(&a, &h)
 }
 
 /// The British spellings in `text`, each once, with the American form of the word.
@@ -1128,5 +1430,114 @@ mod tests {
         let a = parse_term(Path::new("glossary/large-language-model.md"), GOOD).unwrap();
         let b = parse_term(Path::new("glossary/large-language-model.md"), &crlf).unwrap();
         assert_eq!(a.term, b.term);
+    }
+
+    /// A term file with `extra` front matter (before the sources) and one valid source.
+    fn term_file(slug: &str, name: &str, extra: &str, related: &str) -> SourceFile {
+        (
+            PathBuf::from(format!("glossary/{slug}.md")),
+            Ok(format!(
+                "+++\nterm = \"{name}\"\ncategory = \"A\"\nrelated = [{related}]\nexample = \"We use {name} daily.\"\nsummary = \"What {slug} means, in one sentence for a reader.\"\n{extra}\n[[sources]]\ntitle = \"On {name}\"\nauthors = \"Doe et al.\"\nyear = 2020\nurl = \"https://example.org/{slug}\"\n+++\n\nBody about {name}.\n"
+            )),
+        )
+    }
+
+    fn warnings_of(report: &Report) -> Vec<String> {
+        report.warnings.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_term_without_sources_fails_the_check_but_not_the_send_and_bad_sources_are_errors() {
+        let bare = "+++\nterm = \"Widget\"\ncategory = \"A\"\nexample = \"A widget.\"\nsummary = \"A small device that does one thing well.\"\n+++\n\nBody.\n";
+        let (glossary, report) =
+            from_files(vec![(PathBuf::from("glossary/widget.md"), Ok(bare.into()))]);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(glossary.len(), 1, "the term is usable");
+        assert!(matches!(
+            report.publication[..],
+            [GlossaryError {
+                kind: ErrorKind::NoSources,
+                ..
+            }]
+        ));
+
+        let bad = "+++\nterm = \"Widget\"\ncategory = \"A\"\nexample = \"A widget.\"\n[[sources]]\ntitle = \"\"\nauthors = \"X\"\nyear = 1066\nurl = \"ftp://example.org/x\"\n+++\n\nBody.\n";
+        let errors = parse_term(Path::new("glossary/widget.md"), bad).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for wanted in [
+            "source 1: `title` is empty",
+            "`year` 1066",
+            "must be an http(s) URL",
+        ] {
+            assert!(
+                text.iter().any(|e| e.contains(wanted) && e.contains(":5:")),
+                "{wanted}: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_one_way_related_link_a_plural_alias_and_an_everyday_headword_are_warned_about() {
+        let (_, report) = from_files(vec![
+            term_file(
+                "alpha",
+                "Alpha model",
+                "aliases = [\"alpha models\"]",
+                "\"bias\"",
+            ),
+            term_file("bias", "Bias", "", "\"gamma\""),
+            term_file("gamma", "Gamma", "link = \"exact\"", "\"bias\""),
+        ]);
+        let warnings = warnings_of(&report);
+        let has = |s: &str| warnings.iter().any(|w| w.contains(s));
+        assert!(
+            has(
+                "glossary/bias.md:4: warning: `related`: `alpha` lists `bias` but `bias` does not list it back"
+            ),
+            "{warnings:?}"
+        );
+        assert!(!has("`gamma` lists `bias` but"), "mutual: {warnings:?}");
+        assert!(
+            has("alias `alpha models` is a plural of the headword"),
+            "{warnings:?}"
+        );
+        assert!(has("`Bias` is an everyday word"), "{warnings:?}");
+        assert!(!has("`Gamma` is an everyday word"), "{warnings:?}");
+    }
+
+    #[test]
+    fn categories_toml_names_the_categories_and_a_term_outside_them_is_an_error() {
+        let categories = "[[categories]]\nname = \"A\"\ndescription = \"Terms of the first kind.\"\n\n[[categories]]\nname = \"Empty\"\ndescription = \"Nothing here yet.\"\n";
+        let mut b = term_file("beta", "Beta", "", "\"alpha\"");
+        b.1 =
+            b.1.map(|t| t.replace("category = \"A\"", "category = \"a\""));
+        let (glossary, report) = from_files_with_categories(
+            vec![term_file("alpha", "Alpha", "", "\"beta\""), b],
+            Some((
+                PathBuf::from("glossary/categories.toml"),
+                Ok(categories.into()),
+            )),
+        );
+        assert_eq!(
+            glossary.category_description("A"),
+            Some("Terms of the first kind.")
+        );
+        let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            ["glossary/beta.md:0: `category`: `a` is not in categories.toml (did you mean `A`?)"]
+        );
+        assert!(
+            warnings_of(&report)
+                .iter()
+                .any(|w| w.contains("category `Empty` has no terms"))
+        );
+
+        let twice = "[[categories]]\nname = \"A\"\ndescription = \"x.\"\n[[categories]]\nname = \"A\"\ndescription = \"y.\"\n";
+        let errors = parse_categories(Path::new("categories.toml"), twice).unwrap_err();
+        assert!(
+            errors[0].to_string().contains("`A` is listed twice"),
+            "{errors:?}"
+        );
     }
 }

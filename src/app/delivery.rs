@@ -1,7 +1,8 @@
 //! Use case: deliver a frozen issue to every recipient in its ledger, exactly once.
 //!
-//! One coordinator owns the ledger; `concurrency` workers own one SMTP connection each. The
-//! coordinator's loop is a single step repeated ([`Store::ledger_step`]): in one transaction
+//! One coordinator ([`DeliveryRun`]) owns the ledger; `concurrency` workers (a `JoinSet`) own
+//! one SMTP connection each. The coordinator's loop is a single step repeated
+//! ([`LedgerSession::step`]): in one transaction
 //! it records how the finished attempts ended and claims as many pending rows as there are
 //! idle workers, then hands the claimed rows to the workers. So:
 //!
@@ -19,12 +20,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::lease::Fence;
@@ -33,7 +36,9 @@ use crate::compose::{Addressee, Sender, personal_message};
 use crate::domain::{EmailAddress, SigningKey};
 use crate::mailer::{Mailer, SendError, Transport};
 use crate::render::RenderedIssue;
-use crate::store::{Claimed, LedgerCounts, Mark, RelayRate, Store, StoreError, StoredIssue};
+use crate::store::{
+    Claimed, LedgerCounts, LedgerSession, Mark, RelayRate, Store, StoreError, StoredIssue,
+};
 
 /// How a send behaves.
 #[derive(Debug, Clone)]
@@ -158,80 +163,469 @@ struct Shared {
     fence: Option<Fence>,
 }
 
-/// Sends the pending rows of `issue` until none is left for this run, or `shutdown`
+/// What a delivery run is given.
+pub struct DeliveryRequest<'a> {
+    pub store: &'a Store,
+    pub clock: &'a dyn Clock,
+    /// The frozen issue to deliver.
+    pub issue: &'a StoredIssue,
+    /// Its rendering, as frozen.
+    pub rendered: RenderedIssue,
+    /// From, Reply-To, list name and DKIM signer.
+    pub sender: Sender,
+    /// Signs the unsubscribe and bounce addresses.
+    pub key: SigningKey,
+    pub transport: Transport,
+    pub settings: &'a DeliverySettings,
+    pub progress: &'a dyn Progress,
+}
+
+/// Sends the pending rows of `request.issue` until none is left for this run, or `shutdown`
 /// completes (then the messages in flight are finished and nothing new is claimed).
 ///
 /// # Errors
 /// [`DeliveryError`] when the store fails; failed messages are recorded, not returned.
-#[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all, fields(issue = request.issue.number, run = %request.settings.run_id))]
 pub async fn deliver(
-    store: &Store,
-    clock: &dyn Clock,
-    issue: &StoredIssue,
-    rendered: RenderedIssue,
-    sender: Sender,
-    key: SigningKey,
-    transport: Transport,
-    settings: &DeliverySettings,
-    progress: &dyn Progress,
+    request: DeliveryRequest<'_>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SendSummary, DeliveryError> {
-    let ambiguous = store
-        .ambiguous_count(issue.id, &settings.run_id, clock.now())
-        .await?;
-    if settings.wake_workers {
-        store.notify_workers().await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    DeliveryRun::start(request).await?.run(&mut shutdown).await
+}
+
+/// Whether the SMTP server can be reached: a server that cannot stops the run once, with one
+/// message, instead of every row failing on its own.
+struct Reachability {
+    started: std::time::Instant,
+    /// Whether any SMTP session opened in this run.
+    sessions_opened: bool,
+    /// Consecutive failures to open a session.
+    failures_in_a_row: u32,
+    /// Why the run stopped, once it did.
+    unreachable: Option<String>,
+}
+
+impl Reachability {
+    /// Counts one outcome; `Some(reason)` the first time the server is judged unreachable.
+    fn note(&mut self, result: &Result<String, SendError>) -> Option<String> {
+        match result {
+            Err(SendError::Unreachable(e)) if e == LEASE_EXPIRED => None,
+            Err(SendError::Unreachable(e)) => {
+                self.failures_in_a_row += 1;
+                let judged = self.failures_in_a_row >= UNREACHABLE_FAILURES
+                    || (!self.sessions_opened && self.started.elapsed() >= UNREACHABLE_WINDOW);
+                if self.unreachable.is_none() && judged {
+                    self.unreachable = Some(e.clone());
+                    return Some(e.clone());
+                }
+                None
+            }
+            // A reply, a 4xx, a dropped transaction or a message without a reply: a session
+            // did open.
+            _ => {
+                self.sessions_opened = true;
+                self.failures_in_a_row = 0;
+                None
+            }
+        }
     }
-    if ambiguous > 0 {
-        warn!(
-            issue = issue.number,
-            ambiguous,
-            "rows were left in `sending` by an interrupted send: they may or may not have been delivered, \
-             so they are not resent; see `herald issues show {}` and `herald send --retry-ambiguous`",
-            issue.number
+}
+
+/// One delivery run: the coordinator's state between steps. The coordinator owns the ledger;
+/// a pool of `concurrency` workers owns one SMTP connection each. Each turn of [`run`]
+/// collects the workers' outcomes, marks them and claims as many rows as there are idle
+/// workers in one ledger step, and hands the claimed rows out.
+///
+/// [`run`]: DeliveryRun::run
+struct DeliveryRun<'a> {
+    store: &'a Store,
+    clock: &'a dyn Clock,
+    issue: &'a StoredIssue,
+    settings: &'a DeliverySettings,
+    progress: &'a dyn Progress,
+    ledger: LedgerSession<'a>,
+    shared: Arc<Shared>,
+    /// The relay whose rate limits live in the database (PostgreSQL), as `host:port`.
+    shared_relay: Option<String>,
+    /// On PostgreSQL a step costs a round trip and a commit whatever it carries: it waits up
+    /// to [`GATHER`] for the outcomes of every message in flight.
+    gather: bool,
+    workers: usize,
+    jobs: mpsc::Sender<Claimed>,
+    outcomes_rx: mpsc::Receiver<Outcome>,
+    pool: JoinSet<()>,
+    /// Outcomes received and not yet marked.
+    outcomes: Vec<Outcome>,
+    /// Attempts in this run of the rows that will be retried in it (only those, so memory
+    /// stays flat however many subscribers there are).
+    run_attempts: HashMap<i64, u32>,
+    /// Messages handed to workers and not yet answered.
+    in_flight: usize,
+    /// Messages that ended for good in this run (sent or failed permanently).
+    done: u64,
+    /// Pending rows when the run started, for progress.
+    total: u64,
+    /// No new row is claimed: a shutdown, the lease's deadline, or an unreachable server.
+    stopping: bool,
+    reachability: Reachability,
+}
+
+impl<'a> DeliveryRun<'a> {
+    /// Reports what an interrupted run left, wakes the workers if asked, and starts the pool.
+    async fn start(request: DeliveryRequest<'a>) -> Result<Self, DeliveryError> {
+        let DeliveryRequest {
+            store,
+            clock,
+            issue,
+            rendered,
+            sender,
+            key,
+            transport,
+            settings,
+            progress,
+        } = request;
+        let ambiguous = store
+            .ambiguous_count(issue.id, &settings.run_id, clock.now())
+            .await?;
+        if settings.wake_workers {
+            store.notify_workers().await?;
+        }
+        if ambiguous > 0 {
+            warn!(
+                issue = issue.number,
+                ambiguous,
+                "rows were left in `sending` by an interrupted send: they may or may not have been delivered, \
+                 so they are not resent; see `herald issues show {}` and `herald send --retry-ambiguous`",
+                issue.number
+            );
+        }
+        let total = store.ledger_counts(issue.id).await?.pending;
+        // On PostgreSQL a relay's limits are shared by every process sending through it: they
+        // are kept in the database, and tokens are taken before rows are claimed (so a
+        // claimed row is started at once). Otherwise this process keeps them.
+        let limited = settings.rate_per_second.is_some() || settings.max_per_hour.is_some();
+        let shared_relay = match &transport {
+            Transport::Smtp(smtp) if store.is_postgres() && limited => {
+                Some(format!("{}:{}", smtp.host, smtp.port))
+            }
+            _ => None,
+        };
+        let ledger = store.ledger_session().await?;
+        info!(issue = issue.number, pending = total, "delivering");
+        let shared = Arc::new(Shared {
+            rendered,
+            sender,
+            key,
+            date: issue.send_after.unwrap_or(issue.created_at),
+            limiters: if shared_relay.is_some() {
+                Vec::new()
+            } else {
+                limiter(settings.rate_per_second, settings.max_per_hour)
+            },
+            fence: settings.lease.as_ref().map(|(_, fence)| fence.clone()),
+        });
+        let workers = settings.concurrency.max(1);
+        let (jobs, outcomes_rx, pool) = start_workers(workers, &transport, &shared)?;
+        Ok(Self {
+            store,
+            clock,
+            issue,
+            settings,
+            progress,
+            ledger,
+            shared,
+            shared_relay,
+            gather: store.is_postgres(),
+            workers,
+            jobs,
+            outcomes_rx,
+            pool,
+            outcomes: Vec::new(),
+            run_attempts: HashMap::new(),
+            in_flight: 0,
+            done: 0,
+            total,
+            stopping: false,
+            reachability: Reachability {
+                started: std::time::Instant::now(),
+                sessions_opened: false,
+                failures_in_a_row: 0,
+                unreachable: None,
+            },
+        })
+    }
+
+    /// Steps until no row is left for this run, or the run stops; then the summary.
+    async fn run<F: Future<Output = ()>>(
+        mut self,
+        shutdown: &mut Pin<&mut F>,
+    ) -> Result<SendSummary, DeliveryError> {
+        loop {
+            // A shutdown that came while nothing waited for it (before the first claim, or
+            // while marks were being written) is noticed before anything new is claimed.
+            if !self.stopping && futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+                self.stop_for_shutdown();
+            }
+            self.collect(shutdown).await?;
+            self.check_fence();
+            self.tally();
+            let marks = self.marks();
+            let (free, token_wait) = self.capacity().await?;
+            let claimed_any = self.step(&marks, free).await?;
+            if self.in_flight > 0 || claimed_any {
+                continue;
+            }
+            if self.stopping {
+                break;
+            }
+            // The relay's shared limit: wait for its next token.
+            if let Some(wait) = token_wait {
+                self.pause(wait.max(Duration::from_millis(5)), shutdown)
+                    .await;
+                continue;
+            }
+            if !self.wait_for_retry(shutdown).await? {
+                break;
+            }
+        }
+        self.finish().await
+    }
+
+    fn stop_for_shutdown(&mut self) {
+        self.stopping = true;
+        info!(
+            in_flight = self.in_flight,
+            "stopping: finishing the messages in flight, claiming no more"
         );
     }
-    let total = store.ledger_counts(issue.id).await?.pending;
-    // On PostgreSQL a relay's limits are shared by every process sending through it: they
-    // are kept in the database, and tokens are taken before rows are claimed (so a claimed
-    // row is started at once). Otherwise this process keeps them.
-    let rate = RelayRate {
-        per_second: settings.rate_per_second,
-        per_hour: settings.max_per_hour,
-    };
-    let shared_relay = match &transport {
-        Transport::Smtp(smtp)
-            if store.is_postgres() && (rate.per_second.is_some() || rate.per_hour.is_some()) =>
-        {
-            Some(format!("{}:{}", smtp.host, smtp.port))
+
+    /// Gathers the workers' outcomes: waits for at least one while messages are in flight
+    /// (or for the shutdown), takes every one already there, and on PostgreSQL waits up to
+    /// [`GATHER`] for the rest of those in flight.
+    async fn collect<F: Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut Pin<&mut F>,
+    ) -> Result<(), DeliveryError> {
+        if self.in_flight > 0 && self.outcomes.is_empty() {
+            tokio::select! {
+                got = self.outcomes_rx.recv() => match got {
+                    Some(o) => self.outcomes.push(o),
+                    // Every worker is gone (only a panic does that): stop, leaving the rows
+                    // they held in `sending`, to be reported as ambiguous.
+                    None => return Err(DeliveryError::WorkersGone),
+                },
+                () = shutdown.as_mut(), if !self.stopping => self.stop_for_shutdown(),
+            }
         }
-        _ => None,
-    };
-    let mut ledger = store.ledger_session().await?;
-    let gather = store.is_postgres();
-    info!(issue = issue.number, pending = total, "delivering");
-    let shared = Arc::new(Shared {
-        rendered,
-        sender,
-        key,
-        date: issue.send_after.unwrap_or(issue.created_at),
-        limiters: if shared_relay.is_some() {
-            Vec::new()
+        while let Ok(o) = self.outcomes_rx.try_recv() {
+            self.outcomes.push(o);
+        }
+        if self.gather && !self.stopping && !self.outcomes.is_empty() {
+            let until = tokio::time::Instant::now() + GATHER;
+            while self.outcomes.len() < self.in_flight {
+                match tokio::time::timeout_at(until, self.outcomes_rx.recv()).await {
+                    Ok(Some(o)) => self.outcomes.push(o),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        self.in_flight -= self.outcomes.len();
+        Ok(())
+    }
+
+    /// Past the lease deadline nothing new starts: another process may hold the lease now.
+    fn check_fence(&mut self) {
+        if !self.stopping && self.shared.fence.as_ref().is_some_and(Fence::expired) {
+            self.stopping = true;
+            warn!(
+                issue = self.issue.number,
+                in_flight = self.in_flight,
+                "the lease expired: stopping before the next message"
+            );
+        }
+    }
+
+    /// Counts the collected outcomes: progress, and whether the server is reachable.
+    fn tally(&mut self) {
+        for (_, result) in &self.outcomes {
+            if matches!(result, Ok(_) | Err(SendError::Permanent { .. })) {
+                self.done += 1;
+            }
+            if let Some(e) = self.reachability.note(result) {
+                warn!(
+                    issue = self.issue.number,
+                    "SMTP server unreachable: {e}; stopping this run, the rest stays pending"
+                );
+                self.stopping = true;
+            }
+        }
+    }
+
+    /// The collected outcomes as ledger marks.
+    fn marks(&mut self) -> Vec<(i64, Mark)> {
+        let now = self.clock.now();
+        let (settings, attempts) = (self.settings, &mut self.run_attempts);
+        self.outcomes
+            .drain(..)
+            .map(|(id, result)| {
+                let tries = attempts.get(&id).copied().unwrap_or(1);
+                let m = mark(result, id, tries, settings, now);
+                if !matches!(
+                    m,
+                    Mark::Retry {
+                        give_up_this_run: false,
+                        ..
+                    }
+                ) {
+                    attempts.remove(&id);
+                }
+                (id, m)
+            })
+            .collect()
+    }
+
+    /// How many rows may be claimed now (idle workers, and the relay's shared tokens), and
+    /// how long to wait for the next token when none was granted.
+    async fn capacity(&mut self) -> Result<(usize, Option<Duration>), DeliveryError> {
+        let free = if self.stopping {
+            0
         } else {
-            limiter(settings.rate_per_second, settings.max_per_hour)
-        },
-        fence: settings.lease.as_ref().map(|(_, fence)| fence.clone()),
-    });
-    let lease = settings.lease.as_ref().map(|(holder, _)| holder.as_str());
-    let workers = settings.concurrency.max(1);
+            self.workers - self.in_flight
+        };
+        let Some(relay) = self.shared_relay.as_deref().filter(|_| free > 0) else {
+            return Ok((free, None));
+        };
+        let rate = RelayRate {
+            per_second: self.settings.rate_per_second,
+            per_hour: self.settings.max_per_hour,
+        };
+        let want = u32::try_from(free).unwrap_or(u32::MAX);
+        let (granted, wait) = self
+            .store
+            .take_send_tokens(relay, rate, want, self.clock.now())
+            .await?;
+        Ok((granted as usize, (granted == 0).then_some(wait)))
+    }
+
+    /// One ledger step (the marks and up to `free` claims in one transaction), then the
+    /// claimed rows go to the workers. Whether any row was claimed.
+    async fn step(&mut self, marks: &[(i64, Mark)], free: usize) -> Result<bool, DeliveryError> {
+        let lease = self
+            .settings
+            .lease
+            .as_ref()
+            .map(|(holder, _)| holder.as_str());
+        let claimed = self
+            .ledger
+            .step(
+                self.issue.id,
+                &self.settings.run_id,
+                lease,
+                marks,
+                free,
+                self.clock.now(),
+            )
+            .await?;
+        for (id, m) in marks {
+            if let Mark::Retry { error, .. } = m {
+                warn!(delivery = id, "transient failure, will retry: {error}");
+            }
+        }
+        self.progress.update(self.done, self.total.max(self.done));
+        let claimed_any = !claimed.is_empty();
+        for job in claimed {
+            *self.run_attempts.entry(job.delivery_id).or_default() += 1;
+            self.in_flight += 1;
+            if self.jobs.send(job).await.is_err() {
+                break;
+            }
+        }
+        Ok(claimed_any)
+    }
+
+    /// Sleeps for `wait`, or until the shutdown.
+    async fn pause<F: Future<Output = ()>>(&mut self, wait: Duration, shutdown: &mut Pin<&mut F>) {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.as_mut(), if !self.stopping => self.stopping = true,
+        }
+    }
+
+    /// Nothing in flight and nothing claimable now: waits for the next retry of this run.
+    /// `false` when there is none (or the run was stopped meanwhile).
+    async fn wait_for_retry<F: Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut Pin<&mut F>,
+    ) -> Result<bool, DeliveryError> {
+        let next = self
+            .store
+            .next_retry_at(self.issue.id, &self.settings.run_id)
+            .await?;
+        let Some(at) = next else {
+            return Ok(false);
+        };
+        let wait = (at - self.clock.now())
+            .to_std()
+            .unwrap_or_default()
+            .min(self.settings.retry_max);
+        self.pause(wait.max(Duration::from_millis(10)), shutdown)
+            .await;
+        Ok(!self.stopping)
+    }
+
+    /// Stops the workers, finishes the issue if no row is left, and sums the ledger up.
+    async fn finish(self) -> Result<SendSummary, DeliveryError> {
+        let Self {
+            store,
+            clock,
+            issue,
+            settings,
+            progress,
+            ledger,
+            jobs,
+            mut pool,
+            reachability,
+            ..
+        } = self;
+        drop(jobs);
+        while let Some(joined) = pool.join_next().await {
+            if let Err(e) = joined {
+                warn!(error = %e, "a delivery worker ended abnormally");
+            }
+        }
+        progress.finish();
+        drop(ledger);
+        let finished = store.finish_issue_if_done(issue.id, clock.now()).await?;
+        let counts = store.ledger_counts(issue.id).await?;
+        let ambiguous = store
+            .ambiguous_count(issue.id, &settings.run_id, clock.now())
+            .await?;
+        Ok(SendSummary {
+            issue_number: issue.number,
+            counts,
+            ambiguous,
+            finished,
+            unreachable: reachability.unreachable,
+        })
+    }
+}
+
+/// Starts `workers` tasks, each with an SMTP connection (or the outbox) of its own, taking
+/// claimed rows from one channel and reporting outcomes on another.
+fn start_workers(
+    workers: usize,
+    transport: &Transport,
+    shared: &Arc<Shared>,
+) -> Result<(mpsc::Sender<Claimed>, mpsc::Receiver<Outcome>, JoinSet<()>), DeliveryError> {
     let (job_tx, job_rx) = mpsc::channel::<Claimed>(workers);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (out_tx, mut out_rx) = mpsc::channel::<Outcome>(workers * 2);
-    let mut handles = Vec::with_capacity(workers);
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(workers * 2);
+    let mut pool = JoinSet::new();
     for _ in 0..workers {
         let mut mailer = Mailer::new(transport.clone()).map_err(DeliveryError::Outbox)?;
         let (jobs, out, shared) = (job_rx.clone(), out_tx.clone(), shared.clone());
-        handles.push(tokio::spawn(async move {
+        pool.spawn(async move {
             loop {
                 let job = { jobs.lock().await.recv().await };
                 let Some(job) = job else { break };
@@ -241,202 +635,9 @@ pub async fn deliver(
                 }
             }
             mailer.close().await;
-        }));
+        });
     }
-    drop(out_tx);
-
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut stopping = false;
-    let mut in_flight = 0usize;
-    let mut done = 0u64;
-    let mut run_attempts: HashMap<i64, u32> = HashMap::new();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    // An SMTP server that cannot be reached stops the run once, with one message, instead of
-    // every row failing on its own.
-    let started = std::time::Instant::now();
-    let mut sessions_opened = false;
-    let mut unreachable_in_a_row = 0u32;
-    let mut unreachable: Option<String> = None;
-    loop {
-        // A shutdown that came while nothing waited for it (before the first claim, or while
-        // marks were being written) is noticed before anything new is claimed.
-        if !stopping && futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
-            stopping = true;
-            info!(
-                in_flight,
-                "stopping: finishing the messages in flight, claiming no more"
-            );
-        }
-        // Wait for at least one outcome when messages are in flight.
-        if in_flight > 0 && outcomes.is_empty() {
-            tokio::select! {
-                got = out_rx.recv() => match got {
-                    Some(o) => outcomes.push(o),
-                    // Every worker is gone (only a panic does that): stop, leaving the rows
-                    // they held in `sending`, to be reported as ambiguous.
-                    None => return Err(DeliveryError::WorkersGone),
-                },
-                () = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    info!(in_flight, "stopping: finishing the messages in flight, claiming no more");
-                }
-            }
-        }
-        while let Ok(o) = out_rx.try_recv() {
-            outcomes.push(o);
-        }
-        // On PostgreSQL a step costs a round trip and a commit whatever it carries: gather
-        // the outcomes of every message in flight, or wait at most GATHER, before it.
-        if gather && !stopping && !outcomes.is_empty() {
-            let want = in_flight;
-            let until = tokio::time::Instant::now() + GATHER;
-            while outcomes.len() < want {
-                match tokio::time::timeout_at(until, out_rx.recv()).await {
-                    Ok(Some(o)) => outcomes.push(o),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
-        in_flight -= outcomes.len();
-        // Past the lease deadline nothing new starts: another process may hold the lease now.
-        if !stopping && shared.fence.as_ref().is_some_and(Fence::expired) {
-            stopping = true;
-            warn!(
-                issue = issue.number,
-                in_flight, "the lease expired: stopping before the next message"
-            );
-        }
-        for (_, result) in &outcomes {
-            match result {
-                Err(SendError::Unreachable(e)) if e == LEASE_EXPIRED => {}
-                Err(SendError::Unreachable(e)) => {
-                    unreachable_in_a_row += 1;
-                    if unreachable.is_none()
-                        && (unreachable_in_a_row >= UNREACHABLE_FAILURES
-                            || (!sessions_opened && started.elapsed() >= UNREACHABLE_WINDOW))
-                    {
-                        warn!(
-                            issue = issue.number,
-                            "SMTP server unreachable: {e}; stopping this run, the rest stays pending"
-                        );
-                        unreachable = Some(e.clone());
-                        stopping = true;
-                    }
-                }
-                Err(SendError::Transient(_) | SendError::Ambiguous(_)) => {
-                    // A 4xx, a dropped transaction or a message without a reply: a session
-                    // did open.
-                    sessions_opened = true;
-                    unreachable_in_a_row = 0;
-                }
-                Ok(_) | Err(SendError::Permanent { .. }) => {
-                    sessions_opened = true;
-                    unreachable_in_a_row = 0;
-                    done += 1;
-                }
-            }
-        }
-        let now = clock.now();
-        let marks: Vec<(i64, Mark)> = outcomes
-            .drain(..)
-            .map(|(id, result)| {
-                let attempts = run_attempts.get(&id).copied().unwrap_or(1);
-                let m = mark(result, id, attempts, settings, now);
-                // Only rows that will be retried in this run are remembered, so memory
-                // stays flat however many subscribers there are.
-                if !matches!(
-                    m,
-                    Mark::Retry {
-                        give_up_this_run: false,
-                        ..
-                    }
-                ) {
-                    run_attempts.remove(&id);
-                }
-                (id, m)
-            })
-            .collect();
-        let mut free = if stopping { 0 } else { workers - in_flight };
-        let mut token_wait = None;
-        if let Some(relay) = &shared_relay
-            && free > 0
-        {
-            let want = u32::try_from(free).unwrap_or(u32::MAX);
-            let (granted, wait) = store.take_send_tokens(relay, rate, want, now).await?;
-            if granted == 0 {
-                token_wait = Some(wait);
-            }
-            free = granted as usize;
-        }
-        let claimed = ledger
-            .step(issue.id, &settings.run_id, lease, &marks, free, now)
-            .await?;
-        for m in &marks {
-            if let (id, Mark::Retry { error, .. }) = m {
-                warn!(delivery = id, "transient failure, will retry: {error}");
-            }
-        }
-        progress.update(done, total.max(done));
-        let claimed_any = !claimed.is_empty();
-        for job in claimed {
-            *run_attempts.entry(job.delivery_id).or_default() += 1;
-            in_flight += 1;
-            if job_tx.send(job).await.is_err() {
-                break;
-            }
-        }
-        if in_flight > 0 || claimed_any {
-            continue;
-        }
-        if stopping {
-            break;
-        }
-        // The relay's shared limit: wait for its next token.
-        if let Some(wait) = token_wait {
-            tokio::select! {
-                () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
-                () = &mut shutdown, if !stopping => stopping = true,
-            }
-            continue;
-        }
-        // Nothing in flight and nothing claimable now: wait for the next retry, if any.
-        match store.next_retry_at(issue.id, &settings.run_id).await? {
-            None => break,
-            Some(at) => {
-                let wait = (at - clock.now())
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(settings.retry_max);
-                tokio::select! {
-                    () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
-                    () = &mut shutdown, if !stopping => stopping = true,
-                }
-                if stopping {
-                    break;
-                }
-            }
-        }
-    }
-    drop(job_tx);
-    for h in handles {
-        if let Err(e) = h.await {
-            warn!(error = %e, "a delivery worker ended abnormally");
-        }
-    }
-    progress.finish();
-    drop(ledger);
-    let finished = store.finish_issue_if_done(issue.id, clock.now()).await?;
-    let counts = store.ledger_counts(issue.id).await?;
-    let ambiguous = store
-        .ambiguous_count(issue.id, &settings.run_id, clock.now())
-        .await?;
-    Ok(SendSummary {
-        issue_number: issue.number,
-        counts,
-        ambiguous,
-        finished,
-        unreachable,
-    })
+    Ok((job_tx, out_rx, pool))
 }
 
 fn mark(
@@ -667,19 +868,18 @@ impl super::App {
         progress: &dyn Progress,
         shutdown: impl Future<Output = ()>,
     ) -> Result<SendSummary, DeliveryError> {
-        deliver(
-            &self.store,
-            self.clock.as_ref(),
+        let request = DeliveryRequest {
+            store: &self.store,
+            clock: self.clock.as_ref(),
             issue,
             rendered,
-            self.sender.clone(),
-            self.key.clone(),
-            self.transport.clone(),
+            sender: self.sender.clone(),
+            key: self.key.clone(),
+            transport: self.transport.clone(),
             settings,
             progress,
-            shutdown,
-        )
-        .await
+        };
+        deliver(request, shutdown).await
     }
 }
 

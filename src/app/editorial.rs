@@ -25,6 +25,24 @@ pub enum Queued {
 }
 
 impl App {
+    /// The terms `herald queue add` queued, in queue order (`[schedule] queue` aside).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn queued_terms(&self) -> Result<Vec<Slug>, StoreError> {
+        self.store.queue().await
+    }
+
+    /// Takes a term `herald queue add` queued out of the queue; `false` when it was not
+    /// there.
+    ///
+    /// # Errors
+    /// A database error.
+    #[tracing::instrument(skip_all, fields(term = %slug))]
+    pub async fn dequeue_term(&self, slug: &Slug) -> Result<bool, StoreError> {
+        self.store.queue_remove(slug).await
+    }
+
     /// Queues a term (slug, name or alias) for an upcoming issue. A term sent earlier in this
     /// cycle cannot come again before the next cycle: that is refused, unless `next_cycle`
     /// asks to put it first then.

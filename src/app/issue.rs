@@ -315,7 +315,6 @@ impl App {
     ///
     /// # Errors
     /// [`AppError`].
-    #[allow(clippy::too_many_arguments)]
     pub async fn prepare(
         &self,
         glossary: &Glossary,

@@ -2,8 +2,9 @@
 //!
 //! The CLI commands, the daemon and the HTTP routes are thin callers of this layer: they
 //! parse input, call a method here, and print or render the answer. Anything that decides
-//! (what to send, to whom, when, whether a request is allowed) is a method here; a command
-//! may still list plain store rows through [`App::store`] to print them. This layer uses the
+//! (what to send, to whom, when, whether a request is allowed) is a method here, and the
+//! fields of [`App`] are private: a command that prints rows calls a read-only listing method
+//! (see [`report`]). This layer uses the
 //! adapters (store, mailer, feeds, files) and the pure core; it never imports `commands`,
 //! `daemon` or `http`.
 //!
@@ -19,6 +20,7 @@
 //! | [`preview`] | the next issue as one subscriber gets it, recording nothing |
 //! | [`report`] | the issues so far and their ledgers |
 //! | [`supply`] | enough terms and links for the next issues? |
+//! | [`send`] | send now: the one send policy of `herald send` and the daemon (integrity check, retrying ambiguous rows, SMTP pre-flight, review freeze) |
 //! | [`tick`] | one step of the daemon's schedule |
 //! | [`site`] | what the web pages show: archive, glossary, health, metrics |
 //! | [`content`] | the glossary, templates and curated links, kept in memory by the daemon and reloaded on change |
@@ -35,6 +37,7 @@ pub mod lease;
 pub mod mail_queue;
 pub mod preview;
 pub mod report;
+pub mod send;
 pub mod site;
 pub mod store_copy;
 pub mod subscribers;
@@ -114,23 +117,26 @@ pub enum AppError {
 /// What a use case needs, built once: the configuration, the store, the clock, the signing
 /// key, the mail transport and the sender, and the feed fetcher.
 pub struct App {
-    pub config: Config,
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
+    config: Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
     /// Signs unsubscribe, confirmation and hold links.
-    pub key: SigningKey,
-    pub transport: Transport,
+    key: SigningKey,
+    transport: Transport,
     /// From, Reply-To, list name and DKIM signer, as every message carries them.
-    pub sender: Sender,
-    pub fetcher: FeedFetcher,
+    sender: Sender,
+    fetcher: FeedFetcher,
     /// What the daemon reports at `/healthz` and `/metrics`.
-    pub health: Health,
+    health: Health,
     /// Wakes the mail queue when an email was queued.
-    pub mail_queue: tokio::sync::Notify,
+    mail_queue: tokio::sync::Notify,
     /// The daemon's glossary, templates and curated links in memory.
-    pub content: content::ContentCache,
+    content: content::ContentCache,
     /// This process's lease deadline (see [`lease::Fence`]).
     fence: lease::Fence,
+    /// Whether an SMTP server that did not answer at a scheduled send was reported already
+    /// (the daemon says so once per outage, not at every wake-up).
+    smtp_down_reported: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -185,7 +191,48 @@ impl App {
             mail_queue: tokio::sync::Notify::new(),
             content: content::ContentCache::default(),
             fence: lease::Fence::default(),
+            smtp_down_reported: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The clock every use case reads the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The time now, from [`App::clock`].
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// The key that signs links (unsubscribe, confirmation, hold, preferences).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Where messages go: the SMTP relay or the outbox directory.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// From, Reply-To, list name and DKIM signer, as every message carries them.
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    /// What the daemon reports at `/healthz` and `/metrics`.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The daemon's glossary, templates and curated links in memory.
+    pub fn content(&self) -> &content::ContentCache {
+        &self.content
     }
 
     /// Replaces the feed fetcher (tests use short timeouts).

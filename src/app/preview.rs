@@ -40,7 +40,56 @@ impl Preview {
     }
 }
 
+/// What a dry run of a send would write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DryRunSizes {
+    /// Messages: one per confirmed subscriber.
+    pub messages: usize,
+    pub total_bytes: usize,
+    pub largest_bytes: usize,
+}
+
 impl App {
+    /// Composes `rendered` for every confirmed subscriber as the send would, recording
+    /// nothing, and measures the messages (`herald send --dry-run`).
+    ///
+    /// # Errors
+    /// A database error, or a message that cannot be composed.
+    pub async fn dry_run_sizes(
+        &self,
+        rendered: &crate::render::RenderedIssue,
+        date: DateTime<Utc>,
+    ) -> Result<DryRunSizes, AppError> {
+        let recipients = self
+            .store
+            .subscribers(Some(SubscriberStatus::Confirmed))
+            .await?;
+        let mut sizes = DryRunSizes {
+            messages: recipients.len(),
+            ..DryRunSizes::default()
+        };
+        for s in &recipients {
+            let bytes = personal_message(
+                "issue",
+                rendered,
+                &self.sender,
+                Addressee {
+                    id: s.id,
+                    email: &s.email,
+                    name: &s.name,
+                    first_name: "",
+                },
+                &self.key,
+                date,
+            )?
+            .formatted()
+            .len();
+            sizes.total_bytes += bytes;
+            sizes.largest_bytes = sizes.largest_bytes.max(bytes);
+        }
+        Ok(sizes)
+    }
+
     /// The next issue (or `term` instead of the rotation's choice), dated at the next slot so
     /// that two previews agree byte for byte, personalised for `subscriber` (else the first
     /// confirmed subscriber, else a sample reader).

@@ -1,8 +1,9 @@
-//! Use case: what happened to the issues so far, for `herald issues list | show`.
+//! Use case: what happened to the issues so far (`herald issues list | show`), and the
+//! read-only listings the CLI prints (feeds, schedule slots).
 
 use super::App;
 use crate::domain::DeliveryStatus;
-use crate::store::{DeliveryRow, LedgerCounts, StoreError, StoredIssue};
+use crate::store::{DeliveryRow, FeedState, LedgerCounts, SlotRecord, StoreError, StoredIssue};
 
 /// How many ledger rows of each kind `show` lists at most.
 const ROWS_SHOWN: u32 = 1000;
@@ -29,6 +30,24 @@ pub struct IssueReport {
 }
 
 impl App {
+    /// Each feed's last fetch and its state, by feed URL.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn feed_states(
+        &self,
+    ) -> Result<std::collections::HashMap<String, FeedState>, StoreError> {
+        self.store.feed_states().await
+    }
+
+    /// The schedule's last `limit` slots and what became of them, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRecord>, StoreError> {
+        self.store.recent_slots(limit).await
+    }
+
     /// Every issue, newest first, with its ledger counts.
     ///
     /// # Errors

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::{App, AppError};
-use crate::store::{IMPORT_BATCH, ImportCounts};
+use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
+use crate::store::{AddOutcome, IMPORT_BATCH, ImportCounts, StoreError, SubscriberRecord};
 use crate::subscriber_file::RejectedRow;
 
 /// The outcome of importing one subscriber file.
@@ -19,6 +20,56 @@ pub struct FileImport {
 }
 
 impl App {
+    /// Adds one address as confirmed (an operator's deliberate act, `herald subscribers
+    /// add`); an unsubscribed or bounced address comes back only with `resubscribe`.
+    ///
+    /// # Errors
+    /// A database error.
+    #[tracing::instrument(skip_all, fields(source))]
+    pub async fn add_subscriber(
+        &self,
+        email: &EmailAddress,
+        name: &SubscriberName,
+        source: &str,
+        resubscribe: bool,
+    ) -> Result<AddOutcome, StoreError> {
+        self.store
+            .add_subscriber(email, name, source, resubscribe, self.now())
+            .await
+    }
+
+    /// Unsubscribes an address (`herald subscribers remove`): its status before, or `None`
+    /// when it is no subscriber.
+    ///
+    /// # Errors
+    /// A database error.
+    #[tracing::instrument(skip_all)]
+    pub async fn remove_subscriber(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<SubscriberStatus>, StoreError> {
+        self.store.unsubscribe(email, self.now()).await
+    }
+
+    /// Every subscriber (of `status`, if given), streamed in address order: read-only, in
+    /// constant memory whatever the list's size.
+    pub fn subscriber_stream(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> impl futures::Stream<Item = Result<SubscriberRecord, StoreError>> + '_ {
+        self.store.subscriber_stream(status)
+    }
+
+    /// How many subscribers there are of each status.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn subscriber_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<SubscriberStatus, u64>, StoreError> {
+        self.store.subscriber_counts().await
+    }
+
     /// Reads, parses and imports one subscriber file (with the suppression rule): the good
     /// rows are imported, the bad ones returned with their line numbers and reasons.
     ///

@@ -5,14 +5,12 @@
 //! carries that key (also unique), so one slot yields at most one issue whatever restarts or
 //! extra daemons happen. Only the holder of the sender lease acts.
 
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::delivery::Silent;
-use super::issue::Prepared;
+use super::send::{SendOutcome, SendRequest};
 use super::{App, AppError};
 use crate::domain::{IssueStatus, SlotOutcome};
 use crate::schedule::{self, LatestAction, ScheduleRules, ScheduleState};
@@ -35,6 +33,9 @@ pub enum TickOutcome {
     NoIssue { reason: String },
     /// The unfinished issue is held or waiting for its slot.
     Waiting { number: u32 },
+    /// A slot was due but the SMTP server did not answer: nothing was frozen, and the slot
+    /// is tried again at the next wake-up.
+    SmtpUnreachable { reason: String },
 }
 
 impl App {
@@ -101,7 +102,7 @@ impl App {
                     number: issue.number,
                 });
             }
-            return self.prepare_and_deliver(run_id, None, now, stop).await;
+            return self.send_for_slot(run_id, None, now, stop).await;
         }
 
         let plan = schedule::plan_tick(self.schedule_state(now).await?, self.schedule_rules(), now);
@@ -117,7 +118,7 @@ impl App {
                 }
                 info!(slot = %key, "slot due: sending");
                 return self
-                    .prepare_and_deliver(run_id, Some((key, slot)), now, stop)
+                    .send_for_slot(run_id, Some((key, slot)), now, stop)
                     .await;
             }
             Some(LatestAction::Review { slot, goes_out }) => {
@@ -180,7 +181,11 @@ impl App {
         Ok(missed.map_or(TickOutcome::Idle, |slot| TickOutcome::Missed { slot }))
     }
 
-    async fn prepare_and_deliver(
+    /// Sends the unfinished issue, or the slot's new one, under the one send policy
+    /// ([`App::send_now`]), and records what became of the slot. A slot whose issue could not
+    /// be made (nothing was frozen: the SMTP server did not answer, a broken glossary or
+    /// template) is forgotten, so the next wake-up tries it again within the catch-up window.
+    async fn send_for_slot(
         &self,
         run_id: &str,
         slot: Option<(String, DateTime<Utc>)>,
@@ -188,31 +193,40 @@ impl App {
         stop: &CancellationToken,
     ) -> Result<TickOutcome, AppError> {
         let store = &self.store;
-        let issue_time = slot.as_ref().map_or(now, |(_, t)| *t);
         let slot_key = slot.as_ref().map(|(k, _)| k.as_str());
-        let prepared = async {
-            let glossary = self.glossary()?;
-            let renderer = self.renderer()?;
-            self.prepare(&glossary, &renderer, now, issue_time, slot_key, None)
-                .await
-        }
-        .await;
-        let prepared = match prepared {
-            Ok(p) => p,
+        // Each delivery run has an id of its own, so rows this daemon deferred in an earlier
+        // run are retried in this one.
+        let run = format!("{run_id}/{}", now.timestamp_millis());
+        let cancel = stop.clone();
+        let request = SendRequest {
+            run_id: &run,
+            slot: slot.as_ref().map(|(k, t)| (k.as_str(), *t)),
+            retry_ambiguous: false,
+            progress: &Silent,
+        };
+        let sent = self
+            .send_now(request, async move { cancel.cancelled().await })
+            .await;
+        let outcome = match sent {
+            Ok(report) => report.outcome,
             Err(e) => {
-                // Nothing was frozen: let the next tick try this slot again (within the
-                // catch-up window), so fixing the cause is enough.
-                if let Some(key) = slot_key {
+                if let Some(key) = slot_key
+                    && !matches!(e, AppError::Delivery(_))
+                {
                     store.forget_slot(key).await?;
                 }
                 return Err(e);
             }
         };
-        let (issue, rendered) = match prepared {
-            Prepared::Ready {
-                issue, rendered, ..
-            } => (issue, rendered),
-            Prepared::Exhausted { cycle } => {
+        match outcome {
+            SendOutcome::SmtpUnreachable { reason } => {
+                if let Some(key) = slot_key {
+                    store.forget_slot(key).await?;
+                    self.report_smtp_down(key, &reason);
+                }
+                Ok(TickOutcome::SmtpUnreachable { reason })
+            }
+            SendOutcome::Exhausted { cycle } => {
                 let reason =
                     format!("every term was sent in cycle {cycle} and on_exhausted is \"stop\"");
                 warn!("no issue: {reason}");
@@ -221,69 +235,51 @@ impl App {
                         .finish_slot(key, SlotOutcome::Exhausted, None, &reason, now)
                         .await?;
                 }
-                return Ok(TickOutcome::NoIssue { reason });
+                Ok(TickOutcome::NoIssue { reason })
             }
-            Prepared::NoTerms => {
+            SendOutcome::NoTerms => {
                 let reason = "the glossary has no terms".to_owned();
                 if let Some(key) = slot_key {
                     store
                         .finish_slot(key, SlotOutcome::Failed, None, &reason, now)
                         .await?;
                 }
-                return Ok(TickOutcome::NoIssue { reason });
+                Ok(TickOutcome::NoIssue { reason })
             }
-            Prepared::Held { number } | Prepared::Waiting { number, .. } => {
-                return Ok(TickOutcome::Waiting { number });
+            SendOutcome::Held { number }
+            | SendOutcome::Waiting { number, .. }
+            | SendOutcome::Interrupted { number }
+            | SendOutcome::FrozenForReview { number, .. } => Ok(TickOutcome::Waiting { number }),
+            SendOutcome::Delivered { summary, .. } => {
+                let number = summary.issue_number;
+                self.log_delivery(number, &summary);
+                let slot_key = match slot {
+                    Some((key, _)) => Some(key),
+                    None => store.issue(number).await?.and_then(|i| i.slot_key),
+                };
+                if let Some(key) = slot_key {
+                    let outcome = if summary.finished {
+                        SlotOutcome::Sent
+                    } else {
+                        SlotOutcome::Claimed
+                    };
+                    let c = &summary.counts;
+                    store
+                        .finish_slot(
+                            &key,
+                            outcome,
+                            Some(number),
+                            &format!("sent {}, pending {}", c.sent, c.pending),
+                            self.clock.now(),
+                        )
+                        .await?;
+                }
+                Ok(TickOutcome::Delivered {
+                    number,
+                    finished: summary.finished,
+                })
             }
-        };
-        if stop.is_cancelled() {
-            // Shutting down: the issue is frozen, and the next start delivers it.
-            return Ok(TickOutcome::Waiting {
-                number: issue.number,
-            });
         }
-        let started = Instant::now();
-        // Each delivery run has an id of its own, so rows this daemon deferred in an earlier
-        // run are retried in this one.
-        let run = format!("{run_id}/{}", now.timestamp_millis());
-        let cancel = stop.clone();
-        let summary = self
-            .deliver(&issue, rendered, run, &Silent, async move {
-                cancel.cancelled().await
-            })
-            .await?;
-        self.health.sent(started.elapsed());
-        let c = summary.counts;
-        info!(
-            issue = issue.number,
-            sent = c.sent,
-            failed = c.failed,
-            bounced = c.bounced,
-            pending = c.pending,
-            ambiguous = summary.ambiguous,
-            "delivery run finished"
-        );
-        let slot_key = slot.map(|(k, _)| k).or(issue.slot_key.clone());
-        if let Some(key) = slot_key {
-            let outcome = if summary.finished {
-                SlotOutcome::Sent
-            } else {
-                SlotOutcome::Claimed
-            };
-            store
-                .finish_slot(
-                    &key,
-                    outcome,
-                    Some(issue.number),
-                    &format!("sent {}, pending {}", c.sent, c.pending),
-                    self.clock.now(),
-                )
-                .await?;
-        }
-        Ok(TickOutcome::Delivered {
-            number: issue.number,
-            finished: summary.finished,
-        })
     }
 
     /// [`App::freeze_for_review`] for a schedule slot: a slot whose issue could not be made

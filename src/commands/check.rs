@@ -1,18 +1,18 @@
 //! `herald check`: validate everything an issue depends on and print a short summary.
 
-use super::glossary::{ReportTo, load_and_report};
+use super::glossary::{ReportTo, check_errors, load_and_report};
 use super::shown;
 use crate::Exit;
 use crate::app::App;
 use crate::subscriber_file;
 
 pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
-    let config = &app.config;
+    let config = &app.config();
     let mut failed = false;
     println!("configuration: {} ok", shown(&config.file).display());
 
     let (glossary, report) = load_and_report(config, ReportTo::Stdout);
-    failed |= !report.errors.is_empty();
+    failed |= check_errors(&report) > 0;
     for (i, slug) in config.schedule.queue.iter().enumerate() {
         if glossary.get(slug).is_none() {
             println!(
@@ -95,10 +95,10 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
             }
         }
     }
-    let counts = app.store.subscriber_counts().await?;
-    let states = app.store.feed_states().await?;
+    let counts = app.subscriber_counts().await?;
+    let states = app.feed_states().await?;
     if !glossary.is_empty() {
-        for warning in app.supply(&glossary, app.clock.now()).await?.warnings() {
+        for warning in app.supply(&glossary, app.now()).await?.warnings() {
             println!("warning: {warning}");
         }
     }
@@ -112,7 +112,7 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
         glossary.len(),
         categories.len(),
         categories.join(", "),
-        report.errors.len(),
+        check_errors(&report),
         report.warnings.len()
     );
     println!(

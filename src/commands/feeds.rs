@@ -19,11 +19,11 @@ struct FeedRow {
 }
 
 pub(super) async fn run(app: &App, args: FeedsArgs) -> anyhow::Result<Exit> {
-    let config = &app.config;
+    let config = &app.config();
     if args.fetch {
-        app.fetch_feeds(app.clock.now()).await?;
+        app.fetch_feeds(app.now()).await?;
     }
-    let states = app.store.feed_states().await?;
+    let states = app.feed_states().await?;
     let rows: Vec<FeedRow> = config
         .news
         .feeds

@@ -16,12 +16,15 @@ pub(super) enum ReportTo {
     Stderr,
 }
 
-/// Loads the glossary and prints every error and warning.
+/// Loads the glossary and prints every error and warning (and, for a check, what a published
+/// glossary still lacks: [`Report::publication`]).
 pub(super) fn load_and_report(config: &Config, to: ReportTo) -> (Glossary, Report) {
     let (glossary, report) = crate::files::load_glossary(&config.glossary_dir);
+    let publication = report.publication.iter().filter(|_| to == ReportTo::Stdout);
     let lines = report
         .errors
         .iter()
+        .chain(publication)
         .map(ToString::to_string)
         .chain(report.warnings.iter().map(ToString::to_string));
     for line in lines {
@@ -58,6 +61,11 @@ struct ListedTerm<'a> {
     summary: &'a str,
 }
 
+/// Errors a check counts: the unusable and the unpublishable.
+pub(super) fn check_errors(report: &Report) -> usize {
+    report.errors.len() + report.publication.len()
+}
+
 pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit> {
     if let GlossaryCommand::New { name, category } = cmd {
         let (glossary, _) = crate::files::load_glossary(&config.glossary_dir);
@@ -74,10 +82,10 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
                 "{} terms in {} categories: {} errors, {} warnings",
                 glossary.len(),
                 glossary.categories().len(),
-                report.errors.len(),
+                check_errors(&report),
                 report.warnings.len()
             );
-            Ok(if report.errors.is_empty() {
+            Ok(if check_errors(&report) == 0 {
                 Exit::Success
             } else {
                 Exit::Failure

@@ -164,7 +164,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                 "issue #{number} is frozen again: {} ({}); {}",
                 issue.subject,
                 issue.term,
-                if app.config.schedule.editors.is_empty() {
+                if app.config().schedule.editors.is_empty() {
                     "`herald preview` shows it".to_owned()
                 } else {
                     format!("the editors got a new review copy; it is {}", issue.status)

@@ -47,7 +47,7 @@ impl Live {
 }
 
 pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit> {
-    let live_app = App::open(app.config.clone(), app.clock.clone()).await?;
+    let live_app = App::open(app.config().clone(), app.clock().clone()).await?;
     // One fetch now, so the page shows the links a send would carry.
     if let Err(e) = live_app
         .preview(
@@ -69,7 +69,7 @@ pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit>
 
     // File events come on notify's own thread; each one wakes every open page.
     let notify_tx = changes.clone();
-    let watcher = crate::files::watch_content(&app.config, move || {
+    let watcher = crate::files::watch_content(&app.config(), move || {
         // No page open is fine: nobody to tell.
         if notify_tx.send(()).is_err() {
             tracing::trace!("a file changed; no page is open");
@@ -89,9 +89,9 @@ pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit>
     println!(
         "preview: http://{addr}/ (reloads when {} change; ctrl-c stops)",
         [
-            Some(&app.config.glossary_dir),
-            Some(&app.config.templates_dir),
-            app.config.news.curated.as_ref()
+            Some(&app.config().glossary_dir),
+            Some(&app.config().templates_dir),
+            app.config().news.curated.as_ref()
         ]
         .into_iter()
         .flatten()

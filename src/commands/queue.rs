@@ -18,7 +18,6 @@ struct QueueEntry<'a> {
 
 pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
     let glossary = app.glossary()?;
-    let store = &app.store;
     match cmd {
         QueueCommand::Add { slug, next_cycle } => {
             if glossary.find(&slug).is_none() {
@@ -43,7 +42,7 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
             let Ok(parsed) = crate::domain::Slug::parse(&slug) else {
                 bail!("`{slug}` is not a slug");
             };
-            if !store.queue_remove(&parsed).await? {
+            if !app.dequeue_term(&parsed).await? {
                 bail!(
                     "`{slug}` is not in the queue (entries from [schedule] queue are removed in herald.toml)"
                 );
@@ -51,8 +50,8 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
             println!("removed {slug} from the queue");
         }
         QueueCommand::List(flag) => {
-            let added = store.queue().await?;
-            let config_queue = &app.config.schedule.queue;
+            let added = app.queued_terms().await?;
+            let config_queue = &app.config().schedule.queue;
             let entries: Vec<QueueEntry> = config_queue
                 .iter()
                 .map(|s| (s, "config"))

@@ -44,8 +44,8 @@ struct Pending {
 }
 
 pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
-    let s = &app.config.schedule;
-    let now = app.clock.now();
+    let s = &app.config().schedule;
+    let now = app.now();
     let next = next_slots(&s.cron, s.timezone, now, 5);
     let plan = plan_tick(app.schedule_state(now).await?, app.schedule_rules(), now);
     let pending = match plan.latest {
@@ -79,7 +79,7 @@ pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
         .review_hours
         .zip(next.first())
         .map(|(h, slot)| *slot - chrono::Duration::hours(i64::from(h)));
-    let last = app.store.recent_slots(10).await?;
+    let last = app.recent_slots(10).await?;
     let report = Report {
         cron: s.cron_expression.clone(),
         timezone: s.timezone.to_string(),

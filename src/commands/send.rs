@@ -8,10 +8,10 @@ use anyhow::{Context as _, bail};
 
 use crate::Exit;
 use crate::app::lease::run_id;
-use crate::app::{App, AppError, Prepared, Progress};
+use crate::app::send::{SendOutcome, SendRequest};
+use crate::app::{App, AppError, Progress, SendSummary};
 use crate::cli::SendArgs;
-use crate::compose::{Addressee, personal_message};
-use crate::domain::{EmailAddress, SubscriberStatus};
+use crate::domain::EmailAddress;
 use crate::glossary::Glossary;
 use crate::mailer::Transport;
 use crate::render::Renderer;
@@ -73,54 +73,53 @@ impl Progress for Reporter {
 pub(super) async fn run(app: &App, args: SendArgs) -> anyhow::Result<Exit> {
     app.warn_if_development_key();
     app.warn_about_sending_setup();
-    let glossary = app.glossary()?;
-    let renderer = app.renderer()?;
     if args.dry_run || args.to.is_some() {
+        let glossary = app.glossary()?;
+        let renderer = app.renderer()?;
         return preview_send(app, &args, &glossary, &renderer).await;
     }
-    let run = run_id("send", app.clock.now());
+    let run = run_id("send", app.now());
     if !app.take_sender_lease(&run).await? {
         return Err(AppError::LeaseHeld.into());
     }
     let heartbeat = app.heartbeat(&run);
-    let result = send(app, &args, &glossary, &renderer, &run).await;
+    let result = send(app, &args, &run).await;
     drop(heartbeat);
     app.release_sender_lease(&run).await?;
     result
 }
 
-async fn send(
-    app: &App,
-    args: &SendArgs,
-    glossary: &Glossary,
-    renderer: &Renderer,
-    run: &str,
-) -> anyhow::Result<Exit> {
-    let now = app.clock.now();
-    // A damaged database could lose the ledger's record of who got the issue: stop first.
-    app.store.integrity_check().await?;
+async fn send(app: &App, args: &SendArgs, run: &str) -> anyhow::Result<Exit> {
+    let reporter = Reporter::new();
+    let request = SendRequest {
+        run_id: run,
+        slot: None,
+        retry_ambiguous: args.retry_ambiguous,
+        progress: &reporter,
+    };
+    let report = app
+        .send_now(request, async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!(error = %e, "cannot listen for ctrl-c");
+                std::future::pending::<()>().await;
+            }
+        })
+        .await?;
     if args.retry_ambiguous {
-        let n = app.store.retry_ambiguous(run, now).await?;
-        println!("{n} ambiguous deliveries put back to pending");
-    }
-    // A new issue is frozen only when the SMTP server answers: an outage must not freeze an
-    // audience nobody can reach yet.
-    if app.store.unfinished_issue().await?.is_none()
-        && let Err(e) = app.check_smtp().await
-    {
         println!(
-            "SMTP server unreachable ({e}): no issue was frozen; run `herald send` again when it answers"
+            "{} ambiguous deliveries put back to pending",
+            report.retried
         );
-        return Ok(Exit::Pending);
     }
-    // With a review window, nothing reaches subscribers before the editors had their copy
-    // for `review_hours`: a new issue is frozen for review instead of sent.
-    if let Some(hours) = app.config.schedule.review_hours
-        && app.store.unfinished_issue().await?.is_none()
-    {
-        let goes_out = now + chrono::Duration::hours(i64::from(hours));
-        if let Some(number) = app.freeze_for_review(None, now, goes_out, now).await? {
-            let local = goes_out.with_timezone(&app.config.schedule.timezone);
+    let (summary, subject, resumed) = match report.outcome {
+        SendOutcome::SmtpUnreachable { reason } => {
+            println!(
+                "SMTP server unreachable ({reason}): no issue was frozen; run `herald send` again when it answers"
+            );
+            return Ok(Exit::Pending);
+        }
+        SendOutcome::FrozenForReview { number, goes_out } => {
+            let local = goes_out.with_timezone(&app.config().schedule.timezone);
             println!(
                 "issue #{number} is frozen for review: the editors got a review copy, and it goes out at {} \
                  (`herald send` again then, or `herald run`; `herald issues release {number}` approves it sooner)",
@@ -128,46 +127,42 @@ async fn send(
             );
             return Ok(Exit::Success);
         }
-    }
-    let prepared = app
-        .prepare(glossary, renderer, now, now, None, None)
-        .await?;
-    let (issue, rendered, resumed) = match prepared {
-        Prepared::Ready {
-            issue,
-            rendered,
-            resumed,
-            ..
-        } => (issue, rendered, resumed),
-        Prepared::Exhausted { cycle } => return Err(AppError::Exhausted { cycle }.into()),
-        Prepared::NoTerms => return Err(AppError::NoTerms.into()),
-        Prepared::Held { number } => bail!(
+        SendOutcome::Exhausted { cycle } => return Err(AppError::Exhausted { cycle }.into()),
+        SendOutcome::NoTerms => return Err(AppError::NoTerms.into()),
+        SendOutcome::Held { number } => bail!(
             "issue #{number} is held by an editor: `herald issues release {number}` lets it go out"
         ),
-        Prepared::Waiting { number, until } => bail!(
+        SendOutcome::Waiting { number, until } => bail!(
             "issue #{number} is frozen for review and goes out at {until}; `herald run` sends it then"
         ),
+        SendOutcome::Interrupted { number } => {
+            println!("interrupted before issue #{number} was delivered: run `herald send` again");
+            return Ok(Exit::Pending);
+        }
+        SendOutcome::Delivered {
+            summary,
+            subject,
+            resumed,
+        } => (summary, subject, resumed),
     };
+    let n = summary.issue_number;
     if resumed {
-        println!("resuming issue #{} ({})", issue.number, issue.subject);
+        println!("resuming issue #{n} ({subject})");
     } else {
-        println!("issue #{}: {}", issue.number, issue.subject);
+        println!("issue #{n}: {subject}");
     }
-    let reporter = Reporter::new();
-    let summary = app
-        .deliver(&issue, rendered, run.to_owned(), &reporter, async {
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::warn!(error = %e, "cannot listen for ctrl-c");
-                std::future::pending::<()>().await;
-            }
-        })
-        .await?;
-    let c = summary.counts;
+    print_summary(app, &summary);
+    Ok(exit_for(&summary))
+}
+
+/// What `herald send` prints after a delivery run.
+fn print_summary(app: &App, summary: &SendSummary) {
+    let c = &summary.counts;
     println!(
         "issue #{}: sent {}, failed permanently {}, bounced {}, pending {}, ambiguous {}, skipped {}",
         summary.issue_number, c.sent, c.failed, c.bounced, c.pending, summary.ambiguous, c.skipped
     );
-    if let Transport::Outbox(dir) = &app.transport {
+    if let Transport::Outbox(dir) = app.transport() {
         println!("messages written to {}", super::shown(dir).display());
     }
     if summary.ambiguous > 0 {
@@ -184,20 +179,22 @@ async fn send(
              Run `herald send` again when the server is back",
             c.pending
         );
-        return Ok(Exit::Pending);
-    }
-    if c.pending > 0 {
+    } else if c.pending > 0 {
         println!(
             "{} deliveries are still pending: run `herald send` again to resume",
             c.pending
         );
-        return Ok(Exit::Pending);
     }
-    if summary.ambiguous > 0 {
-        // Unresolved: the run is not a clean success.
-        return Ok(Exit::Pending);
+}
+
+/// Exit 3 while anything is left to do (pending rows, an unreachable server, unresolved
+/// ambiguous rows), 0 when the issue is done.
+fn exit_for(summary: &SendSummary) -> Exit {
+    if summary.unreachable.is_some() || summary.counts.pending > 0 || summary.ambiguous > 0 {
+        Exit::Pending
+    } else {
+        Exit::Success
     }
-    Ok(Exit::Success)
 }
 
 /// `--dry-run` and `--to`: compose without recording.
@@ -207,17 +204,17 @@ async fn preview_send(
     glossary: &Glossary,
     renderer: &Renderer,
 ) -> anyhow::Result<Exit> {
-    let now = app.clock.now();
+    let now = app.now();
     let next = app.next_issue(glossary, renderer, now).await?;
     let (number, rendered, date) = (next.number, next.rendered, next.date);
     if let Some(to) = &args.to {
         let email = EmailAddress::parse(to).with_context(|| format!("--to `{to}`"))?;
         let message = crate::compose::test_copy(
             &rendered,
-            &app.sender,
+            app.sender(),
             &email,
             date,
-            app.clock.now().timestamp_millis(),
+            app.now().timestamp_millis(),
         )?;
         let reply = app.send_service_message(&email, &message).await?;
         println!(
@@ -226,40 +223,15 @@ async fn preview_send(
         );
         return Ok(Exit::Success);
     }
-    let recipients = app
-        .store
-        .subscribers(Some(SubscriberStatus::Confirmed))
-        .await?;
-    let (mut total, mut largest) = (0usize, 0usize);
-    for s in &recipients {
-        let bytes = personal_message(
-            "issue",
-            &rendered,
-            &app.sender,
-            Addressee {
-                id: s.id,
-                email: &s.email,
-                name: &s.name,
-                first_name: "",
-            },
-            &app.key,
-            date,
-        )?
-        .formatted()
-        .len();
-        total += bytes;
-        largest = largest.max(bytes);
-    }
+    let sizes = app.dry_run_sizes(&rendered, date).await?;
     println!("dry run of issue #{number}: {}", rendered.subject);
     println!(
         "would send {} messages ({} bytes in all, largest {} bytes) to the confirmed subscribers in the store",
-        recipients.len(),
-        total,
-        largest
+        sizes.messages, sizes.total_bytes, sizes.largest_bytes
     );
     println!(
         "subscriber files in {} are imported first by a real send",
-        super::shown(&app.config.subscribers_dir).display()
+        super::shown(&app.config().subscribers_dir).display()
     );
     Ok(Exit::Success)
 }

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::cli::StatsArgs;
 
 pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
-    let stats = app.store.issue_stats(args.number).await?;
+    let stats = app.issue_stats(args.number).await?;
     if let Some(n) = args.number
         && stats.is_empty()
     {
@@ -19,7 +19,7 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
         println!("no issue has gone out yet");
         return Ok(Exit::Success);
     }
-    let tz = app.config.schedule.timezone;
+    let tz = app.config().schedule.timezone;
     println!(
         "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>12}  {:>11}  {:>7}  {:>10}  {:>12}",
         "issue",

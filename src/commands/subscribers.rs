@@ -25,8 +25,7 @@ fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Exit> {
-    let store = &app.store;
-    let now = app.clock.now();
+    let now = app.now();
     match cmd {
         SubscribersCommand::Import { file } => {
             let result = app.import_one_subscriber_file(&file, now).await?;
@@ -56,8 +55,8 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
         } => {
             let email = parse_email(&email)?;
             let name = SubscriberName::clean(name.as_deref().unwrap_or(""));
-            match store
-                .add_subscriber(&email, &name, "cli", resubscribe, now)
+            match app
+                .add_subscriber(&email, &name, "cli", resubscribe)
                 .await?
             {
                 AddOutcome::Added => println!("added {email}"),
@@ -71,7 +70,7 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
         }
         SubscribersCommand::Remove { email } => {
             let email = parse_email(&email)?;
-            match store.unsubscribe(&email, now).await? {
+            match app.remove_subscriber(&email).await? {
                 None => bail!("{email} is not a subscriber"),
                 Some(SubscriberStatus::Unsubscribed) => {
                     println!("{email} was already unsubscribed")
@@ -89,7 +88,7 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
             // Streamed row by row: a million subscribers list in constant memory.
             use futures::TryStreamExt as _;
             use std::io::Write as _;
-            let mut rows = std::pin::pin!(store.subscriber_stream(status));
+            let mut rows = std::pin::pin!(app.subscriber_stream(status));
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
                 write!(out, "[")?;
@@ -113,7 +112,7 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
             let mut out = csv::Writer::from_writer(std::io::stdout().lock());
             out.write_record(["email", "name", "status"])?;
             use futures::TryStreamExt as _;
-            let mut rows = std::pin::pin!(store.subscriber_stream(None));
+            let mut rows = std::pin::pin!(app.subscriber_stream(None));
             while let Some(s) = rows.try_next().await? {
                 out.write_record([
                     s.email.as_str(),

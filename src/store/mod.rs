@@ -27,7 +27,9 @@ pub use content::{FeedState, FeedSuccess, LastIssue};
 pub use copy::CopyError;
 pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use feedback::{FeedbackKind, FeedbackOutcome, FeedbackTarget, LinkClicks, NewFeedback};
-pub use ledger::{Claimed, DeliveryRow, FrozenIssue, IssueStats, LedgerCounts, Mark, StoredIssue};
+pub use ledger::{
+    Claimed, DeliveryRow, FrozenIssue, IssueStats, LedgerCounts, LedgerSession, Mark, StoredIssue,
+};
 pub use queue::{QueueCounts, QueuedMail};
 pub use rates::RelayRate;
 pub use subscribers::{AddOutcome, IMPORT_BATCH, ImportCounts, SubscriberRecord};

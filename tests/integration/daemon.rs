@@ -1353,3 +1353,90 @@ async fn the_confirmation_limit_holds_across_restarts() {
         "at most three an hour, whatever restarts in between"
     );
 }
+
+/// Log lines written while a [`LogCapture`] is in place on this thread.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Captures this thread's log lines at `info` and above (a current-thread runtime runs
+    /// every task on it) until the guard is dropped.
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Self::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The daemon's slot path follows the one send policy of `herald send`: with the relay down
+/// when a slot is due, no issue is frozen for an audience nobody can reach, the operator is
+/// told once (not at every wake-up), and the slot goes out once the relay answers.
+#[tokio::test]
+async fn with_the_relay_down_at_slot_time_the_daemon_freezes_nothing_and_says_so_once() {
+    let s = Sandbox::new();
+    s.write_readers(2, "");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = closed.local_addr().unwrap();
+    drop(closed);
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[schedule]\ncron = \"0 0 9 * * Mon\"\ntimezone = \"Europe/Berlin\"\ncatch_up_hours = 24\n"),
+    );
+    let url = format!("smtp://{relay}");
+    let config = s.config_with_env(&[("HERALD_SMTP_URL", &url), ("HERALD_SECRET", SECRET)]);
+    let slot = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    running_since(&s, slot - chrono::Duration::hours(1)).await;
+    let clock = TestClock::at(slot + chrono::Duration::minutes(1));
+    let (logs, _guard) = LogCapture::start();
+    let daemon = Daemon::new(config, clock.clone(), "a@elsewhere:1:1".into())
+        .await
+        .unwrap();
+    for minute in 1..=3 {
+        clock.set(slot + chrono::Duration::minutes(minute));
+        let outcome = daemon.tick().await.unwrap();
+        assert!(
+            matches!(outcome, TickOutcome::SmtpUnreachable { .. }),
+            "wake-up {minute}: {outcome:?}"
+        );
+    }
+    let list = s.herald(&["issues", "list", "--json"]);
+    assert_eq!(list.stdout.trim(), "[]", "nothing frozen: {list:?}");
+    let said = logs.text();
+    assert_eq!(
+        said.matches("SMTP server unreachable at a scheduled send")
+            .count(),
+        1,
+        "said once in three wake-ups: {said}"
+    );
+
+    // The relay answers again: the slot goes out at the next wake-up.
+    let server = smtp::start_on(std::net::TcpListener::bind(relay).unwrap(), None);
+    clock.set(slot + chrono::Duration::minutes(4));
+    assert_eq!(
+        daemon.tick().await.unwrap(),
+        TickOutcome::Delivered {
+            number: 1,
+            finished: true
+        }
+    );
+    assert_eq!(server.mailbox.messages().len(), 2);
+}

@@ -520,7 +520,7 @@ async fn starttls_and_implicit_tls_work_and_every_mode_sets_tcp_nodelay() {
 
 #[tokio::test]
 async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
-    use herald::app::delivery::{DeliverySettings, Silent, deliver};
+    use herald::app::delivery::{DeliveryRequest, DeliverySettings, Silent, deliver};
     use herald::clock::SystemClock;
     use herald::domain::EmailAddress;
     use herald::mailer::Transport;
@@ -559,20 +559,18 @@ async fn an_address_that_unsubscribes_during_a_send_gets_nothing_more() {
         lease: None,
         wake_workers: false,
     };
-    let summary = deliver(
-        &store,
-        &SystemClock,
-        &issue,
+    let request = DeliveryRequest {
+        store: &store,
+        clock: &SystemClock,
+        issue: &issue,
         rendered,
-        app.sender.clone(),
-        SigningKey::new(SECRET),
-        Transport::Outbox(s.path("outbox")),
-        &settings,
-        &Silent,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+        sender: app.sender().clone(),
+        key: SigningKey::new(SECRET),
+        transport: Transport::Outbox(s.path("outbox")),
+        settings: &settings,
+        progress: &Silent,
+    };
+    let summary = deliver(request, std::future::pending()).await.unwrap();
     assert_eq!(summary.counts.sent, 3);
     assert_eq!(summary.counts.skipped, 1);
     assert!(summary.finished);

@@ -6,6 +6,7 @@ use crate::harness::{Sandbox, repo};
 fn the_shipped_glossary_passes_without_warnings() {
     let (glossary, report) = herald::files::load_glossary(&repo().join("glossary"));
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    assert!(report.publication.is_empty(), "{:#?}", report.publication);
     assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
     let generative = glossary
         .find("generative-ai")
@@ -66,7 +67,7 @@ fn a_term_nobody_relates_to_is_a_warning_not_an_error() {
     let s = Sandbox::new();
     s.write(
         "glossary/orphan.md",
-        "+++\nterm = \"Orphan\"\ncategory = \"Fundamentals\"\nrelated = [\"chatbot\"]\nexample = \"The orphan term stands alone.\"\n+++\nA term that no other term links to.\n",
+        "+++\nterm = \"Orphan\"\ncategory = \"Fundamentals\"\nrelated = [\"chatbot\"]\nexample = \"The orphan term stands alone.\"\n[[sources]]\ntitle = \"On orphans\"\nauthors = \"Doe et al.\"\nyear = 2020\nurl = \"https://example.org/orphans\"\n+++\nA term that no other term links to.\n",
     );
     let run = s.herald(&["glossary", "check"]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -200,9 +201,17 @@ fn glossary_new_writes_a_complete_skeleton_that_check_walks_the_editor_through()
         text.contains(&format!("category = \"{smallest}\"")),
         "{text}"
     );
-    // It parses: the check has no error, and its warnings say what is left to do.
+    // It parses: the check's one error is the missing source (a published glossary cites
+    // one for every term), and its warnings say what else is left to do.
     let check = s.herald(&["glossary", "check"]);
-    assert_eq!(check.code, 0, "{check:?}");
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(
+        check.stdout.contains(
+            "mixture-of-depths.md:1: `sources`: none; list one to three primary references"
+        ),
+        "{check:?}"
+    );
+    assert!(check.stdout.contains(": 1 errors,"), "{check:?}");
     assert!(
         check
             .stdout

@@ -20,5 +20,5 @@ pub use status::{
     DeliveryStatus, IssueStatus, QueueOutcome, ServiceMail, SlotOutcome, UnknownState,
 };
 pub use subscriber::{SubscriberName, SubscriberStatus, UnknownStatus};
-pub use term::Term;
+pub use term::{Category, LinkPolicy, Source, Term};
 pub use token::{ADDRESS_TOKEN_LEN, Claims, Purpose, SigningKey};

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Slug;
 
@@ -27,7 +27,59 @@ pub struct Term {
     pub summary: String,
     /// The explanation, in Markdown.
     pub body: String,
+    /// When the term's name and aliases may be linked in other text (see [`LinkPolicy`]).
+    #[serde(skip_serializing_if = "LinkPolicy::is_any")]
+    pub link: LinkPolicy,
+    /// Primary references (the paper, the specification, the regulation) the entry rests on:
+    /// shown on the term page and in its JSON-LD, never in the email.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
     /// The file the term came from.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// A primary reference for a term, as written in its front matter (`[[sources]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The work's title, e.g. "Attention Is All You Need".
+    pub title: String,
+    /// Its authors ("Vaswani et al.") or the body that issued it ("European Parliament").
+    pub authors: String,
+    /// Year of publication.
+    pub year: u16,
+    /// Where a reader finds it: an `https://` (or `http://`) URL.
+    pub url: String,
+}
+
+/// When another text's mention of a term may link to it. A headword that is also an everyday
+/// word ("Bias", "Prompt", "Attention") would mis-link ordinary prose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPolicy {
+    /// Any whole-word mention, case-insensitively (the default).
+    #[default]
+    Any,
+    /// Only the exact capitalized headword or a multi-word alias, as written.
+    Exact,
+    /// Never.
+    Never,
+}
+
+impl LinkPolicy {
+    /// Whether this is the default, [`LinkPolicy::Any`].
+    pub fn is_any(&self) -> bool {
+        *self == Self::Any
+    }
+}
+
+/// A group of terms on the glossary page, as `glossary/categories.toml` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Category {
+    /// The name terms give in their `category` field.
+    pub name: String,
+    /// One sentence that says what the group's terms have in common.
+    pub description: String,
 }
