@@ -27,22 +27,15 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            herald::complain!("error: starting the async runtime: {e}");
             return ExitCode::from(Exit::Failure as u8);
         }
     };
     let env = std::env::vars().collect();
-    // A reader that stops early (`herald glossary list | head -1`) closes the pipe: that ends
-    // the output, quietly and successfully, as it does for any Unix tool.
-    quiet_broken_pipe_panics();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(herald::commands::run(cli, env))
-    }));
-    let result = match result {
-        Ok(result) => result,
-        Err(payload) if is_broken_pipe(&payload) => return ExitCode::SUCCESS,
-        Err(payload) => std::panic::resume_unwind(payload),
-    };
+    // A reader that stops early (`herald glossary list | head -1`) closes the pipe: the
+    // commands' output checks its writes (`herald::say!`), and logging ignores a closed
+    // standard error, so the command ends as it would have, quietly.
+    let result = runtime.block_on(herald::commands::run(cli, env));
     let exit = match result {
         Ok(exit) => exit,
         Err(error)
@@ -54,7 +47,7 @@ fn main() -> ExitCode {
             Exit::Success
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            herald::complain!("error: {error:#}");
             if error.chain().any(|e| e.is::<ConfigError>()) {
                 Exit::Usage
             } else {
@@ -65,39 +58,17 @@ fn main() -> ExitCode {
     ExitCode::from(exit as u8)
 }
 
-/// The message `println!` panics with when standard output is a closed pipe.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
-    payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-}
-
-fn is_broken_pipe(payload: &Box<dyn std::any::Any + Send>) -> bool {
-    panic_message(payload.as_ref())
-        .is_some_and(|m| m.contains("failed printing to stdout") && m.contains("Broken pipe"))
-}
-
-/// Keeps the default panic report for every panic except a write to a closed pipe.
-fn quiet_broken_pipe_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let quiet = panic_message(info.payload())
-            .is_some_and(|m| m.contains("failed printing to stdout") && m.contains("Broken pipe"));
-        if !quiet {
-            default(info);
-        }
-    }));
-}
-
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A closed standard error (`herald send 2>&1 | head -2`) must not stop the command:
+    // the subscriber would otherwise report its failed write with a panicking eprintln!.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().with_current_span(false).init(),
         LogFormat::Text => builder

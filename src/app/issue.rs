@@ -6,7 +6,7 @@
 //! Reads the store and fetches feeds (recording each feed's state: ETag, Last-Modified,
 //! items, failures), then hands the values to the pure [`crate::selection`] functions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
@@ -229,7 +229,7 @@ impl App {
         let cutoff = last.map_or(oldest, |l| l.created_at.max(oldest));
         let batches = match feeds {
             Feeds::Fetch => self.fetch_feeds(issue_time).await?,
-            Feeds::Cached => cached_batches(config, &store.feed_states().await?),
+            Feeds::Cached => super::feed_cache::cached_batches(config, &store.feed_states().await?),
         };
         let curated = self.curated();
         let policy = LinkPolicy {
@@ -552,51 +552,4 @@ async fn record(
             Ok(Vec::new())
         }
     }
-}
-
-/// The feeds' items as last fetched, as selection takes them: no network. Undated items count
-/// as already seen.
-pub(crate) fn cached_batches(
-    config: &Config,
-    states: &HashMap<String, crate::store::FeedState>,
-) -> Vec<FeedBatch> {
-    config
-        .news
-        .feeds
-        .iter()
-        .map(|feed| {
-            let links = states
-                .get(feed.url.as_str())
-                .map(|s| s.items.clone())
-                .unwrap_or_default();
-            FeedBatch {
-                name: feed.name.clone(),
-                previous: Some(links.iter().map(|l| l.canonical_url.clone()).collect()),
-                links,
-                max_items: feed.max_items,
-            }
-        })
-        .collect()
-}
-
-/// Counts of the feeds' recent health, for `herald check`.
-pub fn failing_feeds(
-    config: &Config,
-    states: &HashMap<String, crate::store::FeedState>,
-) -> Vec<(String, i64, String)> {
-    config
-        .news
-        .feeds
-        .iter()
-        .filter_map(|f| {
-            let s = states.get(f.url.as_str())?;
-            (s.consecutive_failures > 0).then(|| {
-                (
-                    f.name.clone(),
-                    s.consecutive_failures,
-                    s.last_error.clone().unwrap_or_default(),
-                )
-            })
-        })
-        .collect()
 }

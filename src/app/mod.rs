@@ -19,6 +19,7 @@
 //! | [`lease`] | the sender lease and its one heartbeat |
 //! | [`preview`] | the next issue as one subscriber gets it, recording nothing |
 //! | [`report`] | the issues so far and their ledgers |
+//! | [`feed_cache`] | the feeds as last fetched (no network): cached items and each feed's health |
 //! | [`supply`] | enough terms and links for the next issues? |
 //! | [`send`] | send now: the one send policy of `herald send` and the daemon (integrity check, retrying ambiguous rows, SMTP pre-flight, review freeze) |
 //! | [`tick`] | one step of the daemon's schedule |
@@ -31,6 +32,7 @@ pub mod content;
 pub mod deliverability;
 pub mod delivery;
 pub mod editorial;
+pub mod feed_cache;
 pub mod feedback;
 pub mod issue;
 pub mod lease;

@@ -72,8 +72,8 @@ impl App {
             .filter(|l| !sent.contains(&l.canonical_url))
             .count();
         let states = store.feed_states().await?;
-        let failing_feeds = super::issue::failing_feeds(config, &states).len();
-        let batches = super::issue::cached_batches(config, &states);
+        let failing_feeds = super::feed_cache::failing_feeds(config, &states).len();
+        let batches = super::feed_cache::cached_batches(config, &states);
         let oldest = now - Duration::days(i64::from(config.news.max_age_days));
         let cutoff = store
             .last_issue()

@@ -70,9 +70,9 @@ async fn ingest(app: &App, args: IngestArgs) -> anyhow::Result<Exit> {
 
 fn print_counts(counts: &IngestCounts, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(counts)?);
+        crate::say!("{}", serde_json::to_string_pretty(counts)?);
     } else {
-        println!(
+        crate::say!(
             "read {} messages: {} hard bounces, {} soft bounces, {} complaints, {} unsubscribes \
              ({} subscribers suppressed or unsubscribed), {} already recorded, {} ignored",
             counts.messages,

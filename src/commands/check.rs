@@ -1,6 +1,6 @@
 //! `herald check`: validate everything an issue depends on and print a short summary.
 
-use super::glossary::{ReportTo, check_errors, load_and_report};
+use super::glossary::{ReportTo, load_and_report};
 use super::shown;
 use crate::Exit;
 use crate::app::App;
@@ -9,13 +9,13 @@ use crate::subscriber_file;
 pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
     let config = &app.config();
     let mut failed = false;
-    println!("configuration: {} ok", shown(&config.file).display());
+    crate::say!("configuration: {} ok", shown(&config.file).display());
 
-    let (glossary, report) = load_and_report(config, ReportTo::Stdout);
-    failed |= check_errors(&report) > 0;
+    let (glossary, report) = load_and_report(config, ReportTo::Check);
+    failed |= !report.errors.is_empty();
     for (i, slug) in config.schedule.queue.iter().enumerate() {
         if glossary.get(slug).is_none() {
-            println!(
+            crate::say!(
                 "{}: `schedule.queue[{i}]`: unknown term `{slug}`",
                 shown(&config.file).display()
             );
@@ -33,7 +33,7 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
                 rows += parsed.rows.len();
                 rejected += parsed.rejected.len();
                 for r in &parsed.rejected {
-                    println!(
+                    crate::say!(
                         "{}:{}: rejected: {}",
                         shown(file).display(),
                         r.line,
@@ -42,7 +42,7 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
                 }
             }
             Err(e) => {
-                println!("{}: {e}", shown(file).display());
+                crate::say!("{}: {e}", shown(file).display());
                 rejected += 1;
             }
         }
@@ -50,47 +50,47 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
     failed |= rejected > 0;
 
     match app.check_templates(&glossary) {
-        Ok(sizes) => println!(
+        Ok(sizes) => crate::say!(
             "templates: {} ok ({sizes})",
             shown(&config.templates_dir).display()
         ),
         Err(e) => {
-            println!("templates: {e:#}");
+            crate::say!("templates: {e:#}");
             failed = true;
         }
     }
 
     let setup = app.sending_setup();
     for problem in &setup.errors {
-        println!("error: {problem}");
+        crate::say!("error: {problem}");
         failed = true;
     }
     for warning in &setup.warnings {
-        println!("warning: {warning}");
+        crate::say!("warning: {warning}");
     }
     for alert in app.feedback_alerts().await? {
-        println!("alert: {alert}");
+        crate::say!("alert: {alert}");
     }
 
     match app.check_dkim() {
-        Ok(Some(what)) => println!("dkim: {what}"),
+        Ok(Some(what)) => crate::say!("dkim: {what}"),
         Ok(None) => {}
         Err(e) => {
-            println!("dkim: {e}");
+            crate::say!("dkim: {e}");
             failed = true;
         }
     }
     if offline {
-        println!("smtp: not checked (--offline)");
+        crate::say!("smtp: not checked (--offline)");
     } else {
         match app.check_smtp().await {
-            Ok(Some(found)) => println!("smtp: {found}"),
-            Ok(None) => println!(
+            Ok(Some(found)) => crate::say!("smtp: {found}"),
+            Ok(None) => crate::say!(
                 "smtp: none configured: messages go to {} as .eml files",
                 shown(&config.delivery.outbox).display()
             ),
             Err(e) => {
-                println!("smtp: unreachable: {e}");
+                crate::say!("smtp: unreachable: {e}");
                 failed = true;
             }
         }
@@ -99,33 +99,33 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
     let states = app.feed_states().await?;
     if !glossary.is_empty() {
         for warning in app.supply(&glossary, app.now()).await?.warnings() {
-            println!("warning: {warning}");
+            crate::say!("warning: {warning}");
         }
     }
-    for (name, failures, error) in crate::app::issue::failing_feeds(config, &states) {
-        println!("warning: feed `{name}` failed {failures} times in a row: {error}");
+    for (name, failures, error) in crate::app::feed_cache::failing_feeds(config, &states) {
+        crate::say!("warning: feed `{name}` failed {failures} times in a row: {error}");
     }
 
     let categories = glossary.categories();
-    println!(
+    crate::say!(
         "glossary: {} terms in {} categories ({}), {} errors, {} warnings",
         glossary.len(),
         categories.len(),
         categories.join(", "),
-        check_errors(&report),
-        report.warnings.len()
+        report.errors.len(),
+        report.warnings.len() + report.publication.len()
     );
-    println!(
+    crate::say!(
         "subscriber files: {} files, {rows} rows, {rejected} rejected",
         files.len()
     );
     let by_status: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!("subscribers: {}", by_status.join(", "));
+    crate::say!("subscribers: {}", by_status.join(", "));
     if failed {
-        println!("check failed");
+        crate::say!("check failed");
         Ok(Exit::Failure)
     } else {
-        println!("check passed");
+        crate::say!("check passed");
         Ok(Exit::Success)
     }
 }

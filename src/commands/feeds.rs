@@ -43,32 +43,32 @@ pub(super) async fn run(app: &App, args: FeedsArgs) -> anyhow::Result<Exit> {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::say!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(Exit::Success);
     }
     if rows.is_empty() {
-        println!(
+        crate::say!(
             "no feeds configured ([[news.feeds]] in {})",
             config.file.display()
         );
     }
     for r in &rows {
-        println!("{}  {}", r.name, r.url);
-        println!(
+        crate::say!("{}  {}", r.name, r.url);
+        crate::say!(
             "    last success: {}   items: {}   consecutive failures: {}",
             r.last_success_at.as_deref().unwrap_or("never"),
             r.items_seen,
             r.consecutive_failures
         );
         if let Some(e) = &r.last_error {
-            println!(
+            crate::say!(
                 "    last error:   {} ({})",
                 e,
                 r.last_error_at.as_deref().unwrap_or("?")
             );
         }
         if let Some(p) = &r.permanent_url {
-            println!("    moved to:     {p}");
+            crate::say!("    moved to:     {p}");
         }
     }
     Ok(Exit::Success)

@@ -12,25 +12,35 @@ use crate::glossary::{Glossary, Report};
 /// (`check`), standard error when it accompanies other output (`list`, `show`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ReportTo {
+    /// `herald glossary check`: the report is what was asked for.
     Stdout,
+    /// `list`, `show`: the report accompanies other output.
     Stderr,
+    /// `herald check`: on standard output, among the other checks.
+    Check,
 }
 
-/// Loads the glossary and prints every error and warning (and, for a check, what a published
-/// glossary still lacks: [`Report::publication`]).
+/// Loads the glossary and prints every error and warning; what a published glossary still
+/// lacks ([`Report::publication`]) is an error for `glossary check` (standard output) and a
+/// warning elsewhere (`herald check`: issues still go out without it).
 pub(super) fn load_and_report(config: &Config, to: ReportTo) -> (Glossary, Report) {
     let (glossary, report) = crate::files::load_glossary(&config.glossary_dir);
-    let publication = report.publication.iter().filter(|_| to == ReportTo::Stdout);
+    let publication = report.publication.iter().map(|e| match to {
+        ReportTo::Stdout => e.to_string(),
+        ReportTo::Stderr | ReportTo::Check => {
+            format!("{}:{}: warning: {}", e.path.display(), e.line, e.kind)
+        }
+    });
     let lines = report
         .errors
         .iter()
-        .chain(publication)
         .map(ToString::to_string)
+        .chain(publication.filter(|_| to != ReportTo::Stderr))
         .chain(report.warnings.iter().map(ToString::to_string));
     for line in lines {
         match to {
-            ReportTo::Stdout => println!("{}", relative(line)),
-            ReportTo::Stderr => eprintln!("{}", relative(line)),
+            ReportTo::Stdout | ReportTo::Check => crate::say!("{}", relative(line)),
+            ReportTo::Stderr => crate::complain!("{}", relative(line)),
         }
     }
     (glossary, report)
@@ -61,8 +71,8 @@ struct ListedTerm<'a> {
     summary: &'a str,
 }
 
-/// Errors a check counts: the unusable and the unpublishable.
-pub(super) fn check_errors(report: &Report) -> usize {
+/// Errors `glossary check` counts: the unusable and the unpublishable.
+fn check_errors(report: &Report) -> usize {
     report.errors.len() + report.publication.len()
 }
 
@@ -78,7 +88,7 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
     let (glossary, report) = load_and_report(config, to);
     match cmd {
         GlossaryCommand::Check => {
-            println!(
+            crate::say!(
                 "{} terms in {} categories: {} errors, {} warnings",
                 glossary.len(),
                 glossary.categories().len(),
@@ -105,7 +115,7 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
                 })
                 .collect();
             if flag.json {
-                println!("{}", serde_json::to_string_pretty(&listed)?);
+                crate::say!("{}", serde_json::to_string_pretty(&listed)?);
             } else {
                 let width = listed
                     .iter()
@@ -113,9 +123,9 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
                     .max()
                     .unwrap_or(4)
                     .max(4);
-                println!("{:width$}  {:40}  CATEGORY", "SLUG", "TERM");
+                crate::say!("{:width$}  {:40}  CATEGORY", "SLUG", "TERM");
                 for t in &listed {
-                    println!("{:width$}  {:40}  {}", t.slug, t.term, t.category);
+                    crate::say!("{:width$}  {:40}  {}", t.slug, t.term, t.category);
                 }
             }
             Ok(if report.errors.is_empty() {
@@ -132,17 +142,19 @@ pub(super) fn run(config: &Config, cmd: GlossaryCommand) -> anyhow::Result<Exit>
                     config.glossary_dir.display()
                 );
             };
-            println!("{} ({})", t.term, t.slug);
+            crate::say!("{} ({})", t.term, t.slug);
             if !t.aliases.is_empty() {
-                println!("aliases:  {}", t.aliases.join(", "));
+                crate::say!("aliases:  {}", t.aliases.join(", "));
             }
-            println!("category: {}", t.category);
+            crate::say!("category: {}", t.category);
             let related: Vec<&str> = t.related.iter().map(|s| s.as_str()).collect();
-            println!("related:  {}", related.join(", "));
-            println!("file:     {}", super::shown(&t.path).display());
-            println!(
+            crate::say!("related:  {}", related.join(", "));
+            crate::say!("file:     {}", super::shown(&t.path).display());
+            crate::say!(
                 "\nSummary: {}\n\nExample: {}\n\n{}",
-                t.summary, t.example, t.body
+                t.summary,
+                t.example,
+                t.body
             );
             Ok(Exit::Success)
         }
@@ -173,7 +185,7 @@ fn new_term(
         Some(c) => {
             if !categories.is_empty() && !categories.contains(&c.as_str()) {
                 let near = crate::glossary::closest_word(&c, &categories);
-                eprintln!(
+                crate::complain!(
                     "note: `{c}` is a new category{}",
                     near.map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
                 );
@@ -188,8 +200,8 @@ fn new_term(
     };
     let path = config.glossary_dir.join(format!("{slug}.md"));
     crate::files::create_new(&path, &crate::glossary::skeleton(name, &slug, &category))?;
-    println!("{}", super::shown(&path).display());
-    eprintln!(
+    crate::say!("{}", super::shown(&path).display());
+    crate::complain!(
         "category: {category}; fill in the TODOs, add related terms, then run `herald glossary check`"
     );
     Ok(Exit::Success)

@@ -61,16 +61,23 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
         IssuesCommand::List(flag) => {
             let lines: Vec<IssueLine> = app.issue_summaries().await?.iter().map(line).collect();
             if flag.json {
-                println!("{}", serde_json::to_string_pretty(&lines)?);
+                crate::say!("{}", serde_json::to_string_pretty(&lines)?);
             } else if lines.is_empty() {
-                println!("no issues yet: `herald send` makes the first");
+                crate::say!("no issues yet: `herald send` makes the first");
             } else {
-                println!(
+                crate::say!(
                     "{:>5}  {:<8}  {:<32}  {:>6} {:>6} {:>7} {:>7} {:>7}",
-                    "ISSUE", "STATUS", "TERM", "SENT", "FAILED", "BOUNCED", "PENDING", "SENDING"
+                    "ISSUE",
+                    "STATUS",
+                    "TERM",
+                    "SENT",
+                    "FAILED",
+                    "BOUNCED",
+                    "PENDING",
+                    "SENDING"
                 );
                 for l in &lines {
-                    println!(
+                    crate::say!(
                         "{:>5}  {:<8}  {:<32}  {:>6} {:>6} {:>7} {:>7} {:>7}",
                         l.number,
                         l.status,
@@ -96,25 +103,31 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                 pending_with_errors: report.pending_with_errors,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
+                crate::say!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
                 let l = &detail.line;
-                println!("issue #{} [{}] {}", l.number, l.status, l.subject);
-                println!(
+                crate::say!("issue #{} [{}] {}", l.number, l.status, l.subject);
+                crate::say!(
                     "term: {}   created: {}   finished: {}",
                     l.term,
                     l.created_at,
                     l.finished_at.as_deref().unwrap_or("-")
                 );
-                println!(
+                crate::say!(
                     "recipients {}: sent {}, failed {}, bounced {}, pending {}, sending/ambiguous {}, skipped {}",
-                    l.recipients, l.sent, l.failed, l.bounced, l.pending, l.sending, l.skipped
+                    l.recipients,
+                    l.sent,
+                    l.failed,
+                    l.bounced,
+                    l.pending,
+                    l.sending,
+                    l.skipped
                 );
                 for link in &detail.links {
-                    println!("link: {link}");
+                    crate::say!("link: {link}");
                 }
                 for r in &detail.failures {
-                    println!(
+                    crate::say!(
                         "{}: {} after {} attempts: {}",
                         r.status,
                         r.email,
@@ -123,7 +136,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                     );
                 }
                 for r in &detail.ambiguous {
-                    println!(
+                    crate::say!(
                         "ambiguous: {} (claimed {} by {}; may or may not have been delivered; `herald send --retry-ambiguous` resends)",
                         r.email,
                         r.claimed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -131,7 +144,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                     );
                 }
                 for r in &detail.pending_with_errors {
-                    println!(
+                    crate::say!(
                         "pending: {} after {} attempts: {}",
                         r.email,
                         r.attempts,
@@ -146,7 +159,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                     "issue #{number} is not waiting for its slot, so it cannot be held (see `herald issues list`)"
                 );
             }
-            println!(
+            crate::say!(
                 "issue #{number} is held: it will not go out until `herald issues release {number}`"
             );
         }
@@ -154,13 +167,13 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
             if !app.release_issue(number).await? {
                 bail!("issue #{number} is neither held nor waiting for its review window");
             }
-            println!(
+            crate::say!(
                 "issue #{number} is released: it goes out at its slot (or at the daemon's next tick if the slot has passed)"
             );
         }
         IssuesCommand::Refreeze { number, replan } => {
             let issue = app.refreeze_issue(number, replan).await?;
-            println!(
+            crate::say!(
                 "issue #{number} is frozen again: {} ({}); {}",
                 issue.subject,
                 issue.term,
@@ -173,7 +186,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
         }
         IssuesCommand::Resolve { number, sent, .. } => {
             let n = app.resolve_ambiguous(number, sent).await?;
-            println!(
+            crate::say!(
                 "issue #{number}: {n} ambiguous deliveries marked {}",
                 if sent {
                     "delivered"
@@ -188,7 +201,7 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
                     "issue #{number} cannot be discarded: only a frozen or held issue that sent nothing can (see `herald issues list`)"
                 );
             }
-            println!(
+            crate::say!(
                 "issue #{number} is discarded: its term and links are back in the pool, and the next issue is #{number}"
             );
         }

@@ -7,6 +7,7 @@ mod check;
 mod feeds;
 mod glossary;
 mod issues;
+pub mod output;
 mod preview;
 mod preview_server;
 mod queue;

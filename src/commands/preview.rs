@@ -24,7 +24,7 @@ pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
         )
         .await?;
     for skip in &preview.skipped {
-        println!("note:     {skip}");
+        crate::say!("note:     {skip}");
     }
     let (plan, cycle, email) = (&preview.plan, preview.cycle, &preview.to);
     let eml = &preview.eml;
@@ -39,35 +39,37 @@ pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     let local = plan.date.with_timezone(&config.schedule.timezone);
-    println!(
+    crate::say!(
         "issue:    #{} (cycle {cycle}), dated {}",
         plan.number,
         local.format("%Y-%m-%d %H:%M %Z")
     );
-    println!("subject:  {}", preview.subject);
-    println!(
+    crate::say!("subject:  {}", preview.subject);
+    crate::say!(
         "term:     {} ({}, {})",
-        plan.term.term, plan.term.slug, plan.term.category
+        plan.term.term,
+        plan.term.slug,
+        plan.term.category
     );
-    println!("to:       {email}");
-    println!("links:    {}", plan.links.len());
+    crate::say!("to:       {email}");
+    crate::say!("links:    {}", plan.links.len());
     if plan.links.len() < config.news.min_links {
-        println!(
+        crate::say!(
             "warning:  the issue carries {} links, fewer than [news] min_links = {}",
             plan.links.len(),
             config.news.min_links
         );
     }
     for link in &plan.links {
-        println!("  - {} [{}]\n    {}", link.title, link.source, link.url);
+        crate::say!("  - {} [{}]\n    {}", link.title, link.source, link.url);
     }
-    println!(
+    crate::say!(
         "sizes:    html {} bytes, text {} bytes, message {} bytes",
         preview.html.len(),
         preview.text.len(),
         eml.len()
     );
-    println!(
+    crate::say!(
         "written:  {}/issue.html, issue.txt, issue.eml",
         shown(&args.out).display()
     );

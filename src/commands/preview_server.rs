@@ -86,7 +86,7 @@ pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit>
         .await
         .with_context(|| format!("listening on {} (--listen)", args.listen))?;
     let addr = listener.local_addr()?;
-    println!(
+    crate::say!(
         "preview: http://{addr}/ (reloads when {} change; ctrl-c stops)",
         [
             Some(&app.config().glossary_dir),

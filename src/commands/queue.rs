@@ -26,13 +26,15 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
             match app.queue_term(&glossary, &slug, next_cycle).await? {
                 Queued::Added(slug) => {
                     let name = glossary.get(&slug).map_or("", |t| t.term.as_str());
-                    println!("queued {slug} ({name})");
+                    crate::say!("queued {slug} ({name})");
                 }
                 Queued::NextCycle(slug) => {
-                    println!("queued {slug} first for the next cycle (it was sent in this one)");
+                    crate::say!("queued {slug} first for the next cycle (it was sent in this one)");
                 }
-                Queued::InConfig(slug) => println!("{slug} is already queued by [schedule] queue"),
-                Queued::AlreadyQueued(slug) => println!("{slug} is already queued"),
+                Queued::InConfig(slug) => {
+                    crate::say!("{slug} is already queued by [schedule] queue")
+                }
+                Queued::AlreadyQueued(slug) => crate::say!("{slug} is already queued"),
             }
         }
         QueueCommand::Remove { slug } => {
@@ -47,7 +49,7 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
                     "`{slug}` is not in the queue (entries from [schedule] queue are removed in herald.toml)"
                 );
             }
-            println!("removed {slug} from the queue");
+            crate::say!("removed {slug} from the queue");
         }
         QueueCommand::List(flag) => {
             let added = app.queued_terms().await?;
@@ -72,12 +74,12 @@ pub(super) async fn run(app: &App, cmd: QueueCommand) -> anyhow::Result<Exit> {
                 })
                 .collect();
             if flag.json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                crate::say!("{}", serde_json::to_string_pretty(&entries)?);
             } else if entries.is_empty() {
-                println!("the queue is empty: the rotation picks the next term");
+                crate::say!("the queue is empty: the rotation picks the next term");
             } else {
                 for e in &entries {
-                    println!("{:>3}. {} ({}) [{}]", e.position, e.slug, e.term, e.source);
+                    crate::say!("{:>3}. {} ({}) [{}]", e.position, e.slug, e.term, e.source);
                 }
             }
         }

@@ -91,7 +91,7 @@ pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
         last,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(Exit::Success);
     }
     let local = |t: &DateTime<Utc>| {
@@ -99,17 +99,17 @@ pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
             .format("%a %Y-%m-%d %H:%M %Z")
             .to_string()
     };
-    println!("schedule: `{}` in {}", report.cron, s.timezone);
-    println!(
+    crate::say!("schedule: `{}` in {}", report.cron, s.timezone);
+    crate::say!(
         "catch-up window: {} h{}",
         s.catch_up_hours,
         s.review_hours.map_or(String::new(), |h| format!(
             "; review window: {h} h before each slot"
         ))
     );
-    println!("next send times:");
+    crate::say!("next send times:");
     for slot in &report.next {
-        println!(
+        crate::say!(
             "  {}   ({})",
             local(slot),
             slot.format("%Y-%m-%d %H:%M UTC")
@@ -134,16 +134,16 @@ pub(super) async fn run(app: &App, json: bool) -> anyhow::Result<Exit> {
                     .to_owned()
             }
         };
-        println!("next wake-up: the slot {} {what}", local(&p.slot));
+        crate::say!("next wake-up: the slot {} {what}", local(&p.slot));
     } else if let Some(opens) = &report.review_opens {
-        println!("next review copy: {}", local(opens));
+        crate::say!("next review copy: {}", local(opens));
     }
     if report.last.is_empty() {
-        println!("no slot has been acted on yet");
+        crate::say!("no slot has been acted on yet");
     } else {
-        println!("last slots:");
+        crate::say!("last slots:");
         for r in &report.last {
-            println!(
+            crate::say!(
                 "  {}   {:<9} {}{}",
                 local(&r.due_at),
                 r.outcome,

@@ -106,21 +106,21 @@ async fn send(app: &App, args: &SendArgs, run: &str) -> anyhow::Result<Exit> {
         })
         .await?;
     if args.retry_ambiguous {
-        println!(
+        crate::say!(
             "{} ambiguous deliveries put back to pending",
             report.retried
         );
     }
     let (summary, subject, resumed) = match report.outcome {
         SendOutcome::SmtpUnreachable { reason } => {
-            println!(
+            crate::say!(
                 "SMTP server unreachable ({reason}): no issue was frozen; run `herald send` again when it answers"
             );
             return Ok(Exit::Pending);
         }
         SendOutcome::FrozenForReview { number, goes_out } => {
             let local = goes_out.with_timezone(&app.config().schedule.timezone);
-            println!(
+            crate::say!(
                 "issue #{number} is frozen for review: the editors got a review copy, and it goes out at {} \
                  (`herald send` again then, or `herald run`; `herald issues release {number}` approves it sooner)",
                 local.format("%Y-%m-%d %H:%M %Z")
@@ -136,7 +136,9 @@ async fn send(app: &App, args: &SendArgs, run: &str) -> anyhow::Result<Exit> {
             "issue #{number} is frozen for review and goes out at {until}; `herald run` sends it then"
         ),
         SendOutcome::Interrupted { number } => {
-            println!("interrupted before issue #{number} was delivered: run `herald send` again");
+            crate::say!(
+                "interrupted before issue #{number} was delivered: run `herald send` again"
+            );
             return Ok(Exit::Pending);
         }
         SendOutcome::Delivered {
@@ -147,9 +149,9 @@ async fn send(app: &App, args: &SendArgs, run: &str) -> anyhow::Result<Exit> {
     };
     let n = summary.issue_number;
     if resumed {
-        println!("resuming issue #{n} ({subject})");
+        crate::say!("resuming issue #{n} ({subject})");
     } else {
-        println!("issue #{n}: {subject}");
+        crate::say!("issue #{n}: {subject}");
     }
     print_summary(app, &summary);
     Ok(exit_for(&summary))
@@ -158,15 +160,21 @@ async fn send(app: &App, args: &SendArgs, run: &str) -> anyhow::Result<Exit> {
 /// What `herald send` prints after a delivery run.
 fn print_summary(app: &App, summary: &SendSummary) {
     let c = &summary.counts;
-    println!(
+    crate::say!(
         "issue #{}: sent {}, failed permanently {}, bounced {}, pending {}, ambiguous {}, skipped {}",
-        summary.issue_number, c.sent, c.failed, c.bounced, c.pending, summary.ambiguous, c.skipped
+        summary.issue_number,
+        c.sent,
+        c.failed,
+        c.bounced,
+        c.pending,
+        summary.ambiguous,
+        c.skipped
     );
     if let Transport::Outbox(dir) = app.transport() {
-        println!("messages written to {}", super::shown(dir).display());
+        crate::say!("messages written to {}", super::shown(dir).display());
     }
     if summary.ambiguous > 0 {
-        println!(
+        crate::say!(
             "{} deliveries are ambiguous (sent, but no reply came, or a send was interrupted): see `herald issues show {n}`; \
              settle them with `herald issues resolve {n} --sent` or `--unsent`, or resend them with `herald send --retry-ambiguous`",
             summary.ambiguous,
@@ -174,13 +182,13 @@ fn print_summary(app: &App, summary: &SendSummary) {
         );
     }
     if let Some(reason) = &summary.unreachable {
-        println!(
+        crate::say!(
             "SMTP server unreachable ({reason}): the run stopped; {} deliveries are still pending, none counted as attempted. \
              Run `herald send` again when the server is back",
             c.pending
         );
     } else if c.pending > 0 {
-        println!(
+        crate::say!(
             "{} deliveries are still pending: run `herald send` again to resume",
             c.pending
         );
@@ -217,19 +225,21 @@ async fn preview_send(
             app.now().timestamp_millis(),
         )?;
         let reply = app.send_service_message(&email, &message).await?;
-        println!(
+        crate::say!(
             "test copy of issue #{number} sent to {email} ({} bytes): {reply}",
             message.formatted().len()
         );
         return Ok(Exit::Success);
     }
     let sizes = app.dry_run_sizes(&rendered, date).await?;
-    println!("dry run of issue #{number}: {}", rendered.subject);
-    println!(
+    crate::say!("dry run of issue #{number}: {}", rendered.subject);
+    crate::say!(
         "would send {} messages ({} bytes in all, largest {} bytes) to the confirmed subscribers in the store",
-        sizes.messages, sizes.total_bytes, sizes.largest_bytes
+        sizes.messages,
+        sizes.total_bytes,
+        sizes.largest_bytes
     );
-    println!(
+    crate::say!(
         "subscriber files in {} are imported first by a real send",
         super::shown(&app.config().subscribers_dir).display()
     );

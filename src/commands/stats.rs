@@ -12,15 +12,15 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
         anyhow::bail!("no issue #{n} has gone out");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        crate::say!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(Exit::Success);
     }
     if stats.is_empty() {
-        println!("no issue has gone out yet");
+        crate::say!("no issue has gone out yet");
         return Ok(Exit::Success);
     }
     let tz = app.config().schedule.timezone;
-    println!(
+    crate::say!(
         "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>12}  {:>11}  {:>7}  {:>10}  {:>12}",
         "issue",
         "went out",
@@ -42,7 +42,7 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
         }
     };
     for s in &stats {
-        println!(
+        crate::say!(
             "{:>5}  {:<16}  {:<28}  {:>10}  {:>10}  {:>8}  {:>12}  {:>11}  {:>7}  {:>10}  {:>12}",
             s.number,
             s.sent_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
@@ -58,7 +58,7 @@ pub(super) async fn run(app: &App, args: StatsArgs) -> anyhow::Result<Exit> {
         );
         if s.clicks.iter().any(|c| c.clicks > 0) {
             for c in &s.clicks {
-                println!(
+                crate::say!(
                     "       link {}: {} clicks  {}",
                     c.position + 1,
                     c.clicks,

@@ -14,12 +14,12 @@ pub(super) async fn run(app: &App, cmd: StoreCommand) -> anyhow::Result<Exit> {
                     .iter()
                     .map(|(t, n)| ((*t).to_owned(), (*n).into()))
                     .collect();
-                println!("{}", serde_json::json!({ "tables": tables, "rows": total }));
+                crate::say!("{}", serde_json::json!({ "tables": tables, "rows": total }));
             } else {
                 for (table, rows) in &copied {
-                    println!("{table:<20} {rows:>10}");
+                    crate::say!("{table:<20} {rows:>10}");
                 }
-                println!(
+                crate::say!(
                     "copied {total} rows into {}; every table's count checked. Point store.url (or HERALD_DATABASE_URL) at it",
                     crate::store::redact_url(&args.to)
                 );

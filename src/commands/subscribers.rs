@@ -30,7 +30,7 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
         SubscribersCommand::Import { file } => {
             let result = app.import_one_subscriber_file(&file, now).await?;
             for r in &result.rejected {
-                println!(
+                crate::say!(
                     "{}:{}: rejected: {}",
                     shown(&file).display(),
                     r.line,
@@ -38,9 +38,13 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
                 );
             }
             let c = result.counts;
-            println!(
+            crate::say!(
                 "added {}, updated {}, unchanged {}, suppressed {}, rejected {}",
-                c.added, c.updated, c.unchanged, c.suppressed, c.rejected
+                c.added,
+                c.updated,
+                c.unchanged,
+                c.suppressed,
+                c.rejected
             );
             Ok(if c.rejected == 0 {
                 Exit::Success
@@ -59,9 +63,9 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
                 .add_subscriber(&email, &name, "cli", resubscribe)
                 .await?
             {
-                AddOutcome::Added => println!("added {email}"),
-                AddOutcome::AlreadyActive => println!("{email} is already subscribed"),
-                AddOutcome::Reactivated => println!("re-subscribed {email}"),
+                AddOutcome::Added => crate::say!("added {email}"),
+                AddOutcome::AlreadyActive => crate::say!("{email} is already subscribed"),
+                AddOutcome::Reactivated => crate::say!("re-subscribed {email}"),
                 AddOutcome::Suppressed(status) => {
                     bail!("{email} is {status}: pass --resubscribe if they asked to come back")
                 }
@@ -73,9 +77,9 @@ pub(super) async fn run(app: &App, cmd: SubscribersCommand) -> anyhow::Result<Ex
             match app.remove_subscriber(&email).await? {
                 None => bail!("{email} is not a subscriber"),
                 Some(SubscriberStatus::Unsubscribed) => {
-                    println!("{email} was already unsubscribed")
+                    crate::say!("{email} was already unsubscribed")
                 }
-                Some(_) => println!("unsubscribed {email}"),
+                Some(_) => crate::say!("unsubscribed {email}"),
             }
             Ok(Exit::Success)
         }

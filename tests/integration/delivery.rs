@@ -862,3 +862,24 @@ fn stats_count_deliveries_bounces_and_unsubscribes_after_an_issue() {
     assert_eq!(missing.code, 1, "{missing:?}");
     assert!(missing.stderr.contains("no issue #9"), "{missing:?}");
 }
+
+/// `herald send 2>&1 | head -2`: the reader goes away after two lines. The send must neither
+/// panic on its next log line nor stop: it freezes, delivers to everyone and exits normally.
+#[test]
+fn a_send_whose_reader_closed_the_pipe_still_delivers_to_everyone_and_exits_normally() {
+    let s = sandbox(4, "");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // `head` is gone before the first line
+    let status = s
+        .command(&["send"])
+        .env("HERALD_SECRET", SECRET)
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(std::fs::read_dir(s.path("outbox")).unwrap().count(), 4);
+    let list = s.herald(&["issues", "list", "--json"]);
+    let issues: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(issues[0]["status"], "sent", "{list:?}");
+}
