@@ -80,8 +80,55 @@ pub fn parse(raw: &[u8], recipient: Option<&str>) -> Report {
         .message_id()
         .map(|m| format!("message-id:{m}"))
         .unwrap_or_else(id_of_bytes);
+    let to_text = delivered_to(&message, recipient);
+    let mut bounce_tokens = address_tokens(&to_text, BOUNCE_PREFIX);
+    let unsubscribe_tokens = address_tokens(&to_text, UNSUBSCRIBE_PREFIX);
+    let report_type = report_type(&message);
+    let parts = ReportParts::of(&message);
+    let fields = parts.status.as_deref().map(fields).unwrap_or_default();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    // The returned message's envelope sender, and the report's own record of it.
+    let mut from_original = parts.original.clone();
+    if let Some(v) = field("Original-Mail-From") {
+        from_original.push_str(&v);
+    }
+    for token in address_tokens(&from_original, BOUNCE_PREFIX) {
+        if !bounce_tokens.contains(&token) {
+            bounce_tokens.push(token);
+        }
+    }
+    let link_tokens = link_tokens(&parts.original);
+    let text: String = parts
+        .status
+        .unwrap_or_default()
+        .chars()
+        .take(4096)
+        .collect();
+    let (kind, status, reason) = classify(report_type.as_deref(), &field, &unsubscribe_tokens);
+    Report {
+        kind,
+        status,
+        reason: one_line(&reason, 500),
+        bounce_tokens,
+        unsubscribe_tokens: if report_type.is_some() {
+            Vec::new()
+        } else {
+            unsubscribe_tokens
+        },
+        link_tokens,
+        id,
+        text,
+    }
+}
 
-    // The addresses the message itself was delivered to.
+/// The addresses the message itself was delivered to: the envelope recipient the caller
+/// knows, and its `Delivered-To`, `X-Original-To`, `Envelope-To` and `To` headers, a line each.
+fn delivered_to(message: &mail_parser::Message<'_>, recipient: Option<&str>) -> String {
     let mut to_text = String::new();
     if let Some(r) = recipient {
         to_text.push_str(r);
@@ -96,10 +143,12 @@ pub fn parse(raw: &[u8], recipient: Option<&str>) -> Report {
             to_text.push('\n');
         }
     }
-    let mut bounce_tokens = address_tokens(&to_text, BOUNCE_PREFIX);
-    let unsubscribe_tokens = address_tokens(&to_text, UNSUBSCRIBE_PREFIX);
+    to_text
+}
 
-    let report_type = message
+/// The `report-type` of a `multipart/report`, lower-cased; `None` for any other message.
+fn report_type(message: &mail_parser::Message<'_>) -> Option<String> {
+    message
         .content_type()
         .filter(|ct| {
             ct.ctype().eq_ignore_ascii_case("multipart")
@@ -108,63 +157,64 @@ pub fn parse(raw: &[u8], recipient: Option<&str>) -> Report {
                     .is_some_and(|s| s.eq_ignore_ascii_case("report"))
         })
         .and_then(|ct| ct.attribute("report-type"))
-        .map(str::to_ascii_lowercase);
+        .map(str::to_ascii_lowercase)
+}
 
-    let mut status_text = None::<String>;
-    let mut original = String::new();
-    for part in &message.parts {
-        let Some(ct) = part.content_type() else {
-            continue;
-        };
-        let full = format!(
-            "{}/{}",
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or("").to_ascii_lowercase()
-        );
-        match full.as_str() {
-            "message/delivery-status"
-            | "message/global-delivery-status"
-            | "message/feedback-report"
-                if status_text.is_none() =>
-            {
-                status_text = Some(String::from_utf8_lossy(part.contents()).into_owned());
-            }
-            "message/rfc822" | "message/global" | "text/rfc822-headers" => {
-                match &part.body {
-                    PartType::Message(m) => {
-                        // The returned message's headers only: its body is the newsletter.
-                        let raw = m.raw_message();
-                        let end = m.root_part().raw_body_offset().min(raw.len() as u32) as usize;
-                        original.push_str(&String::from_utf8_lossy(&raw[..end]));
-                    }
-                    _ => original.push_str(&String::from_utf8_lossy(part.contents())),
+/// The parts of a report Herald reads.
+struct ReportParts {
+    /// The machine-readable part (delivery status or feedback report), as text.
+    status: Option<String>,
+    /// The returned message's headers (its body is the newsletter), or the returned text.
+    original: String,
+}
+
+impl ReportParts {
+    fn of(message: &mail_parser::Message<'_>) -> Self {
+        let mut status = None::<String>;
+        let mut original = String::new();
+        for part in &message.parts {
+            let Some(ct) = part.content_type() else {
+                continue;
+            };
+            let full = format!(
+                "{}/{}",
+                ct.ctype().to_ascii_lowercase(),
+                ct.subtype().unwrap_or("").to_ascii_lowercase()
+            );
+            match full.as_str() {
+                "message/delivery-status"
+                | "message/global-delivery-status"
+                | "message/feedback-report"
+                    if status.is_none() =>
+                {
+                    status = Some(String::from_utf8_lossy(part.contents()).into_owned());
                 }
-                original.push('\n');
+                "message/rfc822" | "message/global" | "text/rfc822-headers" => {
+                    match &part.body {
+                        PartType::Message(m) => {
+                            let raw = m.raw_message();
+                            let end =
+                                m.root_part().raw_body_offset().min(raw.len() as u32) as usize;
+                            original.push_str(&String::from_utf8_lossy(&raw[..end]));
+                        }
+                        _ => original.push_str(&String::from_utf8_lossy(part.contents())),
+                    }
+                    original.push('\n');
+                }
+                _ => {}
             }
-            _ => {}
         }
+        Self { status, original }
     }
-    let fields = status_text.as_deref().map(fields).unwrap_or_default();
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    // The returned message's envelope sender, and the report's own record of it.
-    let mut from_original = original.clone();
-    if let Some(v) = field("Original-Mail-From") {
-        from_original.push_str(&v);
-    }
-    for token in address_tokens(&from_original, BOUNCE_PREFIX) {
-        if !bounce_tokens.contains(&token) {
-            bounce_tokens.push(token);
-        }
-    }
-    let link_tokens = link_tokens(&original);
-    let text: String = status_text.unwrap_or_default().chars().take(4096).collect();
+}
 
-    let (kind, status, reason) = match report_type.as_deref() {
+/// What a report is, from its type and its fields: the kind, the status code and the reason.
+fn classify(
+    report_type: Option<&str>,
+    field: &dyn Fn(&str) -> Option<String>,
+    unsubscribe_tokens: &[String],
+) -> (Kind, Option<String>, String) {
+    match report_type {
         Some("delivery-status") => {
             let action = field("Action").unwrap_or_default().to_ascii_lowercase();
             let status = field("Status").map(|s| {
@@ -211,20 +261,6 @@ pub fn parse(raw: &[u8], recipient: Option<&str>) -> Report {
             None,
             "neither a delivery report, an abuse report nor an unsubscribe request".to_owned(),
         ),
-    };
-    Report {
-        kind,
-        status,
-        reason: one_line(&reason, 500),
-        bounce_tokens,
-        unsubscribe_tokens: if report_type.is_some() {
-            Vec::new()
-        } else {
-            unsubscribe_tokens
-        },
-        link_tokens,
-        id,
-        text,
     }
 }
 

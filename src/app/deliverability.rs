@@ -117,6 +117,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn feedback_alerts(&self) -> Result<Vec<String>, AppError> {
         let Some(s) = self.store.latest_issue_stats().await? else {
             return Ok(Vec::new());
@@ -155,6 +156,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn log_feedback_alerts(&self) -> Result<(), AppError> {
         for alert in self.feedback_alerts().await? {
             error!("{alert}");

@@ -751,6 +751,7 @@ impl super::App {
     ///
     /// # Errors
     /// [`DeliveryError`] when the store fails.
+    #[tracing::instrument(skip_all, fields(issue = issue.number))]
     pub async fn deliver(
         &self,
         issue: &StoredIssue,
@@ -848,6 +849,7 @@ impl super::App {
     ///
     /// # Errors
     /// [`DeliveryError`] when the store fails.
+    #[tracing::instrument(skip_all, fields(issue = issue.number))]
     pub async fn deliver_as_worker(
         &self,
         issue: &StoredIssue,

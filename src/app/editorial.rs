@@ -29,6 +29,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn queued_terms(&self) -> Result<Vec<Slug>, StoreError> {
         self.store.queue().await
     }
@@ -50,6 +51,7 @@ impl App {
     /// # Errors
     /// [`AppError::UnknownTerm`], [`AppError::Refused`] for a term sent in this cycle, or a
     /// database error.
+    #[tracing::instrument(skip_all)]
     pub async fn queue_term(
         &self,
         glossary: &Glossary,
@@ -90,6 +92,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn hold_issue(&self, number: u32) -> Result<bool, StoreError> {
         self.store
             .set_issue_status(number, &[IssueStatus::Frozen], IssueStatus::Held)
@@ -102,6 +105,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn release_issue(&self, number: u32) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let Some(issue) = self.store.issue(number).await? else {
@@ -122,6 +126,7 @@ impl App {
     ///
     /// # Errors
     /// A store, template or glossary failure (then nothing is frozen).
+    #[tracing::instrument(skip_all)]
     pub async fn freeze_for_review(
         &self,
         slot_key: Option<&str>,
@@ -166,6 +171,7 @@ impl App {
     ///
     /// # Errors
     /// [`AppError::Refused`] for an unknown issue or a running sender; a database error.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn resolve_ambiguous(&self, number: u32, delivered: bool) -> Result<u64, AppError> {
         let issue = self
             .store
@@ -189,6 +195,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn discard_issue(&self, number: u32) -> Result<bool, StoreError> {
         let done = self.store.discard_issue(number, self.clock.now()).await?;
         if done {
@@ -205,6 +212,7 @@ impl App {
     /// # Errors
     /// [`AppError::Refused`] when the issue is not frozen or held (or sent something); glossary,
     /// template and store errors (then nothing changes).
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn refreeze_issue(&self, number: u32, replan: bool) -> Result<StoredIssue, AppError> {
         let refuse = || {
             AppError::Refused(format!(
@@ -326,6 +334,7 @@ impl App {
     ///
     /// # Errors
     /// When a review message cannot be built.
+    #[tracing::instrument(skip_all, fields(issue = issue.number))]
     pub async fn send_review_copies(
         &self,
         issue: &StoredIssue,

@@ -67,6 +67,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails (then nothing of this message is recorded).
+    #[tracing::instrument(skip_all)]
     pub async fn ingest_feedback(
         &self,
         raw: &[u8],
@@ -82,6 +83,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn mailgun_webhook(
         &self,
         body: &[u8],
@@ -166,6 +168,7 @@ impl App {
     ///
     /// # Errors
     /// When the mailbox cannot be read or the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn poll_bounce_mailbox(&self) -> Result<Option<IngestCounts>, AppError> {
         let Some(settings) = &self.config.bounces.imap else {
             return Ok(None);

@@ -108,6 +108,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn queue(&self) -> Result<Vec<Slug>, StoreError> {
         let mut queue = self.config.schedule.queue.clone();
         for slug in self.store.queue().await? {
@@ -123,6 +124,7 @@ impl App {
     ///
     /// # Errors
     /// Only a database error; feed failures are not errors.
+    #[tracing::instrument(skip_all)]
     pub async fn fetch_feeds(&self, now: DateTime<Utc>) -> Result<Vec<FeedBatch>, StoreError> {
         fetch_feeds(&self.config, &self.store, &self.fetcher, now).await
     }
@@ -132,6 +134,7 @@ impl App {
     ///
     /// # Errors
     /// A database error, or an unknown `term`.
+    #[tracing::instrument(skip_all)]
     pub async fn plan(
         &self,
         glossary: &Glossary,
@@ -147,6 +150,7 @@ impl App {
     ///
     /// # Errors
     /// As [`App::plan`].
+    #[tracing::instrument(skip_all)]
     pub async fn plan_replacing(
         &self,
         glossary: &Glossary,
@@ -163,6 +167,7 @@ impl App {
     ///
     /// # Errors
     /// As [`App::plan`].
+    #[tracing::instrument(skip_all)]
     pub async fn plan_with(
         &self,
         glossary: &Glossary,
@@ -258,6 +263,7 @@ impl App {
     ///
     /// # Errors
     /// [`AppError::Refused`] when there is no issue to make; store and render errors.
+    #[tracing::instrument(skip_all)]
     pub async fn next_issue(
         &self,
         glossary: &Glossary,
@@ -288,6 +294,7 @@ impl App {
     ///
     /// # Errors
     /// When the glossary, templates or store fail, or there is no issue to make.
+    #[tracing::instrument(skip_all)]
     pub async fn preview_html(&self) -> Result<String, AppError> {
         let config = &self.config;
         let glossary = self.glossary()?;
@@ -315,6 +322,7 @@ impl App {
     ///
     /// # Errors
     /// [`AppError`].
+    #[tracing::instrument(skip_all)]
     pub async fn prepare(
         &self,
         glossary: &Glossary,

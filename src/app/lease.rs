@@ -100,6 +100,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn take_sender_lease(&self, run: &str) -> Result<bool, StoreError> {
         self.take_lease(SENDER_LEASE, run).await
     }
@@ -110,6 +111,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn take_lease(&self, name: &str, run: &str) -> Result<bool, StoreError> {
         let asked = Instant::now();
         let now = self.clock.now();
@@ -138,6 +140,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn release_sender_lease(&self, run: &str) -> Result<(), StoreError> {
         self.store.release_lease(SENDER_LEASE, run).await
     }
@@ -146,6 +149,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn release_lease(&self, name: &str, run: &str) -> Result<(), StoreError> {
         self.store.release_lease(name, run).await
     }

@@ -49,6 +49,7 @@ impl App {
     ///
     /// # Errors
     /// A database error (a failed send is recorded, not returned).
+    #[tracing::instrument(skip_all)]
     pub async fn send_due_mail(
         &self,
         cancel: &CancellationToken,
@@ -157,6 +158,7 @@ impl App {
 
     /// The daemon's mail queue: sends due emails when woken by a request, when the next
     /// retry is due, and every [`POLL`], until `cancel`.
+    #[tracing::instrument(skip_all)]
     pub async fn run_mail_queue(&self, cancel: CancellationToken) {
         loop {
             match self.send_due_mail(&cancel).await {

@@ -147,6 +147,7 @@ impl App {
     ///
     /// # Errors
     /// When the store cannot be opened or the HTTP client cannot be built.
+    #[tracing::instrument(skip_all)]
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let store = Store::open(&config.store_url).await?;
         Self::with_store(config, store, clock)
@@ -257,6 +258,7 @@ impl App {
     ///
     /// # Errors
     /// [`SendError`] when the message is not accepted.
+    #[tracing::instrument(skip_all)]
     pub async fn send_service_message(
         &self,
         to: &crate::domain::EmailAddress,
@@ -276,6 +278,7 @@ impl App {
     ///
     /// # Errors
     /// [`SendError::Unreachable`] with the reason.
+    #[tracing::instrument(skip_all)]
     pub async fn check_smtp(&self) -> Result<Option<String>, SendError> {
         match &self.transport {
             Transport::Smtp(settings) => crate::mailer::Mailer::probe(settings).await.map(Some),
@@ -289,6 +292,7 @@ impl App {
     }
 
     /// Closes the store's connections.
+    #[tracing::instrument(skip_all)]
     pub async fn close(&self) {
         self.store.close().await;
     }

@@ -55,6 +55,7 @@ impl App {
     ///
     /// # Errors
     /// A database error, or a message that cannot be composed.
+    #[tracing::instrument(skip_all)]
     pub async fn dry_run_sizes(
         &self,
         rendered: &crate::render::RenderedIssue,
@@ -97,6 +98,7 @@ impl App {
     /// # Errors
     /// [`AppError`] for a broken glossary or template, an unknown term or subscriber address,
     /// or when there is no issue to make.
+    #[tracing::instrument(skip_all)]
     pub async fn preview(
         &self,
         term: Option<&str>,

@@ -34,6 +34,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn feed_states(
         &self,
     ) -> Result<std::collections::HashMap<String, FeedState>, StoreError> {
@@ -44,6 +45,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRecord>, StoreError> {
         self.store.recent_slots(limit).await
     }
@@ -52,6 +54,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn issue_summaries(&self) -> Result<Vec<IssueSummary>, StoreError> {
         let mut out = Vec::new();
         for issue in self.store.issues().await? {
@@ -65,6 +68,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn issue_report(&self, number: u32) -> Result<Option<IssueReport>, StoreError> {
         let store = &self.store;
         let Some(issue) = store.issue(number).await? else {

@@ -108,6 +108,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn published_issues(&self) -> Result<Vec<StoredIssue>, StoreError> {
         let now = self.clock.now();
         Ok(self
@@ -123,6 +124,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn published_issue(&self, number: u32) -> Result<Option<StoredIssue>, StoreError> {
         Ok(self
             .published_issues()
@@ -135,6 +137,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn term_page(&self, name: &str) -> Result<TermLookup, StoreError> {
         let glossary = self.glossary_for_pages();
         let Some(term) = glossary.find(name) else {
@@ -170,6 +173,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn sitemap(&self) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
         let glossary = self.glossary_for_pages();
         let issues = self.published_issues().await?;
@@ -206,6 +210,7 @@ impl App {
     ///
     /// # Errors
     /// [`Unhealthy`] with the reason.
+    #[tracing::instrument(skip_all)]
     pub async fn health_check(&self) -> Result<(), Unhealthy> {
         self.store.ping().await?;
         self.store
@@ -227,6 +232,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn metrics(&self) -> Result<Metrics, super::AppError> {
         let (deliveries, issues_sent) = self.store.delivery_totals().await?;
         let mut by_status: BTreeMap<DeliveryStatus, i64> =
@@ -284,6 +290,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails.
+    #[tracing::instrument(skip_all, fields(issue = number))]
     pub async fn follow_link(
         &self,
         number: u32,
@@ -297,6 +304,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn issue_stats(
         &self,
         number: Option<u32>,

@@ -22,6 +22,7 @@ impl App {
     ///
     /// # Errors
     /// [`StoreCopyError`]; the target is then left as it was (empty, migrated).
+    #[tracing::instrument(skip_all)]
     pub async fn copy_store_to(
         &self,
         to: &str,

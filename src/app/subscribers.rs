@@ -64,6 +64,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn subscriber_counts(
         &self,
     ) -> Result<std::collections::BTreeMap<SubscriberStatus, u64>, StoreError> {
@@ -75,6 +76,7 @@ impl App {
     ///
     /// # Errors
     /// When the file cannot be read, its header is unusable, or the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn import_subscriber_file(
         &self,
         file: &Path,
@@ -124,6 +126,7 @@ impl App {
     ///
     /// # Errors
     /// As [`Self::import_subscriber_file`].
+    #[tracing::instrument(skip_all)]
     pub async fn import_one_subscriber_file(
         &self,
         file: &Path,
@@ -165,6 +168,7 @@ impl App {
     ///
     /// # Errors
     /// When a file cannot be read or its header is unusable, or the store fails.
+    #[tracing::instrument(skip_all)]
     pub async fn import_subscriber_files(
         &self,
         now: DateTime<Utc>,

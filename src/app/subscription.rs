@@ -38,6 +38,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn subscribe(
         &self,
         email: &EmailAddress,
@@ -71,6 +72,7 @@ impl App {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all)]
     pub(super) async fn send_confirmation(
         &self,
         id: i64,
@@ -119,6 +121,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn confirm(&self, token: &str) -> Result<Confirmation, StoreError> {
         let now = self.clock.now();
         let claims = match self.confirmation_claims(token) {
@@ -169,6 +172,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn unsubscribe_target(&self, token: &str) -> Result<Option<i64>, StoreError> {
         let Some(claims) = self.key.verify(Purpose::Unsubscribe, token) else {
             return Ok(None);
@@ -185,6 +189,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn unsubscribe(&self, token: &str) -> Result<bool, StoreError> {
         let Some(claims) = self.key.verify(Purpose::Unsubscribe, token) else {
             return Ok(false);
@@ -204,6 +209,7 @@ impl App {
     ///
     /// # Errors
     /// When the glossary or templates fail, or the message cannot be sent.
+    #[tracing::instrument(skip_all)]
     pub(super) async fn send_welcome(
         &self,
         id: i64,

@@ -58,6 +58,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn supply(
         &self,
         glossary: &Glossary,

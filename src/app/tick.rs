@@ -43,6 +43,7 @@ impl App {
     ///
     /// # Errors
     /// A database error.
+    #[tracing::instrument(skip_all)]
     pub async fn schedule_state(&self, now: DateTime<Utc>) -> Result<ScheduleState, StoreError> {
         let (config, store) = (&self.config, &self.store);
         let latest = schedule::latest_slot(&config.schedule.cron, config.schedule.timezone, now);
@@ -83,6 +84,7 @@ impl App {
     ///
     /// # Errors
     /// A store, template or glossary failure.
+    #[tracing::instrument(skip_all)]
     pub async fn tick(
         &self,
         run_id: &str,

@@ -23,6 +23,7 @@ impl App {
     ///
     /// # Errors
     /// When the store fails at start; later failures are logged and retried.
+    #[tracing::instrument(skip_all)]
     pub async fn work(&self, id: &str, cancel: &CancellationToken) -> Result<(), AppError> {
         let lease = worker_lease(id);
         let mut wake_ups = self.store.worker_wake_ups().await?;

@@ -58,101 +58,8 @@ fn line(summary: &IssueSummary) -> IssueLine {
 
 pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
     match cmd {
-        IssuesCommand::List(flag) => {
-            let lines: Vec<IssueLine> = app.issue_summaries().await?.iter().map(line).collect();
-            if flag.json {
-                crate::say!("{}", serde_json::to_string_pretty(&lines)?);
-            } else if lines.is_empty() {
-                crate::say!("no issues yet: `herald send` makes the first");
-            } else {
-                crate::say!(
-                    "{:>5}  {:<8}  {:<32}  {:>6} {:>6} {:>7} {:>7} {:>7}",
-                    "ISSUE",
-                    "STATUS",
-                    "TERM",
-                    "SENT",
-                    "FAILED",
-                    "BOUNCED",
-                    "PENDING",
-                    "SENDING"
-                );
-                for l in &lines {
-                    crate::say!(
-                        "{:>5}  {:<8}  {:<32}  {:>6} {:>6} {:>7} {:>7} {:>7}",
-                        l.number,
-                        l.status,
-                        l.term,
-                        l.sent,
-                        l.failed,
-                        l.bounced,
-                        l.pending,
-                        l.sending
-                    );
-                }
-            }
-        }
-        IssuesCommand::Show { number, json } => {
-            let Some(report) = app.issue_report(number).await? else {
-                bail!("no issue #{number} (see `herald issues list`)");
-            };
-            let detail = IssueDetail {
-                line: line(&report.summary),
-                links: report.links,
-                failures: report.failures,
-                ambiguous: report.ambiguous,
-                pending_with_errors: report.pending_with_errors,
-            };
-            if json {
-                crate::say!("{}", serde_json::to_string_pretty(&detail)?);
-            } else {
-                let l = &detail.line;
-                crate::say!("issue #{} [{}] {}", l.number, l.status, l.subject);
-                crate::say!(
-                    "term: {}   created: {}   finished: {}",
-                    l.term,
-                    l.created_at,
-                    l.finished_at.as_deref().unwrap_or("-")
-                );
-                crate::say!(
-                    "recipients {}: sent {}, failed {}, bounced {}, pending {}, sending/ambiguous {}, skipped {}",
-                    l.recipients,
-                    l.sent,
-                    l.failed,
-                    l.bounced,
-                    l.pending,
-                    l.sending,
-                    l.skipped
-                );
-                for link in &detail.links {
-                    crate::say!("link: {link}");
-                }
-                for r in &detail.failures {
-                    crate::say!(
-                        "{}: {} after {} attempts: {}",
-                        r.status,
-                        r.email,
-                        r.attempts,
-                        r.last_error.as_deref().unwrap_or("")
-                    );
-                }
-                for r in &detail.ambiguous {
-                    crate::say!(
-                        "ambiguous: {} (claimed {} by {}; may or may not have been delivered; `herald send --retry-ambiguous` resends)",
-                        r.email,
-                        r.claimed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                        r.claimed_by.as_deref().unwrap_or("?")
-                    );
-                }
-                for r in &detail.pending_with_errors {
-                    crate::say!(
-                        "pending: {} after {} attempts: {}",
-                        r.email,
-                        r.attempts,
-                        r.last_error.as_deref().unwrap_or("")
-                    );
-                }
-            }
-        }
+        IssuesCommand::List(flag) => list(app, flag.json).await?,
+        IssuesCommand::Show { number, json } => show(app, number, json).await?,
         IssuesCommand::Hold { number } => {
             if !app.hold_issue(number).await? {
                 bail!(
@@ -207,4 +114,105 @@ pub(super) async fn run(app: &App, cmd: IssuesCommand) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// `herald issues list [--json]`.
+async fn list(app: &App, json: bool) -> anyhow::Result<()> {
+    let lines: Vec<IssueLine> = app.issue_summaries().await?.iter().map(line).collect();
+    if json {
+        crate::say!("{}", serde_json::to_string_pretty(&lines)?);
+    } else if lines.is_empty() {
+        crate::say!("no issues yet: `herald send` makes the first");
+    } else {
+        crate::say!(
+            "{:>5}  {:<8}  {:<32}  {:>6} {:>6} {:>7} {:>7} {:>7}",
+            "ISSUE",
+            "STATUS",
+            "TERM",
+            "SENT",
+            "FAILED",
+            "BOUNCED",
+            "PENDING",
+            "SENDING"
+        );
+        for l in &lines {
+            crate::say!(
+                "{:>5}  {:<8}  {:<32}  {:>6} {:>6} {:>7} {:>7} {:>7}",
+                l.number,
+                l.status,
+                l.term,
+                l.sent,
+                l.failed,
+                l.bounced,
+                l.pending,
+                l.sending
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `herald issues show N [--json]`.
+async fn show(app: &App, number: u32, json: bool) -> anyhow::Result<()> {
+    let Some(report) = app.issue_report(number).await? else {
+        bail!("no issue #{number} (see `herald issues list`)");
+    };
+    let detail = IssueDetail {
+        line: line(&report.summary),
+        links: report.links,
+        failures: report.failures,
+        ambiguous: report.ambiguous,
+        pending_with_errors: report.pending_with_errors,
+    };
+    if json {
+        crate::say!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        let l = &detail.line;
+        crate::say!("issue #{} [{}] {}", l.number, l.status, l.subject);
+        crate::say!(
+            "term: {}   created: {}   finished: {}",
+            l.term,
+            l.created_at,
+            l.finished_at.as_deref().unwrap_or("-")
+        );
+        crate::say!(
+            "recipients {}: sent {}, failed {}, bounced {}, pending {}, sending/ambiguous {}, skipped {}",
+            l.recipients,
+            l.sent,
+            l.failed,
+            l.bounced,
+            l.pending,
+            l.sending,
+            l.skipped
+        );
+        for link in &detail.links {
+            crate::say!("link: {link}");
+        }
+        for r in &detail.failures {
+            crate::say!(
+                "{}: {} after {} attempts: {}",
+                r.status,
+                r.email,
+                r.attempts,
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+        for r in &detail.ambiguous {
+            crate::say!(
+                "ambiguous: {} (claimed {} by {}; may or may not have been delivered; `herald send --retry-ambiguous` resends)",
+                r.email,
+                r.claimed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                r.claimed_by.as_deref().unwrap_or("?")
+            );
+        }
+        for r in &detail.pending_with_errors {
+            crate::say!(
+                "pending: {} after {} attempts: {}",
+                r.email,
+                r.attempts,
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
