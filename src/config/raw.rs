@@ -204,6 +204,18 @@ pub(super) struct RawConfig {
     pub(super) bounces: RawBounces,
     #[serde(default)]
     pub(super) tracking: RawTracking,
+    #[serde(default)]
+    pub(super) smtp: RawSmtp,
+}
+
+/// `[smtp]`: settings of the relay that are not secret (the relay itself, with its
+/// credentials, is `HERALD_SMTP_URL`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSmtp {
+    /// Whether AUTH may go over a connection without TLS (`tls=none` or `tls=opportunistic`
+    /// with credentials): only for a relay on this host or a network the operator trusts.
+    pub(super) allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

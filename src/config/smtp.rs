@@ -1,5 +1,5 @@
 //! SMTP settings: `HERALD_SMTP_URL` parsed into host, port, TLS mode, credentials and EHLO
-//! name.
+//! name, and the rule on where the credentials may go.
 //!
 //! Parsing only: nothing here connects, resolves a name or reads the `tls_ca` file (the
 //! validation checks that it exists; the mailer reads it). The URL may hold a password, so no
@@ -132,6 +132,19 @@ impl SmtpSettings {
             timeout,
         })
     }
+
+    /// When AUTH could go over a connection without TLS, the TLS mode that allows it:
+    /// credentials with `tls=none`, or with `tls=opportunistic` (plain text when the server
+    /// offers no STARTTLS, or when someone on the path strips it from the EHLO reply).
+    /// `None` without credentials, or with STARTTLS required or implicit TLS.
+    pub fn plaintext_auth(&self) -> Option<&'static str> {
+        self.credentials.as_ref()?;
+        match self.security {
+            Security::None => Some("tls=none"),
+            Security::Opportunistic => Some("tls=opportunistic"),
+            Security::StartTls | Security::Implicit => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +173,19 @@ mod tests {
         assert!(parse("smtp://x?tls=maybe").is_err());
         let err = parse("smtp://u:hunter2@x?bogus=1").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn auth_may_go_in_plain_text_only_with_credentials_and_tls_none_or_opportunistic() {
+        let mode = |url: &str| parse(url).unwrap().plaintext_auth();
+        assert_eq!(mode("smtp://u:p@x"), Some("tls=none"));
+        assert_eq!(mode("smtp://u:p@x?tls=none"), Some("tls=none"));
+        assert_eq!(
+            mode("smtp://u:p@x?tls=opportunistic"),
+            Some("tls=opportunistic")
+        );
+        assert_eq!(mode("smtp://u:p@x?tls=required"), None);
+        assert_eq!(mode("smtps://u:p@x"), None);
+        assert_eq!(mode("smtp://x"), None, "no credentials, no AUTH");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! One function per section (`newsletter`, `news`, `store_url`, `delivery`, `schedule`,
 //! `http`, `bounces`), then the secrets and the rules that span sections (SMTP needs a
-//! signing key and a postal address).
+//! signing key and a postal address, and AUTH needs TLS unless the operator allows otherwise).
 //! Every problem is collected, not just the first, so one start-up reports them all, each
 //! naming its key and where the value came from.
 //!
@@ -178,6 +178,7 @@ impl Validator {
             .as_ref()
             .map_or("localhost", |n| n.from.email.domain());
         let smtp = self.smtp(&secrets, hello, delivery.timeout);
+        self.plaintext_auth(smtp.as_ref(), raw.smtp.allow_plaintext_auth);
         self.signing_key(&secrets);
         self.postal_address(&secrets, newsletter.as_ref());
         Some(Config {
@@ -690,6 +691,25 @@ impl Validator {
             );
         }
         Some(smtp)
+    }
+
+    /// AUTH over a connection that may lack TLS sends the password in the clear: refused
+    /// unless `[smtp] allow_plaintext_auth` says the path to the relay is trusted.
+    fn plaintext_auth(&mut self, smtp: Option<&SmtpSettings>, allowed: bool) {
+        let Some(mode) = smtp.and_then(SmtpSettings::plaintext_auth) else {
+            return;
+        };
+        if !allowed {
+            self.fail_env(
+                ENV_SMTP_URL,
+                format!(
+                    "carries credentials with {mode}, so AUTH could send the password without \
+                     TLS: use smtps:// or tls=required, or, for a relay on this host or a \
+                     trusted network, set `allow_plaintext_auth = true` in [smtp] \
+                     (HERALD_SMTP__ALLOW_PLAINTEXT_AUTH=true)"
+                ),
+            );
+        }
     }
 
     /// `HERALD_SECRET`: long enough, and present whenever mail goes over SMTP.
