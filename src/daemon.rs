@@ -1,10 +1,10 @@
 //! `herald run`: the schedule and the web server, until shutdown.
 //!
-//! Front end. tokio-cron-scheduler only wakes the daemon (every `poll_seconds`); what each
-//! wake-up does is one [`App::tick`], and the sender lease is renewed by the app's one
-//! heartbeat. Shutdown (SIGTERM, SIGINT, or the future a test passes) stops claiming
-//! deliveries, finishes the messages in flight, closes the HTTP server and releases the
-//! lease.
+//! Front end. tokio-cron-scheduler only wakes the daemon (a repeated job of exactly
+//! `poll_seconds`); what each wake-up does is one [`App::tick`], and the sender lease is
+//! renewed by the app's one heartbeat. Shutdown (SIGTERM, SIGINT, or the future a test
+//! passes) stops claiming deliveries, finishes the messages in flight, closes the HTTP server
+//! and releases the lease.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -127,18 +127,14 @@ pub async fn run_with_listener(
         None => None,
     };
 
-    // tokio-cron-scheduler only wakes us; due times are computed by `schedule`.
+    // tokio-cron-scheduler only wakes us, every `poll_seconds` exactly (a repeated job, not a
+    // cron expression: 7 s must not become a minute); due times are computed by `schedule`.
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
-    let poll = daemon.app.config.schedule.poll_seconds;
-    let every = if poll < 60 && 60 % poll == 0 {
-        format!("*/{poll} * * * * *")
-    } else {
-        "0 * * * * *".to_owned()
-    };
+    let every = std::time::Duration::from_secs(u64::from(daemon.app.config.schedule.poll_seconds));
     scheduler
-        .add(tokio_cron_scheduler::Job::new_async(
-            every.as_str(),
+        .add(tokio_cron_scheduler::Job::new_repeated_async(
+            every,
             move |_, _| {
                 let tx = wake_tx.clone();
                 Box::pin(async move {
