@@ -127,27 +127,8 @@ pub async fn run_with_listener(
         None => None,
     };
 
-    // tokio-cron-scheduler only wakes us, every `poll_seconds` exactly (a repeated job, not a
-    // cron expression: 7 s must not become a minute); due times are computed by `schedule`.
-    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
     let every = std::time::Duration::from_secs(u64::from(daemon.app.config.schedule.poll_seconds));
-    scheduler
-        .add(tokio_cron_scheduler::Job::new_repeated_async(
-            every,
-            move |_, _| {
-                let tx = wake_tx.clone();
-                Box::pin(async move {
-                    // A full channel means a wake-up is already pending: nothing is lost.
-                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(())
-                    {
-                        warn!("the daemon stopped listening for wake-ups");
-                    }
-                })
-            },
-        )?)
-        .await?;
-    scheduler.start().await?;
+    let (mut scheduler, mut wake_rx) = wake_ups(every).await?;
 
     // The glossary, templates and curated links, in memory; reloaded when a file changes
     // (a burst of events, as an editor saves, is one reload) and on SIGHUP.
@@ -262,6 +243,42 @@ pub async fn run_with_listener(
     daemon.app.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Starts the scheduler that wakes the daemon every `every` exactly (a repeated job, not a
+/// cron expression: 7 s must not become a minute), and returns it with the wake-ups it
+/// sends. Only the wake-ups: the due times are computed by `schedule` at each tick.
+///
+/// # Errors
+/// When the scheduler cannot be created or started.
+async fn wake_ups(
+    every: std::time::Duration,
+) -> Result<
+    (
+        tokio_cron_scheduler::JobScheduler,
+        tokio::sync::mpsc::Receiver<()>,
+    ),
+    DaemonError,
+> {
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
+    scheduler
+        .add(tokio_cron_scheduler::Job::new_repeated_async(
+            every,
+            move |_, _| {
+                let tx = wake_tx.clone();
+                Box::pin(async move {
+                    // A full channel means a wake-up is already pending: nothing is lost.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(())
+                    {
+                        warn!("the daemon stopped listening for wake-ups");
+                    }
+                })
+            },
+        )?)
+        .await?;
+    scheduler.start().await?;
+    Ok((scheduler, wake_rx))
 }
 
 /// Runs the daemon on `[http] listen` until `shutdown` completes.
