@@ -1,10 +1,10 @@
 //! `herald run`: the schedule and the web server, until shutdown.
 //!
-//! Front end. tokio-cron-scheduler only wakes the daemon (every `poll_seconds`); what each
-//! wake-up does is one [`App::tick`], and the sender lease is renewed by the app's one
-//! heartbeat. Shutdown (SIGTERM, SIGINT, or the future a test passes) stops claiming
-//! deliveries, finishes the messages in flight, closes the HTTP server and releases the
-//! lease.
+//! Front end. tokio-cron-scheduler only wakes the daemon (a repeated job of exactly
+//! `poll_seconds`); what each wake-up does is one [`App::tick`], and the sender lease is
+//! renewed by the app's one heartbeat. Shutdown (SIGTERM, SIGINT, or the future a test
+//! passes) stops claiming deliveries, finishes the messages in flight, closes the HTTP server
+//! and releases the lease.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -127,31 +127,9 @@ pub async fn run_with_listener(
         None => None,
     };
 
-    // tokio-cron-scheduler only wakes us; due times are computed by `schedule`.
-    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
-    let poll = daemon.app.config().schedule.poll_seconds;
-    let every = if poll < 60 && 60 % poll == 0 {
-        format!("*/{poll} * * * * *")
-    } else {
-        "0 * * * * *".to_owned()
-    };
-    scheduler
-        .add(tokio_cron_scheduler::Job::new_async(
-            every.as_str(),
-            move |_, _| {
-                let tx = wake_tx.clone();
-                Box::pin(async move {
-                    // A full channel means a wake-up is already pending: nothing is lost.
-                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(())
-                    {
-                        warn!("the daemon stopped listening for wake-ups");
-                    }
-                })
-            },
-        )?)
-        .await?;
-    scheduler.start().await?;
+    let every =
+        std::time::Duration::from_secs(u64::from(daemon.app.config().schedule.poll_seconds));
+    let (mut scheduler, mut wake_rx) = wake_ups(every).await?;
 
     // The glossary, templates and curated links, in memory; reloaded when a file changes
     // (a burst of events, as an editor saves, is one reload) and on SIGHUP.
@@ -271,6 +249,42 @@ pub async fn run_with_listener(
     daemon.app.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Starts the scheduler that wakes the daemon every `every` exactly (a repeated job, not a
+/// cron expression: 7 s must not become a minute), and returns it with the wake-ups it
+/// sends. Only the wake-ups: the due times are computed by `schedule` at each tick.
+///
+/// # Errors
+/// When the scheduler cannot be created or started.
+async fn wake_ups(
+    every: std::time::Duration,
+) -> Result<
+    (
+        tokio_cron_scheduler::JobScheduler,
+        tokio::sync::mpsc::Receiver<()>,
+    ),
+    DaemonError,
+> {
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
+    scheduler
+        .add(tokio_cron_scheduler::Job::new_repeated_async(
+            every,
+            move |_, _| {
+                let tx = wake_tx.clone();
+                Box::pin(async move {
+                    // A full channel means a wake-up is already pending: nothing is lost.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(())
+                    {
+                        warn!("the daemon stopped listening for wake-ups");
+                    }
+                })
+            },
+        )?)
+        .await?;
+    scheduler.start().await?;
+    Ok((scheduler, wake_rx))
 }
 
 /// Runs the daemon on `[http] listen` until `shutdown` completes.

@@ -407,3 +407,56 @@ fn sending_over_smtp_needs_a_postal_address_and_the_footers_carry_it() {
         );
     }
 }
+
+/// SMTP AUTH over a connection that may lack TLS would send the password in the clear:
+/// credentials with `tls=none` (or `tls=opportunistic`, which falls back to plain text) stop
+/// start-up with exit 2 naming `allow_plaintext_auth`, and never print the password; the
+/// operator of a relay on the same host can allow it in the file or the environment.
+#[test]
+fn smtp_auth_without_tls_is_refused_unless_allow_plaintext_auth_is_set() {
+    let s = Sandbox::new();
+    let secret = ("HERALD_SECRET", "0123456789abcdef0123456789abcdef");
+    for url in [
+        "smtp://mailer:pw-hunter2@127.0.0.1:2525",
+        "smtp://mailer:pw-hunter2@127.0.0.1:2525?tls=none",
+        "smtp://mailer:pw-hunter2@127.0.0.1:2525?tls=opportunistic",
+    ] {
+        let run = s.herald_env(&["check", "--offline"], &[("HERALD_SMTP_URL", url), secret]);
+        assert_eq!(run.code, 2, "{url}: {run:?}");
+        assert!(run.stderr.contains("HERALD_SMTP_URL"), "{url}: {run:?}");
+        assert!(
+            run.stderr.contains("allow_plaintext_auth"),
+            "{url}: {run:?}"
+        );
+        assert!(!run.all().contains("hunter2"), "{url}: {run:?}");
+    }
+
+    // TLS from the first byte, or STARTTLS required: AUTH is always encrypted.
+    for url in [
+        "smtps://mailer:pw-hunter2@127.0.0.1:2465",
+        "smtp://mailer:pw-hunter2@127.0.0.1:2587?tls=required",
+    ] {
+        let run = s.herald_env(&["check", "--offline"], &[("HERALD_SMTP_URL", url), secret]);
+        assert_eq!(run.code, 0, "{url}: {run:?}");
+    }
+    // No credentials, no AUTH: a plain relay on loopback stays as it was.
+    let run = s.herald_env(
+        &["check", "--offline"],
+        &[("HERALD_SMTP_URL", "smtp://127.0.0.1:2525"), secret],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // Allowed by the operator: in the environment, or in `[smtp]`.
+    let plain = ("HERALD_SMTP_URL", "smtp://mailer:pw-hunter2@127.0.0.1:2525");
+    let run = s.herald_env(
+        &["check", "--offline"],
+        &[plain, secret, ("HERALD_SMTP__ALLOW_PLAINTEXT_AUTH", "true")],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    s.write(
+        "herald.toml",
+        format!("{CONFIG}\n[smtp]\nallow_plaintext_auth = true\n"),
+    );
+    let run = s.herald_env(&["check", "--offline"], &[plain, secret]);
+    assert_eq!(run.code, 0, "{run:?}");
+}

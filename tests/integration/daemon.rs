@@ -1440,3 +1440,43 @@ async fn with_the_relay_down_at_slot_time_the_daemon_freezes_nothing_and_says_so
     );
     assert_eq!(server.mailbox.messages().len(), 2);
 }
+
+/// `[schedule] poll_seconds` is kept as written, even when it does not divide a minute: a
+/// daemon with 7 wakes every 7 s (it used to wake once a minute). Each wake-up is seen in
+/// `/healthz`: with the clock moved far past the last tick it answers 503 ("scheduler
+/// stalled"), and 200 again as soon as the next wake-up's tick has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_wakes_every_poll_seconds_even_when_they_do_not_divide_a_minute() {
+    let s = Sandbox::new();
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap();
+    let clock = TestClock::at(t0);
+    let (base, stop, handle) = start_with(&s, "poll_seconds = 7\n", &[], clock.clone()).await;
+    let http = reqwest::Client::new();
+    let healthz = format!("{base}healthz");
+    let mut woke = Vec::new();
+    // The first tick seen may be the one at start; the next two are wake-ups 7 s apart.
+    for i in 1..=3 {
+        clock.set(t0 + chrono::Duration::seconds(1000 * i));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = http.get(&healthz).send().await.map(|r| r.status());
+            if status.is_ok_and(|s| s == 200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no wake-up within 20 s with poll_seconds = 7 (wake-ups so far: {})",
+                woke.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        woke.push(Instant::now());
+    }
+    let gap = woke[2] - woke[1];
+    assert!(
+        gap >= Duration::from_millis(6000) && gap <= Duration::from_millis(8500),
+        "two wake-ups {gap:?} apart with poll_seconds = 7"
+    );
+    stop.cancel();
+    handle.await.unwrap();
+}
