@@ -81,164 +81,42 @@ pub async fn run_with_listener(
     let daemon = Arc::new(daemon);
     // SIGHUP reloads the content; its handler is in place before anything is served, so a
     // reload right after start never meets the default action (ending the process).
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Http)?;
     // Loaded before the first request is served.
     daemon.app.enable_content_cache();
     daemon.app.warn_about_sending_setup();
-    let addr = listener.local_addr().map_err(DaemonError::Http)?;
-    let http = &daemon.app.config().http;
-    let fd_limit = crate::http::server::raise_fd_limit();
-    let limits = crate::http::server::Limits {
-        header_timeout: http.header_timeout,
-        max_connections: http.max_connections,
-    }
-    .fitted_to(fd_limit);
-    let router = crate::http::router(daemon.app.clone());
-    let server = tokio::spawn(crate::http::server::serve(
-        listener,
-        router,
-        limits,
-        daemon.cancel.clone(),
-    ));
-    info!(
-        %addr,
-        run = %daemon.run_id,
-        max_connections = limits.max_connections,
-        open_file_limit = ?fd_limit,
-        "serving HTTP"
-    );
-    // `/metrics` without a token, on a private address of its own, when configured.
-    let metrics_server = match daemon.app.config().http.metrics_listen {
-        Some(metrics_addr) => {
-            let listener = tokio::net::TcpListener::bind(metrics_addr)
-                .await
-                .map_err(|source| DaemonError::Listen {
-                    addr: metrics_addr,
-                    source,
-                })?;
-            info!(addr = %listener.local_addr().map_err(DaemonError::Http)?, "serving /metrics");
-            let router = crate::http::metrics_router(daemon.app.clone());
-            let cancel = daemon.cancel.clone();
-            Some(tokio::spawn(crate::http::server::serve(
-                listener, router, limits, cancel,
-            )))
-        }
-        None => None,
-    };
-
+    let servers = serve_http(&daemon, listener).await?;
     let every =
         std::time::Duration::from_secs(u64::from(daemon.app.config().schedule.poll_seconds));
-    let (mut scheduler, mut wake_rx) = wake_ups(every).await?;
-
-    // The glossary, templates and curated links, in memory; reloaded when a file changes
-    // (a burst of events, as an editor saves, is one reload) and on SIGHUP.
-    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = match crate::files::watch_content(&daemon.app.config(), move || {
-        // A full channel means a reload is pending already.
-        let _already_pending = changed_tx.try_send(());
-    }) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            warn!(error = %e, "cannot watch the content files; reload with SIGHUP");
-            None
-        }
-    };
-    let reloader = {
-        let app = daemon.app.clone();
-        let cancel = daemon.cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    Some(()) = changed_rx.recv() => {
-                        // Let the burst of events an editor's save makes settle.
-                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                        while changed_rx.try_recv().is_ok() {}
-                        info!("content files changed: reloading");
-                    }
-                    Some(()) = hangup.recv() => info!("SIGHUP: reloading the content"),
-                    () = cancel.cancelled() => break,
-                }
-                app.reload_content();
-            }
-        })
-    };
-
+    let (mut scheduler, wake_rx) = wake_ups(every).await?;
+    let (watcher, reloader) = watch_and_reload(&daemon, hangup);
     // Confirmation and welcome emails, queued by the web requests.
     let mail_queue = {
         let app = daemon.app.clone();
         let cancel = daemon.cancel.clone();
         tokio::spawn(async move { app.run_mail_queue(cancel).await })
     };
-
-    // The bounce mailbox, read every `imap_poll_seconds` when `[bounces] imap_url` is set.
-    let bounce_poller = daemon.app.config().bounces.imap.is_some().then(|| {
-        let app = daemon.app.clone();
-        let cancel = daemon.cancel.clone();
-        let every = app.config().bounces.imap_poll;
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = app.poll_bounce_mailbox().await {
-                    warn!(error = %e, "reading the bounce mailbox failed; trying again at the next poll");
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    () = cancel.cancelled() => break,
-                }
-            }
-        })
-    });
-
+    let bounce_poller = poll_bounce_mailbox(&daemon);
     // The heartbeat keeps the lease while a long send runs.
     let heartbeat = daemon.app.heartbeat(&daemon.run_id);
-
-    let ticker = {
-        let d = daemon.clone();
-        tokio::spawn(async move {
-            loop {
-                match d.tick().await {
-                    // An unreachable SMTP server is reported once per outage by the app.
-                    Ok(
-                        TickOutcome::Idle
-                        | TickOutcome::Standby
-                        | TickOutcome::SmtpUnreachable { .. },
-                    ) => {}
-                    Ok(outcome) => info!(?outcome, "tick"),
-                    Err(e) => {
-                        warn!(error = %e, "tick failed; trying again at the next wake-up")
-                    }
-                }
-                tokio::select! {
-                    got = wake_rx.recv() => if got.is_none() { break },
-                    () = d.cancel.cancelled() => break,
-                }
-            }
-        })
-    };
+    let ticker = tick_on_wake_ups(&daemon, wake_rx);
 
     shutdown.await;
     info!("shutting down: finishing messages in flight");
     daemon.cancel.cancel();
-    if let Err(e) = ticker.await {
-        warn!(error = %e, "the scheduler task ended abnormally");
-    }
+    ended(ticker.await, "the scheduler task");
     drop(heartbeat);
     drop(watcher);
-    if let Err(e) = reloader.await {
-        warn!(error = %e, "the content reloader ended abnormally");
-    }
-    if let Err(e) = mail_queue.await {
-        warn!(error = %e, "the mail queue task ended abnormally");
-    }
-    if let Some(poller) = bounce_poller
-        && let Err(e) = poller.await
-    {
-        warn!(error = %e, "the bounce mailbox task ended abnormally");
+    ended(reloader.await, "the content reloader");
+    ended(mail_queue.await, "the mail queue task");
+    if let Some(poller) = bounce_poller {
+        ended(poller.await, "the bounce mailbox task");
     }
     if let Err(e) = scheduler.shutdown().await {
         warn!(error = %e, "stopping the scheduler");
     }
-    for server in std::iter::once(server).chain(metrics_server) {
+    for server in servers {
         match server.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "an HTTP server stopped with an error"),
@@ -249,6 +127,149 @@ pub async fn run_with_listener(
     daemon.app.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Logs a background task that panicked.
+fn ended(joined: Result<(), tokio::task::JoinError>, what: &str) {
+    if let Err(e) = joined {
+        warn!(error = %e, "{what} ended abnormally");
+    }
+}
+
+/// An HTTP server task.
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves the web pages on `listener`, and `/metrics` without a token on a private address of
+/// its own when `[http] metrics_listen` says so.
+///
+/// # Errors
+/// When the metrics address cannot be bound.
+async fn serve_http(
+    daemon: &Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+) -> Result<Vec<ServerTask>, DaemonError> {
+    let addr = listener.local_addr().map_err(DaemonError::Http)?;
+    let http = &daemon.app.config().http;
+    let fd_limit = crate::http::server::raise_fd_limit();
+    let limits = crate::http::server::Limits {
+        header_timeout: http.header_timeout,
+        max_connections: http.max_connections,
+    }
+    .fitted_to(fd_limit);
+    let router = crate::http::router(daemon.app.clone());
+    let mut servers = vec![tokio::spawn(crate::http::server::serve(
+        listener,
+        router,
+        limits,
+        daemon.cancel.clone(),
+    ))];
+    info!(
+        %addr,
+        run = %daemon.run_id,
+        max_connections = limits.max_connections,
+        open_file_limit = ?fd_limit,
+        "serving HTTP"
+    );
+    if let Some(metrics_addr) = http.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                addr: metrics_addr,
+                source,
+            })?;
+        info!(addr = %listener.local_addr().map_err(DaemonError::Http)?, "serving /metrics");
+        let router = crate::http::metrics_router(daemon.app.clone());
+        let cancel = daemon.cancel.clone();
+        servers.push(tokio::spawn(crate::http::server::serve(
+            listener, router, limits, cancel,
+        )));
+    }
+    Ok(servers)
+}
+
+/// The glossary, templates and curated links, in memory: reloaded when a file changes (a
+/// burst of events, as an editor saves, is one reload) and on SIGHUP. Returns the file
+/// watcher (dropping it stops watching) and the reloader task.
+fn watch_and_reload(
+    daemon: &Arc<Daemon>,
+    mut hangup: tokio::signal::unix::Signal,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = match crate::files::watch_content(daemon.app.config(), move || {
+        // A full channel means a reload is pending already.
+        let _already_pending = changed_tx.try_send(());
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the content files; reload with SIGHUP");
+            None
+        }
+    };
+    let app = daemon.app.clone();
+    let cancel = daemon.cancel.clone();
+    let reloader = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = changed_rx.recv() => {
+                    // Let the burst of events an editor's save makes settle.
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    while changed_rx.try_recv().is_ok() {}
+                    info!("content files changed: reloading");
+                }
+                Some(()) = hangup.recv() => info!("SIGHUP: reloading the content"),
+                () = cancel.cancelled() => break,
+            }
+            app.reload_content();
+        }
+    });
+    (watcher, reloader)
+}
+
+/// The bounce mailbox, read every `imap_poll_seconds` when `[bounces] imap_url` is set.
+fn poll_bounce_mailbox(daemon: &Arc<Daemon>) -> Option<tokio::task::JoinHandle<()>> {
+    daemon.app.config().bounces.imap.as_ref()?;
+    let app = daemon.app.clone();
+    let cancel = daemon.cancel.clone();
+    let every = app.config().bounces.imap_poll;
+    Some(tokio::spawn(async move {
+        loop {
+            if let Err(e) = app.poll_bounce_mailbox().await {
+                warn!(error = %e, "reading the bounce mailbox failed; trying again at the next poll");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
+    }))
+}
+
+/// One tick at start and one at every wake-up, until the daemon stops. A tick that did
+/// nothing logs nothing.
+fn tick_on_wake_ups(
+    daemon: &Arc<Daemon>,
+    mut wake_rx: tokio::sync::mpsc::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    let d = daemon.clone();
+    tokio::spawn(async move {
+        loop {
+            match d.tick().await {
+                // An unreachable SMTP server is reported once per outage by the app.
+                Ok(TickOutcome::Idle | TickOutcome::Standby | TickOutcome::SmtpUnreachable { .. }) => {}
+                Ok(outcome) => info!(?outcome, "tick"),
+                Err(e) => {
+                    warn!(error = %e, "tick failed; trying again at the next wake-up")
+                }
+            }
+            tokio::select! {
+                got = wake_rx.recv() => if got.is_none() { break },
+                () = d.cancel.cancelled() => break,
+            }
+        }
+    })
 }
 
 /// Starts the scheduler that wakes the daemon every `every` exactly (a repeated job, not a

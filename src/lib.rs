@@ -15,6 +15,7 @@
 //! `tests/integration/layers.rs` fails the build's tests when an import breaks this order.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 // The pure core.
 pub use herald_core::{

@@ -489,22 +489,35 @@ pub fn test_copy(
     Ok(Composed::new(compose(&envelope, body)?, sender))
 }
 
+/// What a service message says, and to whom (see [`simple_message`]).
+#[derive(Debug, Clone)]
+pub struct ServiceMessage<'a> {
+    pub to: &'a EmailAddress,
+    /// The recipient's display name, or empty.
+    pub to_name: &'a str,
+    pub subject: &'a str,
+    /// The whole Message-ID (see [`message_id`]); the MIME boundary derives from it.
+    pub message_id: &'a str,
+    pub date: DateTime<Utc>,
+    pub text: String,
+    pub html: String,
+}
+
 /// A short service message (confirmation, editors' review note): multipart text and HTML,
 /// From, Reply-To, To, Subject, Date, Message-ID, DKIM-signed when configured.
 ///
 /// # Errors
 /// [`ComposeError`] when an address cannot be expressed in a message.
-#[allow(clippy::too_many_arguments)]
-pub fn simple_message(
-    sender: &Sender,
-    to: &EmailAddress,
-    to_name: &str,
-    subject: &str,
-    message_id: &str,
-    date: DateTime<Utc>,
-    text: String,
-    html: String,
-) -> Result<Composed, ComposeError> {
+pub fn simple_message(sender: &Sender, m: ServiceMessage<'_>) -> Result<Composed, ComposeError> {
+    let ServiceMessage {
+        to,
+        to_name,
+        subject,
+        message_id,
+        date,
+        text,
+        html,
+    } = m;
     let mut builder = Message::builder()
         .from(lettre_mailbox(&sender.from.name, &sender.from.email)?)
         .to(lettre_mailbox(to_name, to)?)

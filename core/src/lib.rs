@@ -21,6 +21,7 @@
 //! Dependencies point down this table's order, never up.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 // Types first; then content parsing; then choosing; then rendering and composing.
 pub mod domain;

@@ -120,15 +120,19 @@ impl App {
         };
         let to = crate::domain::EmailAddress::parse("reader@example.com")
             .expect("a valid sample address");
+        let message_id =
+            crate::compose::message_id("check", 0, 0, self.sender.from.email.domain());
         let message = crate::compose::simple_message(
             &self.sender,
-            &to,
-            "",
-            "DKIM sample",
-            &crate::compose::message_id("check", 0, 0, self.sender.from.email.domain()),
-            self.clock.now(),
-            "A sample.".into(),
-            "<p>A sample.</p>".into(),
+            crate::compose::ServiceMessage {
+                to: &to,
+                to_name: "",
+                subject: "DKIM sample",
+                message_id: &message_id,
+                date: self.clock.now(),
+                text: "A sample.".into(),
+                html: "<p>A sample.</p>".into(),
+            },
         )?;
         let bytes = message.formatted();
         if !String::from_utf8_lossy(&bytes).contains("DKIM-Signature:") {

@@ -364,20 +364,23 @@ impl App {
                 email: editor.as_str(),
                 unsubscribe_url: &format!("{}u/review-copy", config.newsletter.base_url),
             });
+            let id = crate::compose::message_id(
+                "review",
+                issue.number,
+                0,
+                self.sender.from.email.domain(),
+            );
             let message = crate::compose::simple_message(
                 &self.sender,
-                editor,
-                "",
-                &marked.subject,
-                &crate::compose::message_id(
-                    "review",
-                    issue.number,
-                    0,
-                    self.sender.from.email.domain(),
-                ),
-                now,
-                personal.text,
-                personal.html,
+                crate::compose::ServiceMessage {
+                    to: editor,
+                    to_name: "",
+                    subject: &marked.subject,
+                    message_id: &id,
+                    date: now,
+                    text: personal.text,
+                    html: personal.html,
+                },
             )?;
             if let Err(e) = self.send_service_message(editor, &message).await {
                 warn!(editor = %editor, error = %e, "could not send the review copy");

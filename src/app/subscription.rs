@@ -95,21 +95,24 @@ impl App {
             n = text(n),
             l = attr(&link)
         );
+        // A new Message-ID for every confirmation email, on the From domain.
+        let message_id = crate::compose::message_id(
+            &format!("confirm-{}", now.timestamp()),
+            0,
+            id,
+            self.sender.from.email.domain(),
+        );
         let message = crate::compose::simple_message(
             &self.sender,
-            email,
-            name,
-            &format!("Confirm your subscription to {n}"),
-            // A new Message-ID for every confirmation email, on the From domain.
-            &crate::compose::message_id(
-                &format!("confirm-{}", now.timestamp()),
-                0,
-                id,
-                self.sender.from.email.domain(),
-            ),
-            now,
-            body_text,
-            body_html,
+            crate::compose::ServiceMessage {
+                to: email,
+                to_name: name,
+                subject: &format!("Confirm your subscription to {n}"),
+                message_id: &message_id,
+                date: now,
+                text: body_text,
+                html: body_html,
+            },
         )?;
         self.send_service_message(email, &message).await?;
         info!(subscriber = id, "sent a confirmation email");

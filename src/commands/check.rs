@@ -23,30 +23,7 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
         }
     }
 
-    let mut rows = 0;
-    let mut rejected = 0;
-    let files = crate::files::subscriber_csv_files(&config.subscribers_dir)?;
-    for file in &files {
-        let bytes = crate::files::read(file)?;
-        match subscriber_file::parse(&bytes) {
-            Ok(parsed) => {
-                rows += parsed.rows.len();
-                rejected += parsed.rejected.len();
-                for r in &parsed.rejected {
-                    crate::say!(
-                        "{}:{}: rejected: {}",
-                        shown(file).display(),
-                        r.line,
-                        r.reason
-                    );
-                }
-            }
-            Err(e) => {
-                crate::say!("{}: {e}", shown(file).display());
-                rejected += 1;
-            }
-        }
-    }
+    let (files, rows, rejected) = check_subscriber_files(&config.subscribers_dir)?;
     failed |= rejected > 0;
 
     match app.check_templates(&glossary) {
@@ -60,41 +37,7 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
         }
     }
 
-    let setup = app.sending_setup();
-    for problem in &setup.errors {
-        crate::say!("error: {problem}");
-        failed = true;
-    }
-    for warning in &setup.warnings {
-        crate::say!("warning: {warning}");
-    }
-    for alert in app.feedback_alerts().await? {
-        crate::say!("alert: {alert}");
-    }
-
-    match app.check_dkim() {
-        Ok(Some(what)) => crate::say!("dkim: {what}"),
-        Ok(None) => {}
-        Err(e) => {
-            crate::say!("dkim: {e}");
-            failed = true;
-        }
-    }
-    if offline {
-        crate::say!("smtp: not checked (--offline)");
-    } else {
-        match app.check_smtp().await {
-            Ok(Some(found)) => crate::say!("smtp: {found}"),
-            Ok(None) => crate::say!(
-                "smtp: none configured: messages go to {} as .eml files",
-                shown(&config.delivery.outbox).display()
-            ),
-            Err(e) => {
-                crate::say!("smtp: unreachable: {e}");
-                failed = true;
-            }
-        }
-    }
+    failed |= !check_sending(app, offline).await?;
     let counts = app.subscriber_counts().await?;
     let states = app.feed_states().await?;
     if !glossary.is_empty() {
@@ -128,4 +71,76 @@ pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
         crate::say!("check passed");
         Ok(Exit::Success)
     }
+}
+
+/// Parses every subscriber file and prints its rejected rows: the files, and how many rows
+/// were read and rejected (an unreadable file counts as one rejected row).
+fn check_subscriber_files(
+    dir: &std::path::Path,
+) -> anyhow::Result<(Vec<std::path::PathBuf>, usize, usize)> {
+    let (mut rows, mut rejected) = (0, 0);
+    let files = crate::files::subscriber_csv_files(dir)?;
+    for file in &files {
+        let bytes = crate::files::read(file)?;
+        match subscriber_file::parse(&bytes) {
+            Ok(parsed) => {
+                rows += parsed.rows.len();
+                rejected += parsed.rejected.len();
+                for r in &parsed.rejected {
+                    crate::say!(
+                        "{}:{}: rejected: {}",
+                        shown(file).display(),
+                        r.line,
+                        r.reason
+                    );
+                }
+            }
+            Err(e) => {
+                crate::say!("{}: {e}", shown(file).display());
+                rejected += 1;
+            }
+        }
+    }
+    Ok((files, rows, rejected))
+}
+
+/// The sending setup, the complaint and bounce alerts, the DKIM key and (unless `offline`)
+/// the SMTP server: printed; `false` when something there fails the check.
+async fn check_sending(app: &App, offline: bool) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let setup = app.sending_setup();
+    for problem in &setup.errors {
+        crate::say!("error: {problem}");
+        ok = false;
+    }
+    for warning in &setup.warnings {
+        crate::say!("warning: {warning}");
+    }
+    for alert in app.feedback_alerts().await? {
+        crate::say!("alert: {alert}");
+    }
+    match app.check_dkim() {
+        Ok(Some(what)) => crate::say!("dkim: {what}"),
+        Ok(None) => {}
+        Err(e) => {
+            crate::say!("dkim: {e}");
+            ok = false;
+        }
+    }
+    if offline {
+        crate::say!("smtp: not checked (--offline)");
+        return Ok(ok);
+    }
+    match app.check_smtp().await {
+        Ok(Some(found)) => crate::say!("smtp: {found}"),
+        Ok(None) => crate::say!(
+            "smtp: none configured: messages go to {} as .eml files",
+            shown(&app.config().delivery.outbox).display()
+        ),
+        Err(e) => {
+            crate::say!("smtp: unreachable: {e}");
+            ok = false;
+        }
+    }
+    Ok(ok)
 }
