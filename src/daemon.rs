@@ -258,7 +258,9 @@ fn tick_on_wake_ups(
         loop {
             match d.tick().await {
                 // An unreachable SMTP server is reported once per outage by the app.
-                Ok(TickOutcome::Idle | TickOutcome::Standby | TickOutcome::SmtpUnreachable { .. }) => {}
+                Ok(
+                    TickOutcome::Idle | TickOutcome::Standby | TickOutcome::SmtpUnreachable { .. },
+                ) => {}
                 Ok(outcome) => info!(?outcome, "tick"),
                 Err(e) => {
                     warn!(error = %e, "tick failed; trying again at the next wake-up")

@@ -59,7 +59,7 @@ pub fn load_glossary(dir: &Path) -> (Glossary, Report) {
     glossary::from_files_with_categories(files, categories)
 }
 
-/// Reads every `.html` and `.txt` file below `dir` (names are paths relative to `dir`, with
+/// Reads every `.html`, `.txt` and `.xml` file below `dir` (names are paths relative to `dir`, with
 /// `/`) and builds the renderer, which checks that `issue.html` and `issue.txt` exist.
 ///
 /// # Errors
@@ -84,7 +84,10 @@ fn collect_templates(
         let path = entry.path();
         if path.is_dir() {
             collect_templates(root, &path, out)?;
-        } else if path.extension().is_some_and(|e| e == "html" || e == "txt") {
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "html" || e == "txt" || e == "xml")
+        {
             let name = path
                 .strip_prefix(root)
                 .unwrap_or(&path)

@@ -120,8 +120,7 @@ impl App {
         };
         let to = crate::domain::EmailAddress::parse("reader@example.com")
             .expect("a valid sample address");
-        let message_id =
-            crate::compose::message_id("check", 0, 0, self.sender.from.email.domain());
+        let message_id = crate::compose::message_id("check", 0, 0, self.sender.from.email.domain());
         let message = crate::compose::simple_message(
             &self.sender,
             crate::compose::ServiceMessage {

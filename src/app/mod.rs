@@ -24,6 +24,7 @@
 //! | [`send`] | send now: the one send policy of `herald send` and the daemon (integrity check, retrying ambiguous rows, SMTP pre-flight, review freeze) |
 //! | [`tick`] | one step of the daemon's schedule |
 //! | [`site`] | what the web pages show: archive, glossary, health, metrics |
+//! | [`web`] | what a glossary search shows, the unsubscribe links of copies no subscriber gets, the enabled webhooks |
 //! | [`content`] | the glossary, templates and curated links, kept in memory by the daemon and reloaded on change |
 //! | [`check`] | `herald check`'s template and page rendering |
 
@@ -46,6 +47,7 @@ pub mod subscribers;
 pub mod subscription;
 pub mod supply;
 pub mod tick;
+pub mod web;
 pub mod worker;
 
 use std::sync::Arc;

@@ -586,3 +586,236 @@ fn sighup_reloads_the_content() {
         "still running after SIGHUP"
     );
 }
+
+/// The `x-request-id` of a response.
+fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-request-id")
+        .unwrap_or_else(|| panic!("no x-request-id on {}", response.url()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether `id` looks like the UUIDs Herald makes (8-4-4-4-12 hex digits).
+fn is_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id_and_only_a_trusted_proxy_chooses_it() {
+    let s = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_listen = format!("\"127.0.0.1:{port}\"");
+    let env = [
+        ("HERALD_SECRET", SECRET),
+        ("HERALD_HTTP__METRICS_LISTEN", metrics_listen.as_str()),
+    ];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let mut seen = std::collections::BTreeSet::new();
+    // Pages, a redirect, a 404, a refused form, the feed, the metrics listener.
+    let requests = [
+        http.get(&base),
+        http.get(format!("{base}glossary/llm")),
+        http.get(format!("{base}no-such-page")),
+        http.get(format!("{base}archive/feed.xml")),
+        http.post(format!("{base}subscribe"))
+            .header("Sec-Fetch-Site", "cross-site")
+            .form(&[("email", "a@example.com")]),
+        http.get(format!("http://127.0.0.1:{port}/metrics")),
+        http.get(format!("http://127.0.0.1:{port}/elsewhere")),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let id = request_id(&response);
+        assert!(is_uuid(&id), "{id} on {}", response.url());
+        assert!(seen.insert(id), "a new id per request");
+    }
+    // A client that is no trusted proxy cannot choose the id.
+    let response = http
+        .get(&base)
+        .header("x-request-id", "chosen-by-the-client")
+        .send()
+        .await
+        .unwrap();
+    assert!(is_uuid(&request_id(&response)));
+    stop.cancel();
+    handle.await.unwrap();
+
+    // Behind a trusted proxy, the proxy's id is kept (and a malformed one replaced).
+    let env = [
+        ("HERALD_SECRET", SECRET),
+        ("HERALD_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+    ];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    for (sent, kept) in [
+        ("proxy-7f3a.42", true),
+        ("two words", false),
+        (&"x".repeat(200) as &str, false),
+    ] {
+        let response = http
+            .get(format!("{base}glossary"))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let id = request_id(&response);
+        if kept {
+            assert_eq!(id, sent);
+        } else {
+            assert!(is_uuid(&id), "{sent:?} became {id}");
+        }
+    }
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+/// The log of one request carries its id, method and route (the pattern: never the path,
+/// whose tokens would land in the log), and not the client's address.
+#[test]
+fn a_request_s_log_lines_carry_its_id_method_and_route() {
+    let s = Sandbox::new();
+    s.write(
+        "herald.toml",
+        format!(
+            "{}\n[schedule]\ncron = \"0 0 9 1 1 *\"\ntimezone = \"UTC\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            crate::harness::CONFIG
+        ),
+    );
+    let log_path = s.path("herald.log");
+    let mut child = s
+        .command(&["--log-format", "json", "run"])
+        .env("HERALD_SECRET", SECRET)
+        .env("HERALD_MAILGUN_WEBHOOK_KEY", "webhook-signing-key")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let entries = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let addr: std::net::SocketAddr = loop {
+        if let Some(e) = entries()
+            .into_iter()
+            .find(|e| e["fields"]["message"] == "serving HTTP")
+        {
+            break e["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "herald run did not serve"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A webhook call that is not an event: the app logs a warning inside the request.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"POST /webhooks/mailgun?token=secret-in-query HTTP/1.1\r\nHost: localhost\r\nContent-Length: 7\r\nConnection: close\r\n\r\nnothing",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let id = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap_or_else(|| panic!("no x-request-id in {answer}"))
+        .trim()
+        .to_owned();
+    let warning = loop {
+        if let Some(e) = entries().into_iter().find(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("webhook call refused"))
+        }) {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no webhook warning");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let span = warning["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == "request"))
+        .unwrap_or_else(|| panic!("no request span in {warning}"));
+    assert_eq!(span["id"], id.as_str(), "{warning}");
+    assert_eq!(span["method"], "POST", "{warning}");
+    assert_eq!(span["route"], "/webhooks/{provider}", "{warning}");
+    let line = warning.to_string();
+    assert!(
+        !line.contains("127.0.0.1") && !line.contains("secret-in-query"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_an_issue_never_break_the_atom_feed() {
+    let s = Sandbox::new();
+    let env = [("HERALD_SECRET", SECRET)];
+    let (base, stop, handle) = start(&s, &env, Arc::new(herald::clock::SystemClock)).await;
+    // An issue whose subject and preheader carry control characters (the issue is written
+    // straight into the store: its content is frozen once made).
+    let db = s.db().await;
+    db.execute(
+        "INSERT INTO issues (number, cycle, term_slug, subject, preheader, html, text, web_html, status, created_at) \
+         VALUES (1, 1, 'attention', 'Attention\u{1b}[31m \u{8}explained #1', 'Bell\u{7} and\tfeed\u{c}', \
+         '<p>x</p>', 'x', '<p>x</p>', 'sent', '2026-01-05T09:00:00+00:00')",
+    )
+    .await
+    .unwrap();
+    db.close().await;
+    let response = client()
+        .get(format!("{base}archive/feed.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
+    let feed = response.text().await.unwrap();
+    stop.cancel();
+    handle.await.unwrap();
+    let doc = roxmltree::Document::parse(&feed)
+        .unwrap_or_else(|e| panic!("the feed is not XML ({e}): {feed:?}"));
+    for c in ['\u{1b}', '\u{8}', '\u{7}', '\u{c}'] {
+        assert!(!feed.contains(c), "{c:?} in {feed:?}");
+    }
+    let entry = doc
+        .descendants()
+        .find(|n| n.has_tag_name("entry"))
+        .expect("an entry");
+    let text = |name: &str| {
+        entry
+            .children()
+            .find(|n| n.has_tag_name(name))
+            .and_then(|n| n.text())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(text("title"), "Attention[31m explained #1");
+    assert_eq!(text("summary"), "Bell and\tfeed");
+    assert_eq!(text("id"), format!("{base}archive/1"));
+}
