@@ -504,6 +504,106 @@ impl LocatedTerm {
     }
 }
 
+/// A required text field's value, trimmed; or that it is missing or empty.
+fn required_field(value: Option<String>, field: &'static str) -> Result<String, ErrorKind> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if !v.is_empty() => Ok(v),
+        Some(_) => Err(ErrorKind::InvalidField {
+            field,
+            message: "must not be empty".into(),
+        }),
+        None => Err(ErrorKind::MissingField(field)),
+    }
+}
+
+/// The front matter's TOML (with each key's line) and its fields; or the TOML line and
+/// what is wrong.
+fn parse_front(front: &str) -> Result<(TomlSource, RawTerm), (usize, ErrorKind)> {
+    let source = TomlSource::parse(front).map_err(|e| {
+        let at = TomlSource::lines_only(front).line_of(e.span().map_or(0, |s| s.start));
+        (at, ErrorKind::Toml(e.message().trim().to_owned()))
+    })?;
+    let raw: RawTerm = toml::from_str(front).map_err(|e| {
+        let at = source.line_of(e.span().map_or(0, |s| s.start));
+        (at, ErrorKind::Toml(e.message().trim().to_owned()))
+    })?;
+    Ok((source, raw))
+}
+
+/// What is wrong with a term's summary and example, by field: a summary too long or merely
+/// the name, an example that mentions neither the name nor an alias.
+fn text_problems(
+    name: &str,
+    aliases: &[String],
+    summary: &str,
+    example: &str,
+) -> Vec<(&'static str, ErrorKind)> {
+    let mut problems = Vec::new();
+    let summary_chars = summary.chars().count();
+    if summary_chars > MAX_SUMMARY_CHARS {
+        problems.push(("summary", ErrorKind::SummaryTooLong(summary_chars)));
+    } else if !name.is_empty() && repeats_name(summary, name, aliases) {
+        problems.push(("summary", ErrorKind::SummaryRepeatsTerm));
+    }
+    if !name.is_empty() && !example.is_empty() && !mentions(example, name, aliases) {
+        problems.push(("example", ErrorKind::ExampleLacksTerm(name.to_owned())));
+    }
+    problems
+}
+
+/// The term's slug: its `slug` field, else its file's stem; or why it is not a slug.
+fn term_slug(declared: Option<&str>, path: &Path) -> Result<Slug, String> {
+    let text = declared.map(str::to_owned).unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Slug::parse(&text).map_err(|e| {
+        if declared.is_some() {
+            e.to_string()
+        } else {
+            format!("{e} (it defaults to the file name; set `slug` or rename the file)")
+        }
+    })
+}
+
+/// The `related` entries that are slugs, and what is wrong with those that are not.
+fn related_slugs(raw: &[String]) -> (Vec<Slug>, Vec<String>) {
+    let mut slugs = Vec::new();
+    let mut problems = Vec::new();
+    for r in raw {
+        match Slug::parse(r.trim()) {
+            Ok(s) => slugs.push(s),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    (slugs, problems)
+}
+
+/// A term file's front matter and body, and the index of the closing `+++` line; or where and
+/// why the file has no front matter. A byte-order mark and CRLF line ends are accepted.
+fn split_front_matter(text: &str) -> Result<(String, String, usize), (usize, ErrorKind)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Files saved on Windows end their lines with CRLF: the same file, to an editor.
+    let text = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = text.split('\n').collect();
+    if lines.first().map(|l| l.trim_end()) != Some("+++") {
+        return Err((
+            1,
+            ErrorKind::FrontMatter("the file must start with a `+++` line".into()),
+        ));
+    }
+    let Some(close) = lines.iter().skip(1).position(|l| l.trim_end() == "+++") else {
+        return Err((1, ErrorKind::FrontMatter("no closing `+++` line".into())));
+    };
+    let close = close + 1; // index of the closing line
+    Ok((
+        lines[1..close].join("\n"),
+        lines[close + 1..].join("\n"),
+        close,
+    ))
+}
+
 /// Parses one term file. `path` is used for the slug default (the file stem) and for errors.
 ///
 /// # Errors
@@ -514,41 +614,11 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
         line,
         kind,
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // Files saved on Windows end their lines with CRLF: the same file, to an editor.
-    let text = text.replace("\r\n", "\n");
-    let lines: Vec<&str> = text.split('\n').collect();
-    if lines.first().map(|l| l.trim_end()) != Some("+++") {
-        return Err(vec![err(
-            1,
-            ErrorKind::FrontMatter("the file must start with a `+++` line".into()),
-        )]);
-    }
-    let Some(close) = lines.iter().skip(1).position(|l| l.trim_end() == "+++") else {
-        return Err(vec![err(
-            1,
-            ErrorKind::FrontMatter("no closing `+++` line".into()),
-        )]);
-    };
-    let close = close + 1; // index of the closing line
-    let front = lines[1..close].join("\n");
-    let body = lines[close + 1..].join("\n");
+    let (front, body, close) =
+        split_front_matter(text).map_err(|(line, kind)| vec![err(line, kind)])?;
     let offset = 1; // the front matter starts on line 2: TOML line n is file line n + 1
 
-    let source = TomlSource::parse(&front).map_err(|e| {
-        let at = TomlSource::lines_only(&front).line_of(e.span().map_or(0, |s| s.start));
-        vec![err(
-            at + offset,
-            ErrorKind::Toml(e.message().trim().to_owned()),
-        )]
-    })?;
-    let raw: RawTerm = toml::from_str(&front).map_err(|e| {
-        let at = source.line_of(e.span().map_or(0, |s| s.start));
-        vec![err(
-            at + offset,
-            ErrorKind::Toml(e.message().trim().to_owned()),
-        )]
-    })?;
+    let (source, raw) = parse_front(&front).map_err(|(at, kind)| vec![err(at + offset, kind)])?;
 
     let mut field_lines = HashMap::new();
     for field in [
@@ -560,41 +630,23 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
     }
     let line_of = |field: &'static str| field_lines.get(field).copied().unwrap_or(1);
     let mut errors = Vec::new();
-    let required = |value: Option<String>, field: &'static str, errors: &mut Vec<_>| match value
-        .map(|v| v.trim().to_owned())
-    {
-        Some(v) if !v.is_empty() => v,
-        Some(_) => {
-            errors.push(err(
-                line_of(field),
-                ErrorKind::InvalidField {
-                    field,
-                    message: "must not be empty".into(),
-                },
-            ));
-            String::new()
-        }
-        None => {
-            errors.push(err(1, ErrorKind::MissingField(field)));
-            String::new()
-        }
-    };
-    let name = required(raw.term, "term", &mut errors);
-    let category = required(raw.category, "category", &mut errors);
-    let example = required(raw.example, "example", &mut errors);
-
-    let slug_text = raw.slug.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
-    let slug = Slug::parse(&slug_text)
-        .map_err(|e| {
-            let message = if raw.slug.is_some() {
-                e.to_string()
+    let mut required = |value: Option<String>, field: &'static str| {
+        required_field(value, field).unwrap_or_else(|kind| {
+            let line = if matches!(kind, ErrorKind::MissingField(_)) {
+                1
             } else {
-                format!("{e} (it defaults to the file name; set `slug` or rename the file)")
+                line_of(field)
             };
+            errors.push(err(line, kind));
+            String::new()
+        })
+    };
+    let name = required(raw.term, "term");
+    let category = required(raw.category, "category");
+    let example = required(raw.example, "example");
+
+    let slug = term_slug(raw.slug.as_deref(), path)
+        .map_err(|message| {
             errors.push(err(
                 line_of("slug"),
                 ErrorKind::InvalidField {
@@ -604,19 +656,16 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
             ));
         })
         .ok();
-    let mut related = Vec::new();
-    for r in &raw.related {
-        match Slug::parse(r.trim()) {
-            Ok(s) => related.push(s),
-            Err(e) => errors.push(err(
-                line_of("related"),
-                ErrorKind::InvalidField {
-                    field: "related",
-                    message: e.to_string(),
-                },
-            )),
-        }
-    }
+    let (related, bad_related) = related_slugs(&raw.related);
+    errors.extend(bad_related.into_iter().map(|message| {
+        err(
+            line_of("related"),
+            ErrorKind::InvalidField {
+                field: "related",
+                message,
+            },
+        )
+    }));
     let aliases: Vec<String> = raw.aliases.iter().map(|a| a.trim().to_owned()).collect();
     if aliases.iter().any(String::is_empty) {
         errors.push(err(
@@ -640,32 +689,28 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
         None => (first_paragraph_text(&body), after_first_paragraph(&body)),
     };
     let summary_line = field_lines.get("summary").copied().unwrap_or(close + 2);
-    let summary_chars = summary.chars().count();
-    if summary_chars > MAX_SUMMARY_CHARS {
-        errors.push(err(summary_line, ErrorKind::SummaryTooLong(summary_chars)));
-    } else if !name.is_empty() && repeats_name(&summary, &name, &aliases) {
-        errors.push(err(summary_line, ErrorKind::SummaryRepeatsTerm));
-    }
-    if !name.is_empty() && !example.is_empty() && !mentions(&example, &name, &aliases) {
-        errors.push(err(
-            line_of("example"),
-            ErrorKind::ExampleLacksTerm(name.clone()),
-        ));
+    for (field, kind) in text_problems(&name, &aliases, &summary, &example) {
+        let line = if field == "summary" {
+            summary_line
+        } else {
+            line_of(field)
+        };
+        errors.push(err(line, kind));
     }
     if let Some(slug) = &slug
         && related.contains(slug)
     {
         errors.push(err(line_of("related"), ErrorKind::RelatesToSelf));
     }
-    for message in source_problems(&raw.sources) {
-        errors.push(err(
+    errors.extend(source_problems(&raw.sources).into_iter().map(|message| {
+        err(
             line_of("sources"),
             ErrorKind::InvalidField {
                 field: "sources",
                 message,
             },
-        ));
-    }
+        )
+    }));
     match slug {
         Some(slug) if errors.is_empty() => Ok(LocatedTerm {
             term: Term {
@@ -740,51 +785,7 @@ pub fn validate(terms: Vec<LocatedTerm>) -> (Glossary, Report) {
 /// [`validate`], knowing the slugs of files that exist but did not parse.
 fn validate_with(terms: Vec<LocatedTerm>, broken: &BTreeSet<String>) -> (Glossary, Report) {
     let mut report = Report::default();
-    let mut names: HashMap<String, (usize, PathBuf)> = HashMap::new();
-    for (i, located) in terms.iter().enumerate() {
-        let t = &located.term;
-        let mut own = vec![("slug", t.slug.as_str().to_owned())];
-        own.push(("term", t.term.to_lowercase()));
-        own.extend(t.aliases.iter().map(|a| ("aliases", a.to_lowercase())));
-        let mut seen_here: Vec<(String, &str)> = Vec::new();
-        for (field, name) in own {
-            if let Some((_, first_field)) = seen_here.iter().find(|(n, _)| *n == name) {
-                // A term may use its own slug or name as an alias; listing an alias twice is
-                // a slip worth reporting.
-                if field == "aliases" && *first_field == "aliases" {
-                    report.errors.push(GlossaryError {
-                        path: t.path.clone(),
-                        line: located.line("aliases"),
-                        kind: ErrorKind::Duplicate {
-                            field,
-                            name: name.clone(),
-                            other: "this term's own `aliases` list".into(),
-                        },
-                    });
-                }
-                continue;
-            }
-            seen_here.push((name.clone(), field));
-            match names.get(&name) {
-                Some((j, other)) if *j != i => report.errors.push(GlossaryError {
-                    path: t.path.clone(),
-                    line: located.line(field),
-                    kind: ErrorKind::Duplicate {
-                        field,
-                        name,
-                        other: other.file_name().map_or_else(
-                            || other.display().to_string(),
-                            |n| n.to_string_lossy().into_owned(),
-                        ),
-                    },
-                }),
-                Some(_) => {}
-                None => {
-                    names.insert(name, (i, t.path.clone()));
-                }
-            }
-        }
-    }
+    check_duplicates(&terms, &mut report.errors);
     let slugs: BTreeMap<&Slug, &LocatedTerm> = terms.iter().map(|t| (&t.term.slug, t)).collect();
     let mut related_to: HashMap<&Slug, usize> = HashMap::new();
     for located in &terms {
@@ -807,73 +808,11 @@ fn validate_with(terms: Vec<LocatedTerm>, broken: &BTreeSet<String>) -> (Glossar
     for located in &terms {
         house_style(located, &mut report.warnings);
     }
-    for located in &terms {
-        let t = &located.term;
-        let words = t.body.split_whitespace().count();
-        if !EXPLANATION_WORDS.contains(&words) {
-            report.warnings.push(GlossaryWarning {
-                path: t.path.clone(),
-                line: located.first_line,
-                message: format!(
-                    "the explanation has {words} words; aim for {} to {}",
-                    EXPLANATION_WORDS.start(),
-                    EXPLANATION_WORDS.end()
-                ),
-            });
-        }
-        if terms.len() > RELATED_TERMS.end() + 1 && !RELATED_TERMS.contains(&t.related.len()) {
-            report.warnings.push(GlossaryWarning {
-                path: t.path.clone(),
-                line: located.line("related"),
-                message: format!(
-                    "`related` lists {} terms; aim for {} to {}",
-                    t.related.len(),
-                    RELATED_TERMS.start(),
-                    RELATED_TERMS.end()
-                ),
-            });
-        }
-    }
+    size_warnings(&terms, &mut report.warnings);
     if terms.len() > 1 {
-        for located in &terms {
-            if !related_to.contains_key(&located.term.slug) {
-                report.warnings.push(GlossaryWarning {
-                    path: located.term.path.clone(),
-                    line: located.line("term"),
-                    message: format!(
-                        "no other term relates to `{}`: add it to the `related` list of a term it belongs with",
-                        located.term.slug
-                    ),
-                });
-            }
-        }
+        orphans(&terms, &related_to, &mut report.warnings);
     }
-    // A category only one term uses, next to a similar, established one, is likely a typo.
-    let mut per_category: BTreeMap<&str, usize> = BTreeMap::new();
-    for located in &terms {
-        *per_category
-            .entry(located.term.category.as_str())
-            .or_default() += 1;
-    }
-    let established: Vec<&str> = per_category
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(c, _)| *c)
-        .collect();
-    for located in &terms {
-        let category = located.term.category.as_str();
-        if per_category[category] == 1
-            && let Some(near) = closest_word(category, &established)
-        {
-            report.warnings.push(GlossaryWarning {
-                path: located.term.path.clone(),
-                line: located.line("category"),
-                message: format!(
-                    "`category`: `{category}` is used by no other term; did you mean `{near}`?"
-                ),
-            });
-        }
-    }
+    category_typos(&terms, &mut report.warnings);
     links_both_ways(&terms, &slugs, &mut report.warnings);
     for located in &terms {
         if located.term.sources.is_empty() {
@@ -894,6 +833,136 @@ fn validate_with(terms: Vec<LocatedTerm>, broken: &BTreeSet<String>) -> (Glossar
         },
         report,
     )
+}
+
+/// Slugs, names and aliases used twice (ignoring case), across terms or in one term's
+/// `aliases`.
+fn check_duplicates(terms: &[LocatedTerm], errors: &mut Vec<GlossaryError>) {
+    let mut names: HashMap<String, (usize, PathBuf)> = HashMap::new();
+    for (i, located) in terms.iter().enumerate() {
+        let t = &located.term;
+        let mut own = vec![("slug", t.slug.as_str().to_owned())];
+        own.push(("term", t.term.to_lowercase()));
+        own.extend(t.aliases.iter().map(|a| ("aliases", a.to_lowercase())));
+        let mut seen_here: Vec<(String, &str)> = Vec::new();
+        for (field, name) in own {
+            if let Some((_, first_field)) = seen_here.iter().find(|(n, _)| *n == name) {
+                // A term may use its own slug or name as an alias; listing an alias twice is
+                // a slip worth reporting.
+                if field == "aliases" && *first_field == "aliases" {
+                    errors.push(GlossaryError {
+                        path: t.path.clone(),
+                        line: located.line("aliases"),
+                        kind: ErrorKind::Duplicate {
+                            field,
+                            name: name.clone(),
+                            other: "this term's own `aliases` list".into(),
+                        },
+                    });
+                }
+                continue;
+            }
+            seen_here.push((name.clone(), field));
+            match names.get(&name) {
+                Some((j, other)) if *j != i => errors.push(GlossaryError {
+                    path: t.path.clone(),
+                    line: located.line(field),
+                    kind: ErrorKind::Duplicate {
+                        field,
+                        name,
+                        other: other.file_name().map_or_else(
+                            || other.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        ),
+                    },
+                }),
+                Some(_) => {}
+                None => {
+                    names.insert(name, (i, t.path.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Explanations outside [`EXPLANATION_WORDS`], `related` lists outside [`RELATED_TERMS`].
+fn size_warnings(terms: &[LocatedTerm], warnings: &mut Vec<GlossaryWarning>) {
+    for located in terms {
+        let t = &located.term;
+        let words = t.body.split_whitespace().count();
+        if !EXPLANATION_WORDS.contains(&words) {
+            warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line: located.first_line,
+                message: format!(
+                    "the explanation has {words} words; aim for {} to {}",
+                    EXPLANATION_WORDS.start(),
+                    EXPLANATION_WORDS.end()
+                ),
+            });
+        }
+        if terms.len() > RELATED_TERMS.end() + 1 && !RELATED_TERMS.contains(&t.related.len()) {
+            warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line: located.line("related"),
+                message: format!(
+                    "`related` lists {} terms; aim for {} to {}",
+                    t.related.len(),
+                    RELATED_TERMS.start(),
+                    RELATED_TERMS.end()
+                ),
+            });
+        }
+    }
+}
+
+/// Terms no other term relates to.
+fn orphans(
+    terms: &[LocatedTerm],
+    related_to: &HashMap<&Slug, usize>,
+    warnings: &mut Vec<GlossaryWarning>,
+) {
+    for located in terms {
+        if !related_to.contains_key(&located.term.slug) {
+            warnings.push(GlossaryWarning {
+                path: located.term.path.clone(),
+                line: located.line("term"),
+                message: format!(
+                    "no other term relates to `{}`: add it to the `related` list of a term it belongs with",
+                    located.term.slug
+                ),
+            });
+        }
+    }
+}
+
+/// A category only one term uses, next to a similar, established one, is likely a typo.
+fn category_typos(terms: &[LocatedTerm], warnings: &mut Vec<GlossaryWarning>) {
+    let mut per_category: BTreeMap<&str, usize> = BTreeMap::new();
+    for located in terms {
+        *per_category
+            .entry(located.term.category.as_str())
+            .or_default() += 1;
+    }
+    let established: Vec<&str> = per_category
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(c, _)| *c)
+        .collect();
+    for located in terms {
+        let category = located.term.category.as_str();
+        if per_category[category] == 1
+            && let Some(near) = closest_word(category, &established)
+        {
+            warnings.push(GlossaryWarning {
+                path: located.term.path.clone(),
+                line: located.line("category"),
+                message: format!(
+                    "`category`: `{category}` is used by no other term; did you mean `{near}`?"
+                ),
+            });
+        }
+    }
 }
 
 /// A related link without its way back: when A lists B, B should list A (a relation between

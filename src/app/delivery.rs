@@ -611,13 +611,16 @@ impl<'a> DeliveryRun<'a> {
     }
 }
 
+/// The workers' side of a run: where claimed rows go, where outcomes come from, the tasks.
+type Workers = (mpsc::Sender<Claimed>, mpsc::Receiver<Outcome>, JoinSet<()>);
+
 /// Starts `workers` tasks, each with an SMTP connection (or the outbox) of its own, taking
 /// claimed rows from one channel and reporting outcomes on another.
 fn start_workers(
     workers: usize,
     transport: &Transport,
     shared: &Arc<Shared>,
-) -> Result<(mpsc::Sender<Claimed>, mpsc::Receiver<Outcome>, JoinSet<()>), DeliveryError> {
+) -> Result<Workers, DeliveryError> {
     let (job_tx, job_rx) = mpsc::channel::<Claimed>(workers);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(workers * 2);
