@@ -369,7 +369,14 @@ pub async fn deliver(
             free = granted as usize;
         }
         let claimed = ledger
-            .step(issue.id, &settings.run_id, lease, &marks, free, now)
+            .step(crate::store::StepRequest {
+                issue_id: issue.id,
+                run: &settings.run_id,
+                lease,
+                marks: &marks,
+                claim: free,
+                now,
+            })
             .await?;
         for m in &marks {
             if let (id, Mark::Retry { error, .. }) = m {
