@@ -2,7 +2,7 @@
 //!
 //! One coordinator ([`DeliveryRun`]) owns the ledger; `concurrency` workers (a `JoinSet`) own
 //! one SMTP connection each. The coordinator's loop is a single step repeated
-//! ([`LedgerSession::step`]): in one transaction
+//! ([`LedgerSession::step`], one [`LedgerBackend`](crate::store) per database): in one transaction
 //! it records how the finished attempts ended and claims as many pending rows as there are
 //! idle workers, then hands the claimed rows to the workers. So:
 //!
@@ -37,7 +37,8 @@ use crate::domain::{EmailAddress, SigningKey};
 use crate::mailer::{Mailer, SendError, Transport};
 use crate::render::RenderedIssue;
 use crate::store::{
-    Claimed, LedgerCounts, LedgerSession, Mark, RelayRate, Store, StoreError, StoredIssue,
+    Claimed, LedgerCounts, LedgerSession, Mark, RelayRate, StepRequest, Store, StoreError,
+    StoredIssue,
 };
 
 /// How a send behaves.
@@ -518,14 +519,14 @@ impl<'a> DeliveryRun<'a> {
             .map(|(holder, _)| holder.as_str());
         let claimed = self
             .ledger
-            .step(
-                self.issue.id,
-                &self.settings.run_id,
+            .step(StepRequest {
+                issue_id: self.issue.id,
+                run: &self.settings.run_id,
                 lease,
                 marks,
-                free,
-                self.clock.now(),
-            )
+                claim: free,
+                now: self.clock.now(),
+            })
             .await?;
         for (id, m) in marks {
             if let Mark::Retry { error, .. } = m {

@@ -103,6 +103,9 @@ pub struct TermPage {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// A page of the sitemap: its URL and when it last changed, if known.
+pub type SitemapEntry = (String, Option<DateTime<Utc>>);
+
 impl App {
     /// Issues that went out, newest first.
     ///
@@ -174,7 +177,7 @@ impl App {
     /// # Errors
     /// A database error.
     #[tracing::instrument(skip_all)]
-    pub async fn sitemap(&self) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
+    pub async fn sitemap(&self) -> Result<Vec<SitemapEntry>, StoreError> {
         let glossary = self.glossary_for_pages();
         let issues = self.published_issues().await?;
         let newest_issue = issues.first().map(|i| i.send_after.unwrap_or(i.created_at));

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::subscriber_file;
 
 pub(super) async fn run(app: &App, offline: bool) -> anyhow::Result<Exit> {
-    let config = &app.config();
+    let config = app.config();
     let mut failed = false;
     crate::say!("configuration: {} ok", shown(&config.file).display());
 

@@ -19,7 +19,7 @@ struct FeedRow {
 }
 
 pub(super) async fn run(app: &App, args: FeedsArgs) -> anyhow::Result<Exit> {
-    let config = &app.config();
+    let config = app.config();
     if args.fetch {
         app.fetch_feeds(app.now()).await?;
     }

@@ -11,7 +11,7 @@ use crate::app::issue::Feeds;
 use crate::cli::PreviewArgs;
 
 pub(super) async fn run(app: &App, args: PreviewArgs) -> anyhow::Result<Exit> {
-    let config = &app.config();
+    let config = app.config();
     app.warn_if_development_key();
     if args.serve {
         return super::preview_server::serve(app, &args).await;

@@ -69,7 +69,7 @@ pub(super) async fn serve(app: &App, args: &PreviewArgs) -> anyhow::Result<Exit>
 
     // File events come on notify's own thread; each one wakes every open page.
     let notify_tx = changes.clone();
-    let watcher = crate::files::watch_content(&app.config(), move || {
+    let watcher = crate::files::watch_content(app.config(), move || {
         // No page open is fine: nobody to tell.
         if notify_tx.send(()).is_err() {
             tracing::trace!("a file changed; no page is open");

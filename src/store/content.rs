@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::states::Text;
-use super::{Store, StoreError, on_pool, write_one};
+use super::{Store, StoreError, per_db};
 use crate::domain::{NewsLink, Slug};
 use crate::selection::{SentTerm, TermHistory};
 use chrono::{DateTime, Utc};
@@ -51,13 +51,14 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn term_history(&self) -> Result<TermHistory, StoreError> {
-        let rows: Vec<(i64, i64, Text<Slug>)> = on_pool!(self, |db, _d| {
+        let rows: Vec<(i64, i64, Text<Slug>)> = per_db!(&self.pool, db => {
             sqlx::query_as(
-            "SELECT i.number, t.cycle, t.slug FROM terms_sent t JOIN issues i ON i.id = t.issue_id
+                "SELECT i.number, t.cycle, t.slug
+             FROM terms_sent t JOIN issues i ON i.id = t.issue_id
              ORDER BY i.number",
-        )
-        .fetch_all(db)
-        .await?
+            )
+            .fetch_all(db)
+            .await?
         });
         let sent = rows
             .into_iter()
@@ -75,11 +76,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn last_issue(&self) -> Result<Option<LastIssue>, StoreError> {
-        let row: Option<(i64, DateTime<Utc>)> = on_pool!(self, |db, _d| sqlx::query_as(
-            "SELECT number, created_at FROM issues ORDER BY number DESC LIMIT 1"
-        )
-        .fetch_optional(db)
-        .await?);
+        let row: Option<(i64, DateTime<Utc>)> = per_db!(&self.pool, db => {
+            sqlx::query_as("SELECT number, created_at FROM issues ORDER BY number DESC LIMIT 1")
+                .fetch_optional(db)
+                .await?
+        });
         Ok(row.map(|(number, created_at)| LastIssue {
             number: u32::try_from(number).unwrap_or(0),
             created_at,
@@ -91,11 +92,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn sent_link_urls(&self) -> Result<HashSet<String>, StoreError> {
-        let urls: Vec<String> = on_pool!(self, |db, _d| sqlx::query_scalar(
-            "SELECT canonical_url FROM links_sent"
-        )
-        .fetch_all(db)
-        .await?);
+        let urls: Vec<String> = per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT canonical_url FROM links_sent")
+                .fetch_all(db)
+                .await?
+        });
         Ok(urls.into_iter().collect())
     }
 
@@ -104,11 +105,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue(&self) -> Result<Vec<Slug>, StoreError> {
-        let slugs: Vec<Text<Slug>> = on_pool!(self, |db, _d| sqlx::query_scalar(
-            "SELECT slug FROM term_queue ORDER BY position"
-        )
-        .fetch_all(db)
-        .await?);
+        let slugs: Vec<Text<Slug>> = per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT slug FROM term_queue ORDER BY position")
+                .fetch_all(db)
+                .await?
+        });
         Ok(slugs.into_iter().map(|s| s.0).collect())
     }
 
@@ -121,14 +122,21 @@ impl Store {
         slug: &Slug,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        Ok(write_one!(self, |d| sqlx::query(d.sql(
-            "INSERT INTO term_queue (slug, position, added_at)
-             VALUES (?1, (SELECT COALESCE(MIN(position), 1) - 1 FROM term_queue), ?2)
-             ON CONFLICT (slug) DO NOTHING"
-        ))
-        .bind(slug.as_str())
-        .bind(now))?
-            == 1)
+        let mut tx = self.write().await?;
+        let changed = per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO term_queue (slug, position, added_at)
+                 VALUES ($1, (SELECT COALESCE(MIN(position), 1) - 1 FROM term_queue), $2)
+                 ON CONFLICT (slug) DO NOTHING",
+            )
+            .bind(slug.as_str())
+            .bind(now)
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        tx.commit().await?;
+        Ok(changed == 1)
     }
 
     /// Appends a slug to the queue; `false` when it was already queued.
@@ -136,14 +144,21 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue_add(&self, slug: &Slug, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(write_one!(self, |d| sqlx::query(d.sql(
-            "INSERT INTO term_queue (slug, position, added_at)
-             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM term_queue), ?2)
-             ON CONFLICT (slug) DO NOTHING"
-        ))
-        .bind(slug.as_str())
-        .bind(now))?
-            == 1)
+        let mut tx = self.write().await?;
+        let changed = per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO term_queue (slug, position, added_at)
+                 VALUES ($1, (SELECT COALESCE(MAX(position), 0) + 1 FROM term_queue), $2)
+                 ON CONFLICT (slug) DO NOTHING",
+            )
+            .bind(slug.as_str())
+            .bind(now)
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        tx.commit().await?;
+        Ok(changed == 1)
     }
 
     /// Removes a slug from the queue; `false` when it was not queued.
@@ -151,11 +166,16 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn queue_remove(&self, slug: &Slug) -> Result<bool, StoreError> {
-        Ok(write_one!(self, |d| sqlx::query(
-            d.sql("DELETE FROM term_queue WHERE slug = ?")
-        )
-        .bind(slug.as_str()))?
-            == 1)
+        let mut tx = self.write().await?;
+        let changed = per_db!(tx.conn(), c => {
+            sqlx::query("DELETE FROM term_queue WHERE slug = $1")
+                .bind(slug.as_str())
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        tx.commit().await?;
+        Ok(changed == 1)
     }
 
     /// The state of every feed the store has seen, by URL.
@@ -163,13 +183,15 @@ impl Store {
     /// # Errors
     /// A database error, or stored items that no longer parse.
     pub async fn feed_states(&self) -> Result<HashMap<String, FeedState>, StoreError> {
-        let rows: Vec<StoredFeed> = on_pool!(self, |db, _d| sqlx::query_as(
-            "SELECT url, name, etag, last_modified, permanent_url, last_success_at, last_error,
-                    last_error_at, consecutive_failures, items_seen, items_json
-             FROM feed_state",
-        )
-        .fetch_all(db)
-        .await?);
+        let rows: Vec<StoredFeed> = per_db!(&self.pool, db => {
+            sqlx::query_as(
+                "SELECT url, name, etag, last_modified, permanent_url, last_success_at, last_error,
+                        last_error_at, consecutive_failures, items_seen, items_json
+                 FROM feed_state",
+            )
+            .fetch_all(db)
+            .await?
+        });
         let mut states = HashMap::new();
         for row in rows {
             let items = serde_json::from_str(&row.items_json).map_err(|_| StoreError::Corrupt {
@@ -206,26 +228,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let items_json = serde_json::to_string(success.items).unwrap_or_else(|_| "[]".into());
-        write_one!(self, |d| {
-            sqlx::query(d.sql(
-            "INSERT INTO feed_state (url, name, etag, last_modified, permanent_url, last_success_at,
-                                     consecutive_failures, items_seen, items_json, first_seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?6)
-             ON CONFLICT (url) DO UPDATE SET
-                 name = excluded.name, etag = excluded.etag, last_modified = excluded.last_modified,
-                 permanent_url = COALESCE(excluded.permanent_url, feed_state.permanent_url),
-                 last_success_at = excluded.last_success_at, consecutive_failures = 0,
-                 items_seen = excluded.items_seen, items_json = excluded.items_json"
-        ))
-        .bind(url)
-        .bind(name)
-        .bind(success.etag)
-        .bind(success.last_modified)
-        .bind(success.permanent_url)
-        .bind(now)
-        .bind(success.items.len() as i64)
-        .bind(&items_json)
-        })?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO feed_state (url, name, etag, last_modified, permanent_url,
+                                         last_success_at, consecutive_failures, items_seen,
+                                         items_json, first_seen_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $6)
+                 ON CONFLICT (url) DO UPDATE SET
+                     name = excluded.name, etag = excluded.etag,
+                     last_modified = excluded.last_modified,
+                     permanent_url = COALESCE(excluded.permanent_url, feed_state.permanent_url),
+                     last_success_at = excluded.last_success_at, consecutive_failures = 0,
+                     items_seen = excluded.items_seen, items_json = excluded.items_json",
+            )
+            .bind(url)
+            .bind(name)
+            .bind(success.etag)
+            .bind(success.last_modified)
+            .bind(success.permanent_url)
+            .bind(now)
+            .bind(success.items.len() as i64)
+            .bind(&items_json)
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -240,20 +268,25 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        write_one!(self, |d| {
-            sqlx::query(d.sql(
-            "INSERT INTO feed_state (url, name, last_error, last_error_at, consecutive_failures, first_seen_at)
-             VALUES (?1, ?2, ?3, ?4, 1, ?4)
-             ON CONFLICT (url) DO UPDATE SET
-                 name = excluded.name, last_error = excluded.last_error,
-                 last_error_at = excluded.last_error_at,
-                 consecutive_failures = feed_state.consecutive_failures + 1"
-        ))
-        .bind(url)
-        .bind(name)
-        .bind(error)
-        .bind(now)
-        })?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO feed_state (url, name, last_error, last_error_at,
+                                         consecutive_failures, first_seen_at)
+                 VALUES ($1, $2, $3, $4, 1, $4)
+                 ON CONFLICT (url) DO UPDATE SET
+                     name = excluded.name, last_error = excluded.last_error,
+                     last_error_at = excluded.last_error_at,
+                     consecutive_failures = feed_state.consecutive_failures + 1",
+            )
+            .bind(url)
+            .bind(name)
+            .bind(error)
+            .bind(now)
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 }

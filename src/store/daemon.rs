@@ -2,7 +2,7 @@
 //! subscribe / confirm / unsubscribe flow.
 
 use super::states::Text;
-use super::{Store, StoreError, from_row, on_pool, on_tx, write_one};
+use super::{Store, StoreError, from_row, per_db};
 use crate::domain::{
     DeliveryStatus, EmailAddress, IssueStatus, ServiceMail, SlotOutcome, SubscriberName,
     SubscriberStatus,
@@ -21,7 +21,7 @@ pub struct SlotRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
-from_row!(SlotRecord, |r| {
+from_row!(SlotRecord, r => {
     Ok(Self {
         slot_key: r.try_get("slot_key")?,
         due_at: r.try_get("due_at")?,
@@ -64,15 +64,17 @@ async fn queue_mail(
     kind: ServiceMail,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    on_tx!(tx, |c, d| sqlx::query(d.sql(
-        "INSERT INTO mail_queue (subscriber_id, kind, created_at, due_at) VALUES (?1, ?2, ?3, ?3)"
-    ))
-    .bind(subscriber)
-    .bind(Text(kind))
-    .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected());
+    per_db!(tx.conn(), c => {
+        sqlx::query(
+            "INSERT INTO mail_queue (subscriber_id, kind, created_at, due_at)
+             VALUES ($1, $2, $3, $3)",
+        )
+        .bind(subscriber)
+        .bind(Text(kind))
+        .bind(now)
+        .execute(c)
+        .await?;
+    });
     Ok(())
 }
 
@@ -90,16 +92,23 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        Ok(write_one!(self, |d| sqlx::query(d.sql(
-            "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (slot_key) DO NOTHING"
-        ))
-        .bind(key)
-        .bind(due)
-        .bind(Text(outcome))
-        .bind(detail)
-        .bind(now))?
-            == 1)
+        let mut tx = self.write().await?;
+        let changed = per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO schedule_slots (slot_key, due_at, outcome, detail, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (slot_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(due)
+            .bind(Text(outcome))
+            .bind(detail)
+            .bind(now)
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        tx.commit().await?;
+        Ok(changed == 1)
     }
 
     /// Queues a confirmation email to subscriber `id` (address `email`) if fewer than `limit`
@@ -118,30 +127,30 @@ impl Store {
         let mut tx = self.write().await?;
         let hour_ago = now - chrono::Duration::hours(1);
         // Forget what no longer counts, so the table stays small.
-        on_tx!(tx, |c, d| sqlx::query(
-            d.sql("DELETE FROM confirmation_sends WHERE sent_at < ?")
-        )
-        .bind(hour_ago)
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
-        let sent: i64 = on_tx!(tx, |c, d| sqlx::query_scalar(d.sql(
-            "SELECT COUNT(*) FROM confirmation_sends WHERE email_key = ? AND sent_at >= ?"
-        ))
-        .bind(email.key())
-        .bind(hour_ago)
-        .fetch_one(&mut *c)
-        .await?);
+        per_db!(tx.conn(), c => {
+            sqlx::query("DELETE FROM confirmation_sends WHERE sent_at < $1")
+                .bind(hour_ago)
+                .execute(c)
+                .await?;
+        });
+        let sent: i64 = per_db!(tx.conn(), c => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM confirmation_sends WHERE email_key = $1 AND sent_at >= $2",
+            )
+            .bind(email.key())
+            .bind(hour_ago)
+            .fetch_one(c)
+            .await?
+        });
         let allowed = sent < i64::from(limit);
         if allowed {
-            on_tx!(tx, |c, d| sqlx::query(d.sql(
-                "INSERT INTO confirmation_sends (email_key, sent_at) VALUES (?, ?)"
-            ))
-            .bind(email.key())
-            .bind(now)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+            per_db!(tx.conn(), c => {
+                sqlx::query("INSERT INTO confirmation_sends (email_key, sent_at) VALUES ($1, $2)")
+                    .bind(email.key())
+                    .bind(now)
+                    .execute(c)
+                    .await?;
+            });
             queue_mail(&mut tx, id, ServiceMail::Confirmation, now).await?;
         }
         tx.commit().await?;
@@ -157,17 +166,23 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
-        write_one!(self, |d| {
-            sqlx::query(d.sql(
-            "INSERT INTO daemon_state (key, value) VALUES ('first_start', ?) ON CONFLICT (key) DO NOTHING"
-        ))
-        .bind(now.to_rfc3339())
-        })?;
-        let value: String = on_pool!(self, |db, _d| sqlx::query_scalar(
-            "SELECT value FROM daemon_state WHERE key = 'first_start'"
-        )
-        .fetch_one(db)
-        .await?);
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO daemon_state (key, value)
+                 VALUES ('first_start', $1)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(now.to_rfc3339())
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
+        let value: String = per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT value FROM daemon_state WHERE key = 'first_start'")
+                .fetch_one(db)
+                .await?
+        });
         DateTime::parse_from_rfc3339(&value)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| StoreError::Corrupt {
@@ -188,16 +203,22 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        write_one!(self, |d| sqlx::query(d.sql(
-            "UPDATE schedule_slots SET outcome = ?1, detail = ?2, recorded_at = ?3,
-                    issue_id = COALESCE((SELECT id FROM issues WHERE number = ?4), issue_id)
-             WHERE slot_key = ?5"
-        ))
-        .bind(Text(outcome))
-        .bind(detail)
-        .bind(now)
-        .bind(issue_number.map(i64::from))
-        .bind(key))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "UPDATE schedule_slots SET outcome = $1, detail = $2, recorded_at = $3,
+                        issue_id = COALESCE((SELECT id FROM issues WHERE number = $4), issue_id)
+                 WHERE slot_key = $5",
+            )
+            .bind(Text(outcome))
+            .bind(detail)
+            .bind(now)
+            .bind(issue_number.map(i64::from))
+            .bind(key)
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -207,11 +228,15 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn forget_slot(&self, key: &str) -> Result<(), StoreError> {
-        write_one!(self, |d| sqlx::query(d.sql(
-            "DELETE FROM schedule_slots WHERE slot_key = ? AND outcome = ?"
-        ))
-        .bind(key)
-        .bind(Text(SlotOutcome::Claimed)))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query("DELETE FROM schedule_slots WHERE slot_key = $1 AND outcome = $2")
+                .bind(key)
+                .bind(Text(SlotOutcome::Claimed))
+                .execute(c)
+                .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -220,12 +245,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn slot_recorded(&self, key: &str) -> Result<bool, StoreError> {
-        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(
-            d.sql("SELECT COUNT(*) FROM schedule_slots WHERE slot_key = ?")
-        )
-        .bind(key)
-        .fetch_one(db)
-        .await?);
+        let n: i64 = per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM schedule_slots WHERE slot_key = $1")
+                .bind(key)
+                .fetch_one(db)
+                .await?
+        });
         Ok(n > 0)
     }
 
@@ -234,14 +259,16 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRecord>, StoreError> {
-        Ok(on_pool!(self, |db, d| sqlx::query_as(d.sql(
-            "SELECT s.slot_key, s.due_at, s.outcome, i.number, s.detail, s.recorded_at
-             FROM schedule_slots s LEFT JOIN issues i ON i.id = s.issue_id
-             ORDER BY s.due_at DESC LIMIT ?"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(db)
-        .await?))
+        Ok(per_db!(&self.pool, db => {
+            sqlx::query_as(
+                "SELECT s.slot_key, s.due_at, s.outcome, i.number, s.detail, s.recorded_at
+                 FROM schedule_slots s LEFT JOIN issues i ON i.id = s.issue_id
+                 ORDER BY s.due_at DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(db)
+            .await?
+        }))
     }
 
     /// Releases a held or frozen issue: it may go out from `at` (an editor approved it, so
@@ -250,15 +277,22 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn release_issue(&self, number: u32, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(write_one!(self, |d| {
-            sqlx::query(d.sql(
-            "UPDATE issues SET status = ?1, send_after = ?2 WHERE number = ?3 AND status IN (?4, ?1)"
-        ))
-        .bind(Text(IssueStatus::Frozen))
-        .bind(at)
-        .bind(i64::from(number))
-        .bind(Text(IssueStatus::Held))
-        })? == 1)
+        let mut tx = self.write().await?;
+        let changed = per_db!(tx.conn(), c => {
+            sqlx::query(
+                "UPDATE issues SET status = $1, send_after = $2
+                 WHERE number = $3 AND status IN ($4, $1)",
+            )
+            .bind(Text(IssueStatus::Frozen))
+            .bind(at)
+            .bind(i64::from(number))
+            .bind(Text(IssueStatus::Held))
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        tx.commit().await?;
+        Ok(changed == 1)
     }
 
     /// Moves an issue from one of `from` to `to` (hold, release, start sending). Returns
@@ -275,16 +309,15 @@ impl Store {
         let mut tx = self.write().await?;
         let mut moved = false;
         for f in from {
-            moved |= on_tx!(tx, |c, d| sqlx::query(
-                d.sql("UPDATE issues SET status = ?1 WHERE number = ?2 AND status = ?3")
-            )
-            .bind(Text(to))
-            .bind(i64::from(number))
-            .bind(Text(*f))
-            .execute(&mut *c)
-            .await?
-            .rows_affected())
-                == 1;
+            moved |= per_db!(tx.conn(), c => {
+                sqlx::query("UPDATE issues SET status = $1 WHERE number = $2 AND status = $3")
+                    .bind(Text(to))
+                    .bind(i64::from(number))
+                    .bind(Text(*f))
+                    .execute(c)
+                    .await?
+                    .rows_affected()
+            }) == 1;
         }
         tx.commit().await?;
         Ok(moved)
@@ -303,12 +336,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<SubscribeOutcome, StoreError> {
         let mut tx = self.write().await?;
-        let row: Option<(i64, Text<SubscriberStatus>)> = on_tx!(tx, |c, d| sqlx::query_as(
-            d.sql("SELECT id, status FROM subscribers WHERE email_key = ?")
-        )
-        .bind(email.key())
-        .fetch_optional(&mut *c)
-        .await?);
+        let row: Option<(i64, Text<SubscriberStatus>)> = per_db!(tx.conn(), c => {
+            sqlx::query_as("SELECT id, status FROM subscribers WHERE email_key = $1")
+                .bind(email.key())
+                .fetch_optional(c)
+                .await?
+        });
         let outcome = match row {
             Some((id, Text(status))) => {
                 // A form anyone can post never renames an existing subscriber, and never
@@ -319,13 +352,14 @@ impl Store {
                     SubscriberStatus::Pending | SubscriberStatus::Unsubscribed => {
                         // A complaint suppresses for good: a form anyone can post must not
                         // mail someone who reported the newsletter as spam.
-                        let complained: bool = on_tx!(tx, |c, d| {
-                            sqlx::query_scalar(d.sql(
-                            "SELECT EXISTS (SELECT 1 FROM feedback WHERE subscriber_id = ?1 AND kind = 'complaint')"
-                        ))
-                        .bind(id)
-                        .fetch_one(&mut *c)
-                        .await?
+                        let complained: bool = per_db!(tx.conn(), c => {
+                            sqlx::query_scalar(
+                                "SELECT EXISTS (SELECT 1 FROM feedback
+                                                WHERE subscriber_id = $1 AND kind = 'complaint')",
+                            )
+                            .bind(id)
+                            .fetch_one(c)
+                            .await?
                         });
                         if complained {
                             SubscribeOutcome::Bounced
@@ -336,18 +370,19 @@ impl Store {
                 }
             }
             None => {
-                let id: i64 = on_tx!(tx, |c, d| {
-                    sqlx::query_scalar(d.sql(
-                    "INSERT INTO subscribers (email, email_key, name, first_name, status, source, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?5, 'pending', 'web', ?4, ?4) RETURNING id"
-                ))
-                .bind(email.as_str())
-                .bind(email.key())
-                .bind(name.as_str())
-                .bind(now)
-                .bind(first_name.as_str())
-                .fetch_one(&mut *c)
-                .await?
+                let id: i64 = per_db!(tx.conn(), c => {
+                    sqlx::query_scalar(
+                        "INSERT INTO subscribers (email, email_key, name, first_name, status,
+                                                  source, created_at, updated_at)
+                         VALUES ($1, $2, $3, $5, 'pending', 'web', $4, $4) RETURNING id",
+                    )
+                    .bind(email.as_str())
+                    .bind(email.key())
+                    .bind(name.as_str())
+                    .bind(now)
+                    .bind(first_name.as_str())
+                    .fetch_one(c)
+                    .await?
                 });
                 SubscribeOutcome::Confirm(id)
             }
@@ -372,29 +407,32 @@ impl Store {
         // only a new request's link can. (Links carry whole seconds.)
         let issued = link_issued + chrono::Duration::seconds(1);
         type Row = (Text<EmailAddress>, String, String, Text<SubscriberStatus>);
-        let row: Option<Row> = on_tx!(tx, |c, d| sqlx::query_as(d.sql(
-            "SELECT email, name, first_name, status FROM subscribers
-             WHERE id = ?1 AND (unsubscribed_at IS NULL OR unsubscribed_at < ?2)
-               AND (bounced_at IS NULL OR bounced_at < ?2)"
-        ))
-        .bind(id)
-        .bind(issued)
-        .fetch_optional(&mut *c)
-        .await?);
+        let row: Option<Row> = per_db!(tx.conn(), c => {
+            sqlx::query_as(
+                "SELECT email, name, first_name, status FROM subscribers
+                 WHERE id = $1 AND (unsubscribed_at IS NULL OR unsubscribed_at < $2)
+                   AND (bounced_at IS NULL OR bounced_at < $2)",
+            )
+            .bind(id)
+            .bind(issued)
+            .fetch_optional(c)
+            .await?
+        });
         let Some((email, name, first_name, Text(status))) = row else {
             return Ok(None);
         };
         let newly = status != SubscriberStatus::Confirmed;
         if newly {
-            on_tx!(tx, |c, d| {
-                sqlx::query(d.sql(
-                "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1 WHERE id = ?2"
-            ))
-            .bind(now)
-            .bind(id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            per_db!(tx.conn(), c => {
+                sqlx::query(
+                    "UPDATE subscribers SET status = 'confirmed', confirmed_at = $1,
+                            updated_at = $1
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(c)
+                .await?;
             });
             // The welcome is queued with the confirmation: one without the other never is.
             queue_mail(&mut tx, id, ServiceMail::Welcome, now).await?;
@@ -414,25 +452,26 @@ impl Store {
     /// A database error.
     pub async fn unsubscribe_id(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let exists: Option<Text<SubscriberStatus>> = on_tx!(tx, |c, d| sqlx::query_scalar(
-            d.sql("SELECT status FROM subscribers WHERE id = ?")
-        )
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await?);
+        let exists: Option<Text<SubscriberStatus>> = per_db!(tx.conn(), c => {
+            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(c)
+                .await?
+        });
         let Some(status) = exists else {
             return Ok(false);
         };
         if status.0 != SubscriberStatus::Unsubscribed {
-            on_tx!(tx, |c, d| {
-                sqlx::query(d.sql(
-                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1 WHERE id = ?2"
-            ))
-            .bind(now)
-            .bind(id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            per_db!(tx.conn(), c => {
+                sqlx::query(
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $1,
+                            updated_at = $1
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(c)
+                .await?;
             });
         }
         tx.commit().await?;
@@ -444,12 +483,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn subscriber_exists(&self, id: i64) -> Result<bool, StoreError> {
-        let n: i64 = on_pool!(self, |db, d| sqlx::query_scalar(
-            d.sql("SELECT COUNT(*) FROM subscribers WHERE id = ?")
-        )
-        .bind(id)
-        .fetch_one(db)
-        .await?);
+        let n: i64 = per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE id = $1")
+                .bind(id)
+                .fetch_one(db)
+                .await?
+        });
         Ok(n > 0)
     }
 
@@ -458,18 +497,22 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn delivery_totals(&self) -> Result<(Vec<(DeliveryStatus, i64)>, i64), StoreError> {
-        let rows: Vec<(Text<DeliveryStatus>, i64)> = on_pool!(self, |db, _d| sqlx::query_as(
-            "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status ORDER BY status",
-        )
-        .fetch_all(db)
-        .await?);
+        let rows: Vec<(Text<DeliveryStatus>, i64)> = per_db!(&self.pool, db => {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) AS n
+                 FROM deliveries GROUP BY status
+                 ORDER BY status",
+            )
+            .fetch_all(db)
+            .await?
+        });
         let by_status = rows.into_iter().map(|(status, n)| (status.0, n)).collect();
-        let sent: i64 = on_pool!(self, |db, d| sqlx::query_scalar(
-            d.sql("SELECT COUNT(*) FROM issues WHERE status = ?")
-        )
-        .bind(Text(IssueStatus::Sent))
-        .fetch_one(db)
-        .await?);
+        let sent: i64 = per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE status = $1")
+                .bind(Text(IssueStatus::Sent))
+                .fetch_one(db)
+                .await?
+        });
         Ok((by_status, sent))
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, on_pool, on_tx};
+use super::{Store, StoreError, WriteTx, per_db};
 
 /// What a report does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,115 +81,168 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<FeedbackOutcome, StoreError> {
         let mut tx = self.write().await?;
-        // The delivery (when known), the subscriber, the issue and its number.
-        type Found = (Option<i64>, i64, Option<i64>, Option<i64>);
-        let found: Option<Found> = match fb.target {
-            FeedbackTarget::Delivery(id) => on_tx!(tx, |c, d| sqlx::query_as(d.sql(
-                "SELECT d.id, d.subscriber_id, d.issue_id, i.number FROM deliveries d
-                 JOIN issues i ON i.id = d.issue_id WHERE d.id = ?1"
-            ))
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?)
-            .map(|(d, s, i, n): (i64, i64, i64, i64)| (Some(d), s, Some(i), Some(n))),
-            FeedbackTarget::Subscriber(id) => on_tx!(tx, |c, d| {
-                sqlx::query_as(d.sql(
-                "SELECT (SELECT d.id FROM deliveries d WHERE d.subscriber_id = s.id AND d.status = 'sent'
-                         ORDER BY d.issue_id DESC LIMIT 1),
-                        s.id,
-                        (SELECT d.issue_id FROM deliveries d WHERE d.subscriber_id = s.id AND d.status = 'sent'
-                         ORDER BY d.issue_id DESC LIMIT 1),
-                        (SELECT i.number FROM deliveries d JOIN issues i ON i.id = d.issue_id
-                         WHERE d.subscriber_id = s.id AND d.status = 'sent' ORDER BY d.issue_id DESC LIMIT 1)
-                 FROM subscribers s WHERE s.id = ?1"
-            ))
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?
-            }),
-        };
-        let Some((delivery_id, subscriber_id, issue_id, issue_number)) = found else {
+        let Some(About {
+            delivery_id,
+            subscriber_id,
+            issue_id,
+            issue_number,
+        }) = about(&mut tx, fb.target).await?
+        else {
             return Ok(FeedbackOutcome::Unknown);
         };
-        let inserted = on_tx!(tx, |c, d| {
-            sqlx::query(d.sql(
-            "INSERT INTO feedback (report_id, kind, delivery_id, subscriber_id, issue_id, status_code,
-                                   reason, report, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (report_id) DO NOTHING"
-        ))
-        .bind(fb.report_id)
-        .bind(fb.kind.as_str())
-        .bind(delivery_id)
-        .bind(subscriber_id)
-        .bind(issue_id)
-        .bind(fb.status_code)
-        .bind(fb.reason)
-        .bind(fb.report)
-        .bind(now)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
+        let inserted = per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO feedback (report_id, kind, delivery_id, subscriber_id, issue_id,
+                                       status_code, reason, report, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (report_id) DO NOTHING",
+            )
+            .bind(fb.report_id)
+            .bind(fb.kind.as_str())
+            .bind(delivery_id)
+            .bind(subscriber_id)
+            .bind(issue_id)
+            .bind(fb.status_code)
+            .bind(fb.reason)
+            .bind(fb.report)
+            .bind(now)
+            .execute(c)
+            .await?
+            .rows_affected()
         });
         if inserted == 0 {
             return Ok(FeedbackOutcome::Duplicate);
         }
-        const BOUNCE: &str =
-            "UPDATE subscribers SET status = 'bounced', bounced_at = ?1, updated_at = ?1
-             WHERE id = ?2 AND status IN ('confirmed', 'pending')";
-        let changed = match fb.kind {
-            FeedbackKind::HardBounce => on_tx!(tx, |c, d| sqlx::query(d.sql(BOUNCE))
-                .bind(now)
-                .bind(subscriber_id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()),
-            FeedbackKind::SoftBounce => {
-                // The subscriber's last `soft_limit` issues that went out to them, and how
-                // many of them came back with a soft bounce.
-                let (issues, soft): (i64, i64) = on_tx!(tx, |c, d| sqlx::query_as(d.sql(
-                    "WITH recent AS (
-                         SELECT d.issue_id FROM deliveries d
-                         WHERE d.subscriber_id = ?1 AND d.status = 'sent'
-                         ORDER BY d.issue_id DESC LIMIT ?2)
-                     SELECT COUNT(*), COUNT(*) FILTER (WHERE EXISTS (
-                         SELECT 1 FROM feedback f WHERE f.subscriber_id = ?1
-                           AND f.issue_id = recent.issue_id AND f.kind = 'soft_bounce'))
-                     FROM recent"
-                ))
-                .bind(subscriber_id)
-                .bind(i64::from(soft_limit))
-                .fetch_one(&mut *c)
-                .await?);
-                if issues >= i64::from(soft_limit) && soft >= i64::from(soft_limit) {
-                    on_tx!(tx, |c, d| sqlx::query(d.sql(BOUNCE))
-                        .bind(now)
-                        .bind(subscriber_id)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected())
-                } else {
-                    0
-                }
-            }
-            FeedbackKind::Complaint | FeedbackKind::Unsubscribe => on_tx!(tx, |c, d| {
-                sqlx::query(d.sql(
-                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?1, updated_at = ?1
-                 WHERE id = ?2 AND status IN ('confirmed', 'pending')"
-            ))
-            .bind(now)
-            .bind(subscriber_id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-            }),
-        };
+        let suppressed = apply(&mut tx, fb.kind, subscriber_id, soft_limit, now).await?;
         tx.commit().await?;
         Ok(FeedbackOutcome::Recorded {
             subscriber_id,
             issue_number,
-            suppressed: changed > 0,
+            suppressed,
         })
     }
+}
+
+/// What a report is about: the delivery (when known), the subscriber, the issue and its
+/// number.
+struct About {
+    delivery_id: Option<i64>,
+    subscriber_id: i64,
+    issue_id: Option<i64>,
+    issue_number: Option<i64>,
+}
+
+/// What `target` is about, inside the report's transaction; `None` when its delivery or
+/// subscriber no longer exists. A subscriber's report is about their newest delivered issue.
+async fn about(tx: &mut WriteTx, target: FeedbackTarget) -> Result<Option<About>, StoreError> {
+    type Found = (Option<i64>, i64, Option<i64>, Option<i64>);
+    let found: Option<Found> = match target {
+        FeedbackTarget::Delivery(id) => per_db!(tx.conn(), c => {
+            sqlx::query_as(
+                "SELECT d.id, d.subscriber_id, d.issue_id, i.number FROM deliveries d
+                 JOIN issues i ON i.id = d.issue_id WHERE d.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(c)
+            .await?
+        })
+        .map(|(d, s, i, n): (i64, i64, i64, i64)| (Some(d), s, Some(i), Some(n))),
+        FeedbackTarget::Subscriber(id) => per_db!(tx.conn(), c => {
+            sqlx::query_as(
+                "SELECT (SELECT d.id FROM deliveries d
+                         WHERE d.subscriber_id = s.id AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT 1),
+                        s.id,
+                        (SELECT d.issue_id FROM deliveries d
+                         WHERE d.subscriber_id = s.id AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT 1),
+                        (SELECT i.number FROM deliveries d JOIN issues i ON i.id = d.issue_id
+                         WHERE d.subscriber_id = s.id AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT 1)
+                 FROM subscribers s WHERE s.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(c)
+            .await?
+        }),
+    };
+    Ok(found.map(
+        |(delivery_id, subscriber_id, issue_id, issue_number)| About {
+            delivery_id,
+            subscriber_id,
+            issue_id,
+            issue_number,
+        },
+    ))
+}
+
+/// Applies a recorded report of `kind` to `subscriber_id`, inside the report's transaction.
+/// Returns whether the subscriber was suppressed by it (confirmed or pending before, no
+/// longer).
+async fn apply(
+    tx: &mut WriteTx,
+    kind: FeedbackKind,
+    subscriber_id: i64,
+    soft_limit: u32,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    const BOUNCE: &str =
+        "UPDATE subscribers SET status = 'bounced', bounced_at = $1, updated_at = $1
+         WHERE id = $2 AND status IN ('confirmed', 'pending')";
+    let changed = match kind {
+        FeedbackKind::HardBounce => per_db!(tx.conn(), c => {
+            sqlx::query(BOUNCE)
+                .bind(now)
+                .bind(subscriber_id)
+                .execute(c)
+                .await?
+                .rows_affected()
+        }),
+        FeedbackKind::SoftBounce => {
+            // The subscriber's last `soft_limit` issues that went out to them, and how
+            // many of them came back with a soft bounce.
+            let (issues, soft): (i64, i64) = per_db!(tx.conn(), c => {
+                sqlx::query_as(
+                    "WITH recent AS (
+                         SELECT d.issue_id FROM deliveries d
+                         WHERE d.subscriber_id = $1 AND d.status = 'sent'
+                         ORDER BY d.issue_id DESC LIMIT $2)
+                     SELECT COUNT(*), COUNT(*) FILTER (WHERE EXISTS (
+                         SELECT 1 FROM feedback f WHERE f.subscriber_id = $1
+                           AND f.issue_id = recent.issue_id AND f.kind = 'soft_bounce'))
+                     FROM recent",
+                )
+                .bind(subscriber_id)
+                .bind(i64::from(soft_limit))
+                .fetch_one(c)
+                .await?
+            });
+            if issues >= i64::from(soft_limit) && soft >= i64::from(soft_limit) {
+                per_db!(tx.conn(), c => {
+                    sqlx::query(BOUNCE)
+                        .bind(now)
+                        .bind(subscriber_id)
+                        .execute(c)
+                        .await?
+                        .rows_affected()
+                })
+            } else {
+                0
+            }
+        }
+        FeedbackKind::Complaint | FeedbackKind::Unsubscribe => per_db!(tx.conn(), c => {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $1,
+                        updated_at = $1
+                 WHERE id = $2 AND status IN ('confirmed', 'pending')",
+            )
+            .bind(now)
+            .bind(subscriber_id)
+            .execute(c)
+            .await?
+            .rows_affected()
+        }),
+    };
+    Ok(changed > 0)
 }
 
 /// One news link of an issue and how often its redirect was followed.
@@ -212,26 +265,29 @@ impl Store {
         position: u32,
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.write().await?;
-        let found: Option<(i64, String)> = on_tx!(tx, |c, d| sqlx::query_as(d.sql(
-            "SELECT l.issue_id, l.url FROM links_sent l JOIN issues i ON i.id = l.issue_id
-             WHERE i.number = ?1 AND l.position = ?2"
-        ))
-        .bind(i64::from(number))
-        .bind(i64::from(position))
-        .fetch_optional(&mut *c)
-        .await?);
+        let found: Option<(i64, String)> = per_db!(tx.conn(), c => {
+            sqlx::query_as(
+                "SELECT l.issue_id, l.url FROM links_sent l JOIN issues i ON i.id = l.issue_id
+                 WHERE i.number = $1 AND l.position = $2",
+            )
+            .bind(i64::from(number))
+            .bind(i64::from(position))
+            .fetch_optional(c)
+            .await?
+        });
         let Some((issue_id, url)) = found else {
             return Ok(None);
         };
-        on_tx!(tx, |c, d| sqlx::query(d.sql(
-            "INSERT INTO link_clicks (issue_id, position, clicks) VALUES (?1, ?2, 1)
-             ON CONFLICT (issue_id, position) DO UPDATE SET clicks = link_clicks.clicks + 1"
-        ))
-        .bind(issue_id)
-        .bind(i64::from(position))
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO link_clicks (issue_id, position, clicks) VALUES ($1, $2, 1)
+                 ON CONFLICT (issue_id, position) DO UPDATE SET clicks = link_clicks.clicks + 1",
+            )
+            .bind(issue_id)
+            .bind(i64::from(position))
+            .execute(c)
+            .await?;
+        });
         tx.commit().await?;
         Ok(Some(url))
     }
@@ -241,14 +297,16 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn link_clicks(&self, number: u32) -> Result<Vec<LinkClicks>, StoreError> {
-        Ok(on_pool!(self, |db, d| sqlx::query_as(d.sql(
-            "SELECT l.position, l.url, COALESCE(c.clicks, 0) AS clicks
-             FROM links_sent l JOIN issues i ON i.id = l.issue_id
-             LEFT JOIN link_clicks c ON c.issue_id = l.issue_id AND c.position = l.position
-             WHERE i.number = ?1 ORDER BY l.position"
-        ))
-        .bind(i64::from(number))
-        .fetch_all(db)
-        .await?))
+        Ok(per_db!(&self.pool, db => {
+            sqlx::query_as(
+                "SELECT l.position, l.url, COALESCE(c.clicks, 0) AS clicks
+                 FROM links_sent l JOIN issues i ON i.id = l.issue_id
+                 LEFT JOIN link_clicks c ON c.issue_id = l.issue_id AND c.position = l.position
+                 WHERE i.number = $1 ORDER BY l.position",
+            )
+            .bind(i64::from(number))
+            .fetch_all(db)
+            .await?
+        }))
     }
 }

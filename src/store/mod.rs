@@ -1,19 +1,39 @@
-//! The store: Herald's one boundary to the database.
+//! The store: Herald's one boundary to the database, SQLite or PostgreSQL.
 //!
 //! Adapter. Everything the rest of Herald knows about persistence is the narrow API of
-//! [`Store`]; SQL lives only in this module, so a PostgreSQL implementation can replace the
-//! SQLite one without touching the pure core. SQLite runs in WAL mode with a busy timeout,
-//! write transactions start with `BEGIN IMMEDIATE` (so two writers queue instead of failing
-//! on upgrade), and the embedded migrations in `migrations/` run on open.
+//! [`Store`]; SQL lives only in this module. One `Store`, two databases, chosen by the URL:
+//!
+//! - Every statement is written once, where it runs, with numbered placeholders (`$1`, `$2`):
+//!   PostgreSQL's own, and SQLite binds `$N` by its number too, so the same text serves both
+//!   and nothing is translated. A statement made at run time (a column list, a `LIMIT`
+//!   written in) writes its `$N` itself. The few statements the two databases spell
+//!   differently (date arithmetic, JSON arrays, row locks) are chosen by `if`/`match` where
+//!   they run.
+//! - The code that runs a statement is written once too and compiled for each database by
+//!   [`per_db!`], a `match` over [`Db`] whose arms are the same block.
+//! - Writers take turns: SQLite in WAL mode with a busy timeout, write transactions started
+//!   with `BEGIN IMMEDIATE`; on PostgreSQL a write transaction takes one advisory lock (see
+//!   [`Store::write`]). The delivery step has a backend per database (`step`).
+//! - The embedded migrations (`migrations/sqlite`, `migrations/postgres`) run on open.
+//!
+//! Modules by concern: `subscribers`, `content` (what earlier issues sent, the editors' queue,
+//! feeds), `issues` (freezing and reading issues), `ledger` (the per-recipient ledger's
+//! counts, ambiguous rows, finishing), `step` (the delivery step), `lease`, `stats`,
+//! `daemon` (slots and the subscription flow), `feedback`, `queue` (service mail), `rates`,
+//! `copy` (`herald store copy`), `states` (how domain values are stored).
 
 mod content;
 mod copy;
 mod daemon;
 mod feedback;
+mod issues;
+mod lease;
 mod ledger;
 mod queue;
 mod rates;
 mod states;
+mod stats;
+mod step;
 mod subscribers;
 
 use std::str::FromStr;
@@ -21,17 +41,18 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use content::{FeedState, FeedSuccess, LastIssue};
 pub use copy::CopyError;
 pub use daemon::{Confirmed, SlotRecord, SubscribeOutcome};
 pub use feedback::{FeedbackKind, FeedbackOutcome, FeedbackTarget, LinkClicks, NewFeedback};
-pub use ledger::{
-    Claimed, DeliveryRow, FrozenIssue, IssueStats, LedgerCounts, LedgerSession, Mark, StoredIssue,
-};
+pub use issues::{FrozenIssue, StoredIssue};
+pub use ledger::{DeliveryRow, LedgerCounts};
 pub use queue::{QueueCounts, QueuedMail};
 pub use rates::RelayRate;
+pub use stats::IssueStats;
+pub use step::{Claimed, LedgerSession, Mark, StepRequest};
 pub use subscribers::{AddOutcome, IMPORT_BATCH, ImportCounts, SubscriberRecord};
 
 /// How long a connection waits for another writer before giving up.
@@ -63,138 +84,52 @@ impl StoreError {
     }
 }
 
-/// Which SQL a statement is written in. Statements are written once, in the SQL both
-/// databases share, with SQLite's numbered parameters (`?1`, or `?` in order); PostgreSQL
-/// gets them as `$1`. The few statements that differ are written twice, chosen by `match`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// `sql` for this database.
-    pub(crate) fn sql(self, sql: &'static str) -> &'static str {
-        match self {
-            Self::Sqlite => sql,
-            Self::Postgres => postgres_static(sql),
-        }
-    }
-
-    /// The statement written for this database: `sqlite` or `postgres` (both with SQLite's
-    /// parameters), for the few that differ.
-    pub(crate) fn pick(self, sqlite: &'static str, postgres: &'static str) -> &'static str {
-        match self {
-            Self::Sqlite => sqlite,
-            Self::Postgres => postgres_static(postgres),
-        }
-    }
-
-    /// A statement made at run time (a table name, a `LIMIT` written in), for this database.
-    pub(crate) fn owned(self, sql: String) -> sqlx::AssertSqlSafe<String> {
-        match self {
-            Self::Sqlite => sqlx::AssertSqlSafe(sql),
-            Self::Postgres => sqlx::AssertSqlSafe(to_postgres(&sql)),
-        }
-    }
-}
-
-/// SQLite's parameters (`?NNN`, or `?` numbered in order) as PostgreSQL's (`$NNN`). No
-/// statement of Herald's has a `?` inside a string literal.
-fn to_postgres(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut next = 1;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '?' {
-            out.push(c);
-            continue;
-        }
-        out.push('$');
-        if chars.peek().is_some_and(char::is_ascii_digit) {
-            while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                out.push(d);
-            }
-        } else {
-            out.push_str(&next.to_string());
-            next += 1;
-        }
-    }
-    out
-}
-
-/// [`to_postgres`] of a statement written in the source, translated once per process.
-fn postgres_static(sql: &'static str) -> &'static str {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, RwLock};
-    static DONE: LazyLock<RwLock<HashMap<&'static str, &'static str>>> =
-        LazyLock::new(RwLock::default);
-    if let Some(done) = DONE.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
-        return done;
-    }
-    // One leaked copy per statement of the source: a bounded set.
-    let translated: &'static str = Box::leak(to_postgres(sql).into_boxed_str());
-    DONE.write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(sql, translated);
-    translated
+/// One database or the other: `S` on SQLite, `P` on PostgreSQL. The store's pool is a
+/// `Db<SqlitePool, PgPool>`, a write transaction's connection a `Db<&mut SqliteConnection,
+/// &mut PgConnection>`; [`per_db!`] runs one block of code on either.
+#[derive(Debug, Clone)]
+pub(crate) enum Db<S, P> {
+    Sqlite(S),
+    Postgres(P),
 }
 
 /// The connections, of one database or the other.
-#[derive(Debug, Clone)]
-pub(crate) enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
+pub(crate) type Pool = Db<SqlitePool, PgPool>;
 
-/// Runs `$body` against the store's pool: `$db` is the pool (`&SqlitePool` or `&PgPool`),
-/// `$d` its [`Dialect`], and `Db` the database type. The body is written once and compiled
-/// for each database.
-macro_rules! on_pool {
-    ($store:expr, |$db:ident, $d:ident| $body:expr) => {
-        match &$store.pool {
-            $crate::store::Pool::Sqlite($db) => {
-                #[allow(unused)]
-                type Db = sqlx::Sqlite;
-                let $d = $crate::store::Dialect::Sqlite;
-                $body
-            }
-            $crate::store::Pool::Postgres($db) => {
-                #[allow(unused)]
-                type Db = sqlx::Postgres;
-                let $d = $crate::store::Dialect::Postgres;
-                $body
-            }
+/// A connection of one database or the other, borrowed for a few statements.
+pub(crate) type Conn<'c> = Db<&'c mut SqliteConnection, &'c mut PgConnection>;
+
+/// Runs one block against whichever database `$on` (a [`Db`]: `&self.pool`, `tx.conn()`)
+/// is on, with `$db` naming its side in the block: `&SqlitePool` or `&PgPool`, `&mut
+/// SqliteConnection` or `&mut PgConnection`. It is a `match` with two arms, each the same
+/// block, so the block is compiled once for each database; its value (of one type for both,
+/// such as the rows read, or `rows_affected()`) is the value of the whole `per_db!`.
+///
+/// The block is a block, not a closure: `?` in it returns from the enclosing function (as in
+/// any block), and `return` returns from it too.
+///
+/// ```ignore
+/// let n: i64 = per_db!(&self.pool, db => {
+///     sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = $1")
+///         .bind(status)
+///         .fetch_one(db)
+///         .await?
+/// });
+/// ```
+macro_rules! per_db {
+    ($on:expr, $db:ident => $body:block) => {
+        match $on {
+            $crate::store::Db::Sqlite($db) => $body,
+            $crate::store::Db::Postgres($db) => $body,
         }
     };
 }
 
-/// Runs `$body` inside a [`WriteTx`]: `$c` is its connection (`&mut SqliteConnection` or
-/// `&mut PgConnection`; pass it as `&mut *$c`), `$d` its [`Dialect`], `Db` the database type.
-macro_rules! on_tx {
-    ($tx:expr, |$c:ident, $d:ident| $body:expr) => {
-        match &mut $tx.tx {
-            $crate::store::Tx::Sqlite($c) => {
-                #[allow(unused)]
-                type Db = sqlx::Sqlite;
-                let $c: &mut sqlx::SqliteConnection = &mut **$c;
-                let $d = $crate::store::Dialect::Sqlite;
-                $body
-            }
-            $crate::store::Tx::Postgres($c) => {
-                #[allow(unused)]
-                type Db = sqlx::Postgres;
-                let $c: &mut sqlx::PgConnection = &mut **$c;
-                let $d = $crate::store::Dialect::Postgres;
-                $body
-            }
-        }
-    };
-}
-
-/// Implements `sqlx::FromRow` for both databases' rows with one body (`$row` the row).
+/// Implements `sqlx::FromRow` for both databases' rows with one block: `$row` names the row
+/// in it, and the block evaluates to `Result<Self, sqlx::Error>` (it is the body of each
+/// `from_row`, so `?` in it returns from that function).
 macro_rules! from_row {
-    ($ty:ty, |$row:ident| $body:expr) => {
+    ($ty:ty, $row:ident => $body:block) => {
         impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $ty {
             fn from_row($row: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
                 use sqlx::Row as _;
@@ -210,7 +145,7 @@ macro_rules! from_row {
     };
 }
 
-pub(crate) use {from_row, on_pool, on_tx};
+pub(crate) use {from_row, per_db};
 
 /// The database.
 #[derive(Debug, Clone)]
@@ -223,61 +158,30 @@ pub struct Store {
     turns: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-/// An open transaction of one database or the other.
-pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
-
 /// A write transaction, holding this process's turn to write until it ends.
 pub(crate) struct WriteTx {
-    tx: Tx,
+    tx: Db<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>,
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl WriteTx {
+    /// The transaction's connection, for [`per_db!`].
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match &mut self.tx {
+            Db::Sqlite(tx) => Db::Sqlite(&mut **tx),
+            Db::Postgres(tx) => Db::Postgres(&mut **tx),
+        }
+    }
+
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         match self.tx {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+            Db::Sqlite(tx) => tx.commit().await,
+            Db::Postgres(tx) => tx.commit().await,
         }
     }
 }
 
-/// Runs one write statement on its own and evaluates to how many rows it changed: `$query`
-/// is the statement, built with `$d` the [`Dialect`]. On SQLite the statement runs alone (a
-/// single statement is atomic); on PostgreSQL inside a write transaction, so it is serialised
-/// with the other writers as on SQLite.
-macro_rules! write_one {
-    ($store:expr, |$d:ident| $query:expr) => {
-        async {
-            let store: &$crate::store::Store = &$store;
-            let n = match &store.pool {
-                $crate::store::Pool::Sqlite(db) => {
-                    let $d = $crate::store::Dialect::Sqlite;
-                    let _turn = store.turns.lock().await;
-                    $query.execute(db).await?.rows_affected()
-                }
-                $crate::store::Pool::Postgres(_) => {
-                    let mut tx = store.write().await?;
-                    let n = $crate::store::on_tx!(tx, |c, $d| $query
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected());
-                    tx.commit().await?;
-                    n
-                }
-            };
-            Ok::<u64, $crate::store::StoreError>(n)
-        }
-        .await
-    };
-}
-
-pub(crate) use write_one;
-
 pub use crate::config::is_postgres_url;
-
 impl Store {
     /// Opens the database at `url` and applies pending migrations: `sqlite://PATH` (created
     /// if missing) or `postgres://...` (the database must exist).
@@ -329,17 +233,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Which database this is.
-    pub(crate) fn dialect(&self) -> Dialect {
-        match self.pool {
-            Pool::Sqlite(_) => Dialect::Sqlite,
-            Pool::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
     /// Whether this store is a PostgreSQL database.
     pub fn is_postgres(&self) -> bool {
-        self.dialect() == Dialect::Postgres
+        matches!(self.pool, Db::Postgres(_))
     }
 
     /// Brings addresses stored before they were normalised (a Unicode domain, stored as typed)
@@ -357,7 +253,7 @@ impl Store {
             return Ok(());
         };
         let done: Option<String> =
-            sqlx::query_scalar("SELECT value FROM daemon_state WHERE key = ?")
+            sqlx::query_scalar("SELECT value FROM daemon_state WHERE key = $1")
                 .bind(DONE)
                 .fetch_optional(pool)
                 .await?;
@@ -384,33 +280,40 @@ impl Store {
                 continue;
             }
             let mut tx = self.write().await?;
-            let taken: Option<i64> = on_tx!(tx, |c, d| sqlx::query_scalar(
-                d.sql("SELECT id FROM subscribers WHERE email_key = ?1 AND id <> ?2")
-            )
-            .bind(address.key())
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?);
+            let taken: Option<i64> = per_db!(tx.conn(), c => {
+                sqlx::query_scalar("SELECT id FROM subscribers WHERE email_key = $1 AND id <> $2")
+                    .bind(address.key())
+                    .bind(id)
+                    .fetch_optional(c)
+                    .await?
+            });
             if let Some(other) = taken {
                 tracing::warn!(subscriber = id, duplicate_of = other, address = %stored, "two subscribers are one mailbox (an address stored before addresses were normalised); remove one of them");
                 continue;
             }
-            on_tx!(tx, |c, d| sqlx::query(d.sql(
-                "UPDATE subscribers SET email = ?1, email_key = ?2 WHERE id = ?3"
-            ))
-            .bind(address.as_str())
-            .bind(address.key())
-            .bind(id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+            per_db!(tx.conn(), c => {
+                sqlx::query("UPDATE subscribers SET email = $1, email_key = $2 WHERE id = $3")
+                    .bind(address.as_str())
+                    .bind(address.key())
+                    .bind(id)
+                    .execute(c)
+                    .await?;
+            });
             tx.commit().await?;
             tracing::info!(subscriber = id, from = %stored, to = %address, "normalised a stored address");
         }
-        write_one!(self, |d| sqlx::query(d.sql(
-            "INSERT INTO daemon_state (key, value) VALUES (?1, '1') ON CONFLICT (key) DO NOTHING"
-        ))
-        .bind(DONE))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO daemon_state (key, value)
+                 VALUES ($1, '1')
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(DONE)
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -423,28 +326,28 @@ impl Store {
     async fn write(&self) -> Result<WriteTx, StoreError> {
         let turn = self.turns.clone().lock_owned().await;
         let tx = match &self.pool {
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(pool) => Db::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(WRITE_LOCK)
                     .execute(&mut *tx)
                     .await?;
-                Tx::Postgres(tx)
+                Db::Postgres(tx)
             }
         };
         Ok(WriteTx { tx, _turn: turn })
     }
 
-    /// A write transaction for a ledger step. On SQLite, [`Store::write`]. On PostgreSQL a
-    /// plain transaction without the writers' advisory lock: a step locks the rows it claims
-    /// (`FOR UPDATE SKIP LOCKED`) and changes only rows it claimed, so the steps of several
-    /// workers run side by side.
-    async fn ledger_write(&self) -> Result<WriteTx, StoreError> {
+    /// A write transaction for what the delivery workers share (a relay's send tokens). On
+    /// SQLite, [`Store::write`]. On PostgreSQL a plain transaction without the writers'
+    /// advisory lock: it locks the rows it changes (`FOR UPDATE`), so the workers do not wait
+    /// for the other writers' turn. (A delivery step is such a transaction too: see `step`.)
+    async fn delivery_write(&self) -> Result<WriteTx, StoreError> {
         match &self.pool {
             Pool::Sqlite(_) => self.write().await,
             Pool::Postgres(pool) => Ok(WriteTx {
-                tx: Tx::Postgres(pool.begin().await?),
+                tx: Db::Postgres(pool.begin().await?),
                 _turn: std::sync::Arc::new(tokio::sync::Mutex::new(()))
                     .lock_owned()
                     .await,
@@ -478,11 +381,17 @@ impl Store {
     /// # Errors
     /// The database error when it does not.
     pub async fn write_probe(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        write_one!(self, |d| sqlx::query(d.sql(
-            "INSERT INTO daemon_state (key, value) VALUES ('health_probe', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-        ))
-        .bind(now.to_rfc3339()))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO daemon_state (key, value) VALUES ('health_probe', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(now.to_rfc3339())
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -491,10 +400,9 @@ impl Store {
     /// # Errors
     /// The database error when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, |db, _d| sqlx::query("SELECT 1")
-            .execute(db)
-            .await?
-            .rows_affected());
+        per_db!(&self.pool, db => {
+            sqlx::query("SELECT 1").execute(db).await?;
+        });
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! request never waits for the SMTP server and a message is not lost while it is down.
 
 use super::states::Text;
-use super::{Store, StoreError, from_row, on_pool, on_tx, write_one};
+use super::{Store, StoreError, from_row, per_db};
 use crate::domain::{EmailAddress, QueueOutcome, ServiceMail, SubscriberStatus};
 use chrono::{DateTime, Utc};
 
@@ -21,7 +21,7 @@ pub struct QueuedMail {
     pub attempts: u32,
 }
 
-from_row!(QueuedMail, |r| {
+from_row!(QueuedMail, r => {
     Ok(Self {
         id: r.try_get("id")?,
         kind: r.try_get::<Text<ServiceMail>, _>("kind")?.0,
@@ -59,26 +59,30 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<QueuedMail>, StoreError> {
         let mut tx = self.write().await?;
-        let taken: Vec<QueuedMail> = on_tx!(tx, |c, d| sqlx::query_as(d.sql(
-            "SELECT q.id, q.kind, q.subscriber_id, s.email, s.name, s.first_name, s.status,
-                    q.created_at, q.attempts + 1 AS attempts
-             FROM mail_queue q JOIN subscribers s ON s.id = q.subscriber_id
-             WHERE q.done_at IS NULL AND q.due_at <= ?1
-             ORDER BY q.due_at, q.id LIMIT ?2"
-        ))
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *c)
-        .await?);
-        for mail in &taken {
-            on_tx!(tx, |c, d| sqlx::query(d.sql(
-                "UPDATE mail_queue SET due_at = ?1, attempts = attempts + 1 WHERE id = ?2"
-            ))
-            .bind(now + hold)
-            .bind(mail.id)
-            .execute(&mut *c)
+        let taken: Vec<QueuedMail> = per_db!(tx.conn(), c => {
+            sqlx::query_as(
+                "SELECT q.id, q.kind, q.subscriber_id, s.email, s.name, s.first_name, s.status,
+                        q.created_at, q.attempts + 1 AS attempts
+                 FROM mail_queue q JOIN subscribers s ON s.id = q.subscriber_id
+                 WHERE q.done_at IS NULL AND q.due_at <= $1
+                 ORDER BY q.due_at, q.id LIMIT $2",
+            )
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(c)
             .await?
-            .rows_affected());
+        });
+        for mail in &taken {
+            per_db!(tx.conn(), c => {
+                sqlx::query(
+                    "UPDATE mail_queue SET due_at = $1, attempts = attempts + 1
+                     WHERE id = $2",
+                )
+                .bind(now + hold)
+                .bind(mail.id)
+                .execute(c)
+                .await?;
+            });
         }
         tx.commit().await?;
         Ok(taken)
@@ -95,15 +99,21 @@ impl Store {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        write_one!(self, |d| sqlx::query(d.sql(
-            "UPDATE mail_queue SET done_at = ?1, outcome = ?2,
-                    last_error = COALESCE(?3, last_error)
-             WHERE id = ?4"
-        ))
-        .bind(now)
-        .bind(Text(outcome))
-        .bind(error)
-        .bind(id))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "UPDATE mail_queue SET done_at = $1, outcome = $2,
+                        last_error = COALESCE($3, last_error)
+                 WHERE id = $4",
+            )
+            .bind(now)
+            .bind(Text(outcome))
+            .bind(error)
+            .bind(id)
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -117,12 +127,16 @@ impl Store {
         due: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        write_one!(self, |d| sqlx::query(d.sql(
-            "UPDATE mail_queue SET due_at = ?1, last_error = ?2 WHERE id = ?3"
-        ))
-        .bind(due)
-        .bind(error)
-        .bind(id))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query("UPDATE mail_queue SET due_at = $1, last_error = $2 WHERE id = $3")
+                .bind(due)
+                .bind(error)
+                .bind(id)
+                .execute(c)
+                .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -131,11 +145,11 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn next_mail_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(on_pool!(self, |db, _d| sqlx::query_scalar(
-            "SELECT MIN(due_at) FROM mail_queue WHERE done_at IS NULL"
-        )
-        .fetch_one(db)
-        .await?))
+        Ok(per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT MIN(due_at) FROM mail_queue WHERE done_at IS NULL")
+                .fetch_one(db)
+                .await?
+        }))
     }
 
     /// The queue at a glance.
@@ -143,19 +157,18 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn mail_queue_counts(&self, now: DateTime<Utc>) -> Result<QueueCounts, StoreError> {
-        let (waiting, retrying, failed): (i64, i64, i64) = on_pool!(self, |db, d| {
+        let (waiting, retrying, failed): (i64, i64, i64) = per_db!(&self.pool, db => {
             sqlx::query_as(
-            d.sql(
                 "SELECT
                     COUNT(*) FILTER (WHERE done_at IS NULL),
-                    COUNT(*) FILTER (WHERE done_at IS NULL AND attempts > 0 AND last_error IS NOT NULL),
-                    COUNT(*) FILTER (WHERE outcome = 'failed' AND done_at >= ?1)
-                 FROM mail_queue"
+                    COUNT(*) FILTER (WHERE done_at IS NULL AND attempts > 0
+                                       AND last_error IS NOT NULL),
+                    COUNT(*) FILTER (WHERE outcome = 'failed' AND done_at >= $1)
+                 FROM mail_queue",
             )
-        )
-        .bind(now - chrono::Duration::days(1))
-        .fetch_one(db)
-        .await?
+            .bind(now - chrono::Duration::days(1))
+            .fetch_one(db)
+            .await?
         });
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(QueueCounts {

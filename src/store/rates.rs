@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, on_tx};
+use super::{Store, StoreError, per_db};
 
 /// A relay's limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,31 +46,35 @@ impl Store {
         if buckets.is_empty() || want == 0 {
             return Ok((want, std::time::Duration::ZERO));
         }
-        let mut tx = self.ledger_write().await?;
+        // PostgreSQL's workers take tokens side by side: each locks its relay's rows until it
+        // commits. On SQLite the write transaction already keeps every other writer out.
+        let read_bucket = if self.is_postgres() {
+            "SELECT tokens, updated_at FROM rate_buckets WHERE relay = $1 AND span = $2 FOR UPDATE"
+        } else {
+            "SELECT tokens, updated_at FROM rate_buckets WHERE relay = $1 AND span = $2"
+        };
+        let mut tx = self.delivery_write().await?;
         let mut granted = want;
         let mut levels = Vec::with_capacity(buckets.len());
         for (span, capacity, per_second) in &buckets {
-            on_tx!(tx, |c, d| sqlx::query(d.sql(
-                "INSERT INTO rate_buckets (relay, span, tokens, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (relay, span) DO NOTHING"
-            ))
-            .bind(relay)
-            .bind(*span)
-            .bind(*capacity)
-            .bind(now)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
-            let (tokens, updated): (f64, DateTime<Utc>) =
-                on_tx!(tx, |c, d| sqlx::query_as(d.pick(
-                    "SELECT tokens, updated_at FROM rate_buckets WHERE relay = ?1 AND span = ?2",
-                    "SELECT tokens, updated_at FROM rate_buckets WHERE relay = ?1 AND span = ?2
-                     FOR UPDATE",
-                ))
+            let (tokens, updated): (f64, DateTime<Utc>) = per_db!(tx.conn(), c => {
+                sqlx::query(
+                    "INSERT INTO rate_buckets (relay, span, tokens, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (relay, span) DO NOTHING",
+                )
                 .bind(relay)
                 .bind(*span)
-                .fetch_one(&mut *c)
-                .await?);
+                .bind(*capacity)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query_as(read_bucket)
+                    .bind(relay)
+                    .bind(*span)
+                    .fetch_one(c)
+                    .await?
+            });
             let elapsed = (now - updated).to_std().unwrap_or_default().as_secs_f64();
             let level = (tokens + elapsed * per_second).min(*capacity);
             granted = granted.min(level.floor().max(0.0) as u32);
@@ -84,17 +88,17 @@ impl Store {
                     ((1.0 - left) / per_second).max(0.0),
                 ));
             }
-            on_tx!(tx, |c, d| {
-                sqlx::query(d.sql(
-                "UPDATE rate_buckets SET tokens = ?1, updated_at = ?2 WHERE relay = ?3 AND span = ?4"
-            ))
-            .bind(left)
-            .bind(now)
-            .bind(relay)
-            .bind(*span)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            per_db!(tx.conn(), c => {
+                sqlx::query(
+                    "UPDATE rate_buckets SET tokens = $1, updated_at = $2
+                     WHERE relay = $3 AND span = $4",
+                )
+                .bind(left)
+                .bind(now)
+                .bind(relay)
+                .bind(*span)
+                .execute(c)
+                .await?;
             });
         }
         tx.commit().await?;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::states::Text;
-use super::{Store, StoreError, from_row, on_pool, on_tx, write_one};
+use super::{Store, StoreError, from_row, per_db};
 use crate::domain::{EmailAddress, SubscriberName, SubscriberStatus};
 use crate::subscriber_file::{ImportAction, SubscriberRow, decide_import};
 use chrono::{DateTime, Utc};
@@ -60,7 +60,7 @@ pub enum AddOutcome {
     Reactivated,
 }
 
-from_row!(SubscriberRecord, |row| {
+from_row!(SubscriberRecord, row => {
     Ok(Self {
         id: row.try_get("id")?,
         email: row.try_get::<Text<EmailAddress>, _>("email")?.0,
@@ -74,81 +74,55 @@ from_row!(SubscriberRecord, |row| {
 });
 
 /// The SQL that moves a subscriber to `status`, stamping the matching timestamp column.
-const SET_STATUS: &str = "UPDATE subscribers SET status = ?1, name = ?2, updated_at = ?3,
-       confirmed_at = CASE WHEN ?1 = 'confirmed' AND status <> 'confirmed' THEN ?3 ELSE confirmed_at END,
-       unsubscribed_at = CASE WHEN ?1 = 'unsubscribed' AND status <> 'unsubscribed' THEN ?3 ELSE unsubscribed_at END,
-       bounced_at = CASE WHEN ?1 = 'bounced' AND status <> 'bounced' THEN ?3 ELSE bounced_at END
-     WHERE id = ?4";
+const SET_STATUS: &str = "UPDATE subscribers SET status = $1, name = $2, updated_at = $3,
+       confirmed_at = CASE WHEN $1 = 'confirmed' AND status <> 'confirmed' THEN $3 ELSE confirmed_at END,
+       unsubscribed_at = CASE WHEN $1 = 'unsubscribed' AND status <> 'unsubscribed' THEN $3 ELSE unsubscribed_at END,
+       bounced_at = CASE WHEN $1 = 'bounced' AND status <> 'bounced' THEN $3 ELSE bounced_at END
+     WHERE id = $4";
 
 const INSERT: &str = "INSERT INTO subscribers
        (email, email_key, name, status, source, created_at, updated_at, confirmed_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE WHEN ?4 = 'confirmed' THEN ?6 END)";
+     VALUES ($1, $2, $3, $4, $5, $6, $6, CASE WHEN $4 = 'confirmed' THEN $6 END)";
 
-/// Subscribers, all (?1 NULL) or of status ?1, in id order.
+/// Subscribers, all (`$1` NULL) or of status `$1`, in id order.
 const SUBSCRIBERS: &str =
     "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
-     WHERE ?1 IS NULL OR status = ?1 ORDER BY id";
+     WHERE $1 IS NULL OR status = $1 ORDER BY id";
 
 /// Rows per import transaction: large enough that a row costs a fraction of a statement (and a
 /// commit a fraction of an fsync), small enough that the write lock is held for tens of
 /// milliseconds.
 pub const IMPORT_BATCH: usize = 2000;
 
-impl Store {
-    /// Upserts rows with the suppression rule: an unsubscribed or bounced address is never
-    /// re-activated by an import. Set-based and in batches of [`IMPORT_BATCH`] rows, each
-    /// its own short transaction (one lookup and one multi-row insert per batch), so that a
-    /// large file never holds the write lock for long: the sender lease's heartbeat and the
-    /// web pages get their turn between batches.
-    ///
-    /// # Errors
-    /// A database error; the batches before it are kept (an import is idempotent: running it
-    /// again finishes the job).
-    pub async fn import_subscribers(
-        &self,
-        rows: &[SubscriberRow],
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> Result<ImportCounts, StoreError> {
-        let mut counts = ImportCounts::default();
-        for batch in rows.chunks(IMPORT_BATCH) {
-            self.import_batch(batch, source, now, &mut counts).await?;
-        }
-        Ok(counts)
-    }
+/// A subscriber row as an import looks it up: id, address key, name, first name, status.
+type StoredRow = (i64, String, String, String, Text<SubscriberStatus>);
 
-    async fn import_batch(
-        &self,
-        batch: &[SubscriberRow],
-        source: &str,
-        now: DateTime<Utc>,
-        counts: &mut ImportCounts,
-    ) -> Result<(), StoreError> {
-        /// An address of this batch: as stored (or to be inserted), and what changes.
-        struct Entry<'a> {
-            id: Option<i64>,
-            email: &'a EmailAddress,
-            name: String,
-            first_name: String,
-            status: SubscriberStatus,
-            changed: bool,
-            first_name_changed: bool,
-        }
-        let mut tx = self.write().await?;
-        type Stored = (i64, String, String, String, Text<SubscriberStatus>);
-        let stored: Vec<Stored> = on_tx!(tx, |c, _d| {
-            let mut lookup = sqlx::QueryBuilder::<Db>::new(
-                "SELECT id, email_key, name, first_name, status FROM subscribers WHERE email_key IN (",
-            );
-            let mut keys = lookup.separated(", ");
-            for row in batch {
-                keys.push_bind(row.email.key());
-            }
-            lookup.push(")");
-            lookup.build_query_as().fetch_all(&mut *c).await?
-        });
-        let mut entries: HashMap<String, Entry<'_>> = HashMap::with_capacity(batch.len());
-        // New addresses in file order, so ids follow the file.
+/// An address of an import batch: as stored (or to be inserted), and what changes.
+struct ImportEntry<'a> {
+    /// `None` for an address to insert.
+    id: Option<i64>,
+    email: &'a EmailAddress,
+    name: String,
+    first_name: String,
+    status: SubscriberStatus,
+    /// The status or the name changed.
+    changed: bool,
+    first_name_changed: bool,
+}
+
+/// What an import batch changes, decided row by row by the suppression rule
+/// ([`decide_import`]) against the stored rows.
+struct ImportPlan<'a> {
+    /// Every address of the batch, by key.
+    entries: HashMap<String, ImportEntry<'a>>,
+    /// The new addresses, in file order (so their ids follow the file).
+    new_keys: Vec<String>,
+}
+
+impl<'a> ImportPlan<'a> {
+    /// The plan for `batch`, given its addresses' `stored` rows; counts each row's outcome.
+    fn of(batch: &'a [SubscriberRow], stored: Vec<StoredRow>, counts: &mut ImportCounts) -> Self {
+        let mut entries: HashMap<String, ImportEntry<'a>> = HashMap::with_capacity(batch.len());
         let mut new_keys: Vec<String> = Vec::new();
         let mut by_key: HashMap<String, (i64, String, String, SubscriberStatus)> = stored
             .into_iter()
@@ -161,7 +135,7 @@ impl Store {
             {
                 entries.insert(
                     key.clone(),
-                    Entry {
+                    ImportEntry {
                         id: Some(id),
                         email: &row.email,
                         name,
@@ -178,7 +152,7 @@ impl Store {
                 ImportAction::Insert(status) => {
                     entries.insert(
                         key.clone(),
-                        Entry {
+                        ImportEntry {
                             id: None,
                             email: &row.email,
                             name: row.name.as_str().to_owned(),
@@ -212,11 +186,62 @@ impl Store {
                 e.first_name_changed = true;
             }
         }
+        Self { entries, new_keys }
+    }
+}
+
+impl Store {
+    /// Upserts rows with the suppression rule: an unsubscribed or bounced address is never
+    /// re-activated by an import. Set-based and in batches of [`IMPORT_BATCH`] rows, each
+    /// its own short transaction (one lookup and one multi-row insert per batch), so that a
+    /// large file never holds the write lock for long: the sender lease's heartbeat and the
+    /// web pages get their turn between batches.
+    ///
+    /// # Errors
+    /// A database error; the batches before it are kept (an import is idempotent: running it
+    /// again finishes the job).
+    pub async fn import_subscribers(
+        &self,
+        rows: &[SubscriberRow],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        let mut counts = ImportCounts::default();
+        for batch in rows.chunks(IMPORT_BATCH) {
+            self.import_batch(batch, source, now, &mut counts).await?;
+        }
+        Ok(counts)
+    }
+
+    /// One batch of [`Store::import_subscribers`], in one transaction: the stored rows of
+    /// its addresses in one lookup, what changes ([`ImportPlan`]), the new addresses in one
+    /// multi-row insert, then the changed rows one by one.
+    async fn import_batch(
+        &self,
+        batch: &[SubscriberRow],
+        source: &str,
+        now: DateTime<Utc>,
+        counts: &mut ImportCounts,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let stored: Vec<StoredRow> = per_db!(tx.conn(), c => {
+            let mut lookup = sqlx::QueryBuilder::new(
+                "SELECT id, email_key, name, first_name, status FROM subscribers
+                 WHERE email_key IN (",
+            );
+            let mut keys = lookup.separated(", ");
+            for row in batch {
+                keys.push_bind(row.email.key());
+            }
+            lookup.push(")");
+            lookup.build_query_as().fetch_all(c).await?
+        });
+        let ImportPlan { entries, new_keys } = ImportPlan::of(batch, stored, counts);
         if !new_keys.is_empty() {
-            on_tx!(tx, |c, _d| {
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
+            per_db!(tx.conn(), c => {
+                let mut insert = sqlx::QueryBuilder::new(
                     "INSERT INTO subscribers (email, email_key, name, first_name, status, source,
-                        created_at, updated_at, confirmed_at) ",
+                     created_at, updated_at, confirmed_at) ",
                 );
                 insert.push_values(
                     new_keys.iter().filter_map(|k| entries.get(k)),
@@ -232,30 +257,30 @@ impl Store {
                             .push_bind((e.status == SubscriberStatus::Confirmed).then_some(now));
                     },
                 );
-                insert.build().execute(&mut *c).await?.rows_affected()
+                insert.build().execute(c).await?;
             });
         }
         for e in entries.values() {
             let Some(id) = e.id else { continue };
             if e.changed {
-                on_tx!(tx, |c, d| sqlx::query(d.sql(SET_STATUS))
-                    .bind(e.status.as_str())
-                    .bind(e.name.as_str())
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected());
+                per_db!(tx.conn(), c => {
+                    sqlx::query(SET_STATUS)
+                        .bind(e.status.as_str())
+                        .bind(e.name.as_str())
+                        .bind(now)
+                        .bind(id)
+                        .execute(c)
+                        .await?;
+                });
             }
             if e.first_name_changed {
-                on_tx!(tx, |c, d| sqlx::query(
-                    d.sql("UPDATE subscribers SET first_name = ?1 WHERE id = ?2")
-                )
-                .bind(e.first_name.as_str())
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected());
+                per_db!(tx.conn(), c => {
+                    sqlx::query("UPDATE subscribers SET first_name = $1 WHERE id = $2")
+                        .bind(e.first_name.as_str())
+                        .bind(id)
+                        .execute(c)
+                        .await?;
+                });
             }
         }
         tx.commit().await?;
@@ -267,12 +292,12 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn subscriber_file_hash(&self, path: &str) -> Result<Option<String>, StoreError> {
-        Ok(on_pool!(self, |db, d| sqlx::query_scalar(d.sql(
-            "SELECT sha256 FROM subscriber_files WHERE path = ?"
-        ))
-        .bind(path)
-        .fetch_optional(db)
-        .await?))
+        Ok(per_db!(&self.pool, db => {
+            sqlx::query_scalar("SELECT sha256 FROM subscriber_files WHERE path = $1")
+                .bind(path)
+                .fetch_optional(db)
+                .await?
+        }))
     }
 
     /// Records that a subscriber file with this content hash was imported in full.
@@ -286,14 +311,21 @@ impl Store {
         rows: u64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        write_one!(self, |d| sqlx::query(d.sql(
-            "INSERT INTO subscriber_files (path, sha256, rows, imported_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (path) DO UPDATE SET sha256 = ?2, rows = ?3, imported_at = ?4"
-        ))
-        .bind(path)
-        .bind(sha256)
-        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
-        .bind(now))?;
+        let mut tx = self.write().await?;
+        per_db!(tx.conn(), c => {
+            sqlx::query(
+                "INSERT INTO subscriber_files (path, sha256, rows, imported_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (path) DO UPDATE SET sha256 = $2, rows = $3, imported_at = $4",
+            )
+            .bind(path)
+            .bind(sha256)
+            .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await?;
         Ok(())
     }
 
@@ -311,24 +343,25 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AddOutcome, StoreError> {
         let mut tx = self.write().await?;
-        let existing: Option<(i64, String, Text<SubscriberStatus>)> = on_tx!(tx, |c, d| {
-            sqlx::query_as(d.sql("SELECT id, name, status FROM subscribers WHERE email_key = ?"))
+        let existing: Option<(i64, String, Text<SubscriberStatus>)> = per_db!(tx.conn(), c => {
+            sqlx::query_as("SELECT id, name, status FROM subscribers WHERE email_key = $1")
                 .bind(email.key())
-                .fetch_optional(&mut *c)
+                .fetch_optional(c)
                 .await?
         });
         let outcome = match existing {
             None => {
-                on_tx!(tx, |c, d| sqlx::query(d.sql(INSERT))
-                    .bind(email.as_str())
-                    .bind(email.key())
-                    .bind(name.as_str())
-                    .bind(SubscriberStatus::Confirmed.as_str())
-                    .bind(source)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected());
+                per_db!(tx.conn(), c => {
+                    sqlx::query(INSERT)
+                        .bind(email.as_str())
+                        .bind(email.key())
+                        .bind(name.as_str())
+                        .bind(SubscriberStatus::Confirmed.as_str())
+                        .bind(source)
+                        .bind(now)
+                        .execute(c)
+                        .await?;
+                });
                 AddOutcome::Added
             }
             Some((id, old_name, Text(status))) => {
@@ -340,14 +373,15 @@ impl Store {
                 if status.is_suppressed() && !reactivate {
                     AddOutcome::Suppressed(status)
                 } else {
-                    on_tx!(tx, |c, d| sqlx::query(d.sql(SET_STATUS))
-                        .bind(SubscriberStatus::Confirmed.as_str())
-                        .bind(&new_name)
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected());
+                    per_db!(tx.conn(), c => {
+                        sqlx::query(SET_STATUS)
+                            .bind(SubscriberStatus::Confirmed.as_str())
+                            .bind(&new_name)
+                            .bind(now)
+                            .bind(id)
+                            .execute(c)
+                            .await?;
+                    });
                     if status.is_suppressed() {
                         AddOutcome::Reactivated
                     } else {
@@ -371,24 +405,25 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
         let mut tx = self.write().await?;
-        let row: Option<(i64, String, Text<SubscriberStatus>)> = on_tx!(tx, |c, d| {
-            sqlx::query_as(d.sql("SELECT id, name, status FROM subscribers WHERE email_key = ?"))
+        let row: Option<(i64, String, Text<SubscriberStatus>)> = per_db!(tx.conn(), c => {
+            sqlx::query_as("SELECT id, name, status FROM subscribers WHERE email_key = $1")
                 .bind(email.key())
-                .fetch_optional(&mut *c)
+                .fetch_optional(c)
                 .await?
         });
         let Some((id, name, Text(previous))) = row else {
             return Ok(None);
         };
         if previous != SubscriberStatus::Unsubscribed {
-            on_tx!(tx, |c, d| sqlx::query(d.sql(SET_STATUS))
-                .bind(SubscriberStatus::Unsubscribed.as_str())
-                .bind(&name)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected());
+            per_db!(tx.conn(), c => {
+                sqlx::query(SET_STATUS)
+                    .bind(SubscriberStatus::Unsubscribed.as_str())
+                    .bind(&name)
+                    .bind(now)
+                    .bind(id)
+                    .execute(c)
+                    .await?;
+            });
         }
         tx.commit().await?;
         Ok(Some(previous))
@@ -402,10 +437,12 @@ impl Store {
         &self,
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<SubscriberRecord>, StoreError> {
-        Ok(on_pool!(self, |db, d| sqlx::query_as(d.sql(SUBSCRIBERS))
-            .bind(status.map(Text))
-            .fetch_all(db)
-            .await?))
+        Ok(per_db!(&self.pool, db => {
+            sqlx::query_as(SUBSCRIBERS)
+                .bind(status.map(Text))
+                .fetch_all(db)
+                .await?
+        }))
     }
 
     /// Every subscriber (or those with `status`), in id order, one at a time: memory stays
@@ -415,10 +452,10 @@ impl Store {
         status: Option<SubscriberStatus>,
     ) -> impl futures::Stream<Item = Result<SubscriberRecord, StoreError>> + '_ {
         use futures::TryStreamExt as _;
-        let stream: futures::stream::BoxStream<'_, Result<SubscriberRecord, sqlx::Error>> =
-            on_pool!(self, |db, d| sqlx::query_as(d.sql(SUBSCRIBERS))
-                .bind(status.map(Text))
-                .fetch(db));
+        type Rows<'s> = futures::stream::BoxStream<'s, Result<SubscriberRecord, sqlx::Error>>;
+        let stream: Rows<'_> = per_db!(&self.pool, db => {
+            sqlx::query_as(SUBSCRIBERS).bind(status.map(Text)).fetch(db)
+        });
         stream.map_err(StoreError::from)
     }
 
@@ -430,14 +467,14 @@ impl Store {
         &self,
         email: &EmailAddress,
     ) -> Result<Option<SubscriberRecord>, StoreError> {
-        Ok(on_pool!(self, |db, d| {
-            sqlx::query_as(d.sql(
-            "SELECT id, email, name, first_name, status, source, created_at, updated_at FROM subscribers
-             WHERE email_key = ?"
-        ))
-        .bind(email.key())
-        .fetch_optional(db)
-        .await?
+        Ok(per_db!(&self.pool, db => {
+            sqlx::query_as(
+                "SELECT id, email, name, first_name, status, source, created_at, updated_at
+                 FROM subscribers WHERE email_key = $1",
+            )
+            .bind(email.key())
+            .fetch_optional(db)
+            .await?
         }))
     }
 
@@ -448,11 +485,11 @@ impl Store {
     pub async fn subscriber_counts(&self) -> Result<BTreeMap<SubscriberStatus, u64>, StoreError> {
         let mut counts: BTreeMap<SubscriberStatus, u64> =
             SubscriberStatus::ALL.into_iter().map(|s| (s, 0)).collect();
-        let rows: Vec<(Text<SubscriberStatus>, i64)> = on_pool!(self, |db, _d| sqlx::query_as(
-            "SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status"
-        )
-        .fetch_all(db)
-        .await?);
+        let rows: Vec<(Text<SubscriberStatus>, i64)> = per_db!(&self.pool, db => {
+            sqlx::query_as("SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status")
+                .fetch_all(db)
+                .await?
+        });
         for (status, n) in rows {
             counts.insert(status.0, n.try_into().unwrap_or(0));
         }

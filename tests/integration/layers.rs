@@ -110,8 +110,8 @@ fn crate_modules_at(module: &[String], source: &str) -> BTreeSet<String> {
             tail = &rest["crate::".len()..];
         } else if boundary && (rest.starts_with("super::") || rest.starts_with("self::")) {
             let mut path = module.to_vec();
-            if rest.starts_with("self::") {
-                tail = &rest["self::".len()..];
+            if let Some(t) = rest.strip_prefix("self::") {
+                tail = t;
             }
             while let Some(t) = tail.strip_prefix("super::") {
                 path.pop();

@@ -18,6 +18,7 @@ mod preview;
 mod render;
 mod rotation;
 mod schedule;
+mod schema;
 mod site;
 mod smtp;
 mod smtp_client;

@@ -188,3 +188,56 @@ async fn addresses_stored_before_normalisation_are_normalised_when_the_store_ope
         .collect();
     assert_eq!(ids, [11, 12]);
 }
+
+/// The store writes every statement with numbered placeholders (`$1`, `$2`) for both
+/// databases, and relies on each binding them by their number: out of order, repeated, one
+/// used only in a `WHERE` and, on SQLite (whose delivery step is several statements sent as
+/// one query), across the statements of one query.
+#[tokio::test]
+async fn numbered_placeholders_bind_by_number_out_of_order_and_repeated() {
+    let s = Sandbox::new();
+    Store::open(&s.db_url()).await.unwrap().close().await;
+    let sql = "SELECT CAST($3 AS TEXT), CAST($1 AS BIGINT) + 1,
+                      CAST($3 AS TEXT) || CAST($2 AS TEXT)
+               WHERE CAST($2 AS TEXT) = 'b'";
+    type Row = (String, i64, String);
+    let expected: Row = ("c".to_owned(), 42, "cb".to_owned());
+    match s.db().await {
+        Db::Sqlite(pool) => {
+            let row: Row = sqlx::query_as(sql)
+                .bind(41_i64)
+                .bind("b")
+                .bind("c")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(row, expected);
+            let rows = sqlx::query(
+                "SELECT CAST($2 AS TEXT) AS x; SELECT CAST($1 AS TEXT) AS x, CAST($2 AS TEXT) AS y",
+            )
+            .bind("a")
+            .bind("b")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let values: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    use sqlx::Row as _;
+                    (0..r.len()).map(|i| r.get::<String, _>(i)).collect()
+                })
+                .collect();
+            assert_eq!(values, [vec!["b"], vec!["a", "b"]]);
+        }
+        Db::Postgres(pool) => {
+            let row: Row = sqlx::query_as(sql)
+                .bind(41_i64)
+                .bind("b")
+                .bind("c")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(row, expected);
+        }
+    }
+}
