@@ -1,8 +1,10 @@
 //! `herald run`: the schedule and the web server, until shutdown.
 //!
 //! Front end. tokio-cron-scheduler only wakes the daemon (a repeated job of exactly
-//! `poll_seconds`); what each wake-up does is one [`App::tick`], and the sender lease is
-//! renewed by the app's one heartbeat. Shutdown (SIGTERM, SIGINT, or the future a test
+//! `poll_seconds`); what each wake-up does is one [`App::tick`] (which sends under the same
+//! send policy as `herald send`), and the sender lease is renewed by the app's one heartbeat.
+//! Beside the ticks run the web server (and the private `/metrics` listener), the content
+//! reloader, the mail queue and, when configured, the bounce mailbox poller. Shutdown (SIGTERM, SIGINT, or the future a test
 //! passes) stops claiming deliveries, finishes the messages in flight, closes the HTTP server
 //! and releases the lease.
 

@@ -6,11 +6,11 @@
 //!
 //! | layer | modules | what it owns | may use |
 //! |---|---|---|---|
-//! | pure core (crate `herald-core`, re-exported here) | [`domain`], [`toml_source`], [`glossary`], [`subscriber_file`], [`news`], [`selection`], [`schedule`], [`render`], [`compose`] | values in, values out: parsing, choosing, rendering, composing | nothing else: no I/O, no clock, no configuration |
+//! | pure core (crate `herald-core`, re-exported here) | [`domain`], [`toml_source`], [`glossary`], [`subscriber_file`], [`news`], [`selection`], [`schedule`], [`render`], [`compose`], [`dkim`], [`feedback`] | values in, values out: parsing, choosing, rendering, composing, signing, reading bounce and complaint reports | nothing else: no I/O, no clock, no configuration |
 //! | configuration and time | [`config`], [`clock`] | `herald.toml` + environment -> a validated [`config::Config`]; the one reader of the time | the core |
 //! | adapters | [`store`], [`mailer`], [`feeds`], [`files`] | the database, SMTP and the outbox, feeds over HTTP, content files (glossary, templates, curated links, subscriber files) | the core, `config` |
-//! | application | [`app`] | every use case, once, on one [`app::App`]: next issue, delivery, subscriber import, review and hold, the subscription flow, the sender lease, the daemon tick, checks | adapters, core, `config`, `clock` |
-//! | front ends | [`http`], [`daemon`], [`commands`] (+ [`cli`]) | parse input, call the app, render or print, exit codes | `app` and the layers below; only `daemon` uses `http` |
+//! | application | [`app`] | every use case, once, on one [`app::App`] with private fields: the send policy, next issue, delivery, subscriber import, review and hold, the subscription flow, feedback, the leases, the daemon tick, the pages' data, checks | adapters, core, `config`, `clock` |
+//! | front ends | [`http`] (one router per audience), [`daemon`], [`commands`] (+ [`cli`]) | parse input, call the app, render or print, exit codes | `app` and the layers below; only `daemon` uses `http` |
 //!
 //! `tests/integration/layers.rs` fails the build's tests when an import breaks this order.
 

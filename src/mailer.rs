@@ -1,19 +1,19 @@
-//! The mail transport: SMTP (lettre, tokio, rustls) or `.eml` files in the outbox.
+//! The mail transport: Herald's own SMTP client ([`session`]: tokio, rustls) or `.eml` files
+//! in the outbox (lettre's file transport, the only part of lettre used here besides its
+//! message builder in the core).
 //!
-//! Adapter. One [`Mailer`] per delivery worker, holding one SMTP connection that is reused
-//! across messages and re-opened after any error. Three details matter for throughput and
-//! correctness:
+//! Adapter. One [`Mailer`] per delivery worker, holding one SMTP session that is reused across
+//! messages and re-opened after any error. What matters for throughput and correctness:
 //!
-//! - **TCP_NODELAY.** lettre 0.11 never sets it, and it writes a message body and the final
-//!   `.` in two writes, so Nagle's algorithm holds every message about 40 ms. Herald opens the
-//!   TCP stream itself with `set_nodelay(true)` and hands it to lettre's
-//!   `AsyncSmtpConnection` (plain and STARTTLS), or wraps it in TLS first (implicit TLS), so
-//!   every mode gets the fix.
-//! - **A timeout around the whole transaction** (connect, EHLO, TLS, AUTH, MAIL, RCPT, DATA),
-//!   since lettre's own timeout covers only parts of it.
+//! - **One write per message** where it can be: the envelope commands are pipelined when the
+//!   server offers PIPELINING, the body goes out dot-stuffed with its final dot in one
+//!   vectored write, and the socket has `TCP_NODELAY`.
+//! - **A timeout around the whole transaction** (connect, EHLO, TLS, AUTH, MAIL, RCPT, DATA).
 //! - **Errors by kind**, never by guessing: 4xx replies, dropped connections and timeouts
 //!   are transient; 5xx replies are permanent, and a 5.1.x enhanced status (unknown
-//!   mailbox) is a bounce.
+//!   mailbox) is a bounce; a message whose reply never came is ambiguous.
+//! - **AUTH only over TLS** unless `[smtp] allow_plaintext_auth` says otherwise (checked when
+//!   the configuration loads).
 
 pub mod imap;
 mod session;

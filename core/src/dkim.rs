@@ -1,6 +1,7 @@
-//! DKIM signatures (RFC 6376) over a message's final bytes: rsa-sha256, relaxed/relaxed.
+//! DKIM signatures (RFC 6376) over a message's final bytes: rsa-sha256, relaxed/relaxed,
+//! with ring's RSA (the key is read once, from PKCS#1 PEM, when the configuration loads).
 //!
-//! Pure: bytes in, bytes out (the signing time is a parameter). Herald signs the message
+//! Pure: bytes in, bytes out (no clock, no file: the key's text is given by the caller). Herald signs the message
 //! exactly as it goes out, after lettre has written it, so every header that shapes how the
 //! message is read can be signed, Content-Type included. The headers a reader or a filter
 //! trusts are also over-signed: listed once more than they occur, so a header of that name

@@ -17,6 +17,8 @@
 //! | [`schedule`] | when issues are due (time zones, catch-up, review windows) |
 //! | [`render`] | Tera: issue plan -> rendered issue (HTML with inlined CSS, text) |
 //! | [`compose`] | rendered issue + recipient -> a complete MIME message |
+//! | [`dkim`] | DKIM signatures over a message's final bytes |
+//! | [`feedback`] | read bounce reports, complaint reports, unsubscribe mails and provider webhooks |
 //!
 //! Dependencies point down this table's order, never up.
 

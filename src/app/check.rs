@@ -182,7 +182,7 @@ fn check_page_templates(
                 "results": [{"url": base_url, "term": "Term", "summary": "Summary"}],
                 "closest": [{"url": base_url, "term": "Term", "summary": "Summary"}],
                 "letters": [{"letter": "T", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}],
-                "categories": [{"name": "Fundamentals", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}],
+                "categories": [{"name": "Fundamentals", "description": "The basics.", "terms": [{"url": base_url, "term": "Term", "summary": "Summary"}]}],
             }),
         ),
         (
@@ -193,6 +193,7 @@ fn check_page_templates(
                 "related": [{"url": base_url, "term": "Other"}],
                 "featured_in": [{"number": 1, "url": base_url, "date": "1 December 2026"}],
                 "prev": {"url": base_url, "term": "Before"}, "next": null,
+                "sources": [{"title": "A paper", "authors": "Doe et al.", "year": 2020, "url": base_url}],
             }}),
         ),
         (

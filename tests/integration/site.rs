@@ -819,3 +819,46 @@ async fn control_characters_in_an_issue_never_break_the_atom_feed() {
     assert_eq!(text("summary"), "Bell and\tfeed");
     assert_eq!(text("id"), format!("{base}archive/1"));
 }
+
+/// The third edition's sources are shown on each term page ("Sources", and `citation` in its
+/// JSON-LD), never in the email; the glossary page describes each category.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_pages_cite_their_sources_and_the_glossary_describes_its_categories() {
+    let s = Sandbox::new();
+    let (base, stop, handle) = start(&s, &[], Arc::new(herald::clock::SystemClock)).await;
+    let http = client();
+    let (glossary, _) = herald::files::load_glossary(&s.path("glossary"));
+    let term = glossary.find("transformer").unwrap();
+    assert!(!term.sources.is_empty(), "the bundled term has sources");
+    let (status, page, _) = get(&http, &format!("{base}glossary/transformer")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<h2>Sources</h2>"), "{page}");
+    for source in &term.sources {
+        assert!(
+            page.contains(&format!("href=\"{}\"", source.url)),
+            "{} on the page",
+            source.url
+        );
+    }
+    let defined: serde_json::Value = serde_json::from_str(json_ld(&page)).unwrap();
+    let citations = defined["citation"].as_array().unwrap();
+    assert_eq!(citations.len(), term.sources.len());
+    assert_eq!(citations[0]["name"], term.sources[0].title.as_str());
+    assert_eq!(citations[0]["url"], term.sources[0].url.as_str());
+
+    let (status, index, _) = get(&http, &format!("{base}glossary")).await;
+    assert_eq!(status, 200);
+    let description = glossary
+        .category_description(&term.category)
+        .expect("categories.toml describes every category");
+    let start: String = description.chars().take(40).collect();
+    assert!(index.contains(&start), "{description} on the glossary page");
+
+    // Not in the email: the issue's text part has no source URL.
+    let preview = s.herald(&["preview", "--term", "transformer", "--out", "preview"]);
+    assert_eq!(preview.code, 0, "{preview:?}");
+    let text = std::fs::read_to_string(s.path("preview/issue.txt")).unwrap();
+    assert!(!text.contains(&term.sources[0].url), "{text}");
+    stop.cancel();
+    handle.await.unwrap();
+}

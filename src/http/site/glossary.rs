@@ -105,6 +105,7 @@ pub(super) async fn glossary_index(
         .map(|c| {
             serde_json::json!({
                 "name": c,
+                "description": glossary.category_description(c),
                 "terms": glossary.in_category(c).into_iter().map(|t| term_link(base, t)).collect::<Vec<_>>(),
             })
         })
@@ -253,6 +254,7 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
             "featured_in": featured,
             "prev": page.prev.as_ref().map(|t| term_link(base, t)),
             "next": page.next.as_ref().map(|t| term_link(base, t)),
+            "sources": term.sources,
         }),
     );
     context.insert("description", &term.summary);
@@ -273,6 +275,13 @@ async fn render_term_page(s: &Web, slug: &str) -> Response {
                 "name": format!("{} glossary", s.config().newsletter.name),
                 "url": format!("{base}glossary"),
             },
+            "citation": term.sources.iter().map(|source| serde_json::json!({
+                "@type": "CreativeWork",
+                "name": source.title,
+                "author": source.authors,
+                "datePublished": source.year.to_string(),
+                "url": source.url,
+            })).collect::<Vec<_>>(),
         })),
     );
     render_page(s, StatusCode::OK, "web/term.html", &term.term, context)
