@@ -10,15 +10,19 @@
 # sessions to the same sink. Prints both rates, the ratio, Herald's CPU per message and peak
 # RSS. Needs the Debian package postfix (smtp-sink, smtp-source). The import and the send are
 # also timed apart (`herald subscribers import` first), so the table can report both.
-# SESSIONS (default 8) is the concurrency of both; PORT the sink's port.
+# SESSIONS (default 8) is the concurrency of both; PORT the sink's port; HERALD a binary to
+# measure instead of building this checkout's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
 [ ${#counts[@]} -eq 0 ] && counts=(20000 200000)
 sessions=${SESSIONS:-8}
 port=${PORT:-2598}
-cargo build --release --quiet
-herald=$PWD/target/release/herald
+# HERALD=/path/to/herald measures another build (a before/after comparison in one session).
+if [ -z "${HERALD:-}" ]; then
+    cargo build --release --quiet
+fi
+herald=${HERALD:-$PWD/target/release/herald}
 # shellcheck source=benches/sink.sh
 . benches/sink.sh
 printf "%-9s %-9s %-9s %-6s %-11s %-10s %-9s %-11s %-8s\n" count herald/s source/s ratio "CPU us/msg" "peak RSS" import "import RSS" freeze
