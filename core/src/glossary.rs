@@ -1135,6 +1135,18 @@ const BRITISH: &[(&str, &str)] = &[
     ("programme", "program"),
 ];
 
+/// The house style's one spelling of words written several ways (checked in the term, its
+/// summary, example and explanation; source titles keep their published spelling).
+const HOUSE_SPELLINGS: &[(&str, &str)] = &[
+    ("non-linear", "nonlinear"),
+    ("under-represented", "underrepresented"),
+    ("per cent", "percent"),
+    ("machine-learning model", "machine learning model"),
+    ("machine-learning system", "machine learning system"),
+    ("finetun", "fine-tun"),
+    ("fine tun", "fine-tun"),
+];
+
 /// British spellings matched as whole words only.
 const BRITISH_WORDS: &[(&str, &str)] = &[("analyse", "analyze"), ("analyser", "analyzer")];
 
@@ -1197,6 +1209,23 @@ fn house_style(located: &LocatedTerm, warnings: &mut Vec<GlossaryWarning>) {
                 path: t.path.clone(),
                 line,
                 message: format!("`{field}` still has a TODO"),
+            });
+        }
+        let lower = text.to_lowercase();
+        for (variant, house) in HOUSE_SPELLINGS {
+            if lower.contains(variant) {
+                warnings.push(GlossaryWarning {
+                    path: t.path.clone(),
+                    line,
+                    message: format!("`{field}`: `{variant}`: the glossary writes `{house}`"),
+                });
+            }
+        }
+        if field != "term" && text.contains(|c: char| c.is_ascii_digit()) && text.contains('%') {
+            warnings.push(GlossaryWarning {
+                path: t.path.clone(),
+                line,
+                message: format!("`{field}`: `%`: the glossary writes `percent`"),
             });
         }
         for (british, american) in other_spellings(text) {
@@ -1455,6 +1484,23 @@ mod tests {
         assert_eq!(next.map(|t| t.slug.as_str()), Some("large-language-model"));
         let letters: Vec<char> = g.by_letter().iter().map(|(c, _)| *c).collect();
         assert_eq!(letters, ['A', 'L', 'T']);
+    }
+
+    #[test]
+    fn one_house_spelling_for_words_written_several_ways() {
+        let text = "+++\nterm = \"Widget\"\ncategory = \"A\"\nexample = \"A widget.\"\nsummary = \"A non-linear widget that is under-represented in 5% of data.\"\n+++\n\nBody.\n";
+        let (_, report) = from_files(vec![(PathBuf::from("widget.md"), Ok(text.into()))]);
+        let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+        for wanted in [
+            "`non-linear`: the glossary writes `nonlinear`",
+            "`under-represented`",
+            "`%`: the glossary writes `percent`",
+        ] {
+            assert!(
+                warnings.iter().any(|w| w.contains(wanted)),
+                "{wanted}: {warnings:?}"
+            );
+        }
     }
 
     #[test]
