@@ -604,80 +604,93 @@ fn split_front_matter(text: &str) -> Result<(String, String, usize), (usize, Err
     ))
 }
 
+/// The problems found in one term file, each placed at the line of its field.
+struct FileProblems<'a> {
+    path: &'a Path,
+    /// The file line of each front-matter key that is present.
+    lines: HashMap<&'static str, usize>,
+    errors: Vec<GlossaryError>,
+}
+
+impl FileProblems<'_> {
+    /// The line of `field`, or the first line when the file has no such key.
+    fn line_of(&self, field: &'static str) -> usize {
+        self.lines.get(field).copied().unwrap_or(1)
+    }
+
+    fn at(&mut self, line: usize, kind: ErrorKind) {
+        self.errors.push(GlossaryError {
+            path: self.path.to_path_buf(),
+            line,
+            kind,
+        });
+    }
+
+    /// `field` is there but its value is wrong.
+    fn invalid(&mut self, field: &'static str, message: String) {
+        self.at(
+            self.line_of(field),
+            ErrorKind::InvalidField { field, message },
+        );
+    }
+
+    /// A required text field's value, trimmed; empty (and an error) when missing or empty.
+    fn required(&mut self, value: Option<String>, field: &'static str) -> String {
+        required_field(value, field).unwrap_or_else(|kind| {
+            let line = if matches!(kind, ErrorKind::MissingField(_)) {
+                1
+            } else {
+                self.line_of(field)
+            };
+            self.at(line, kind);
+            String::new()
+        })
+    }
+}
+
 /// Parses one term file. `path` is used for the slug default (the file stem) and for errors.
 ///
 /// # Errors
 /// Every problem found in this one file.
 pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryError>> {
-    let err = |line: usize, kind: ErrorKind| GlossaryError {
-        path: path.to_path_buf(),
-        line,
-        kind,
+    let one = |line: usize, kind: ErrorKind| {
+        vec![GlossaryError {
+            path: path.to_path_buf(),
+            line,
+            kind,
+        }]
     };
-    let (front, body, close) =
-        split_front_matter(text).map_err(|(line, kind)| vec![err(line, kind)])?;
+    let (front, body, close) = split_front_matter(text).map_err(|(line, kind)| one(line, kind))?;
     let offset = 1; // the front matter starts on line 2: TOML line n is file line n + 1
-
-    let (source, raw) = parse_front(&front).map_err(|(at, kind)| vec![err(at + offset, kind)])?;
-
-    let mut field_lines = HashMap::new();
+    let (source, raw) = parse_front(&front).map_err(|(at, kind)| one(at + offset, kind))?;
+    let mut problems = FileProblems {
+        path,
+        lines: HashMap::new(),
+        errors: Vec::new(),
+    };
     for field in [
         "term", "slug", "aliases", "category", "related", "example", "summary", "sources", "link",
     ] {
         if let Some(line) = source.key_line(field) {
-            field_lines.insert(field, line + offset);
+            problems.lines.insert(field, line + offset);
         }
     }
-    let line_of = |field: &'static str| field_lines.get(field).copied().unwrap_or(1);
-    let mut errors = Vec::new();
-    let mut required = |value: Option<String>, field: &'static str| {
-        required_field(value, field).unwrap_or_else(|kind| {
-            let line = if matches!(kind, ErrorKind::MissingField(_)) {
-                1
-            } else {
-                line_of(field)
-            };
-            errors.push(err(line, kind));
-            String::new()
-        })
-    };
-    let name = required(raw.term, "term");
-    let category = required(raw.category, "category");
-    let example = required(raw.example, "example");
-
+    let name = problems.required(raw.term, "term");
+    let category = problems.required(raw.category, "category");
+    let example = problems.required(raw.example, "example");
     let slug = term_slug(raw.slug.as_deref(), path)
-        .map_err(|message| {
-            errors.push(err(
-                line_of("slug"),
-                ErrorKind::InvalidField {
-                    field: "slug",
-                    message,
-                },
-            ));
-        })
+        .map_err(|message| problems.invalid("slug", message))
         .ok();
     let (related, bad_related) = related_slugs(&raw.related);
-    errors.extend(bad_related.into_iter().map(|message| {
-        err(
-            line_of("related"),
-            ErrorKind::InvalidField {
-                field: "related",
-                message,
-            },
-        )
-    }));
+    for message in bad_related {
+        problems.invalid("related", message);
+    }
     let aliases: Vec<String> = raw.aliases.iter().map(|a| a.trim().to_owned()).collect();
     if aliases.iter().any(String::is_empty) {
-        errors.push(err(
-            line_of("aliases"),
-            ErrorKind::InvalidField {
-                field: "aliases",
-                message: "an alias is empty".into(),
-            },
-        ));
+        problems.invalid("aliases", "an alias is empty".into());
     }
     if body.trim().is_empty() {
-        errors.push(err(close + 2, ErrorKind::EmptyBody));
+        problems.at(close + 2, ErrorKind::EmptyBody);
     }
     // Without a `summary`, the body's first paragraph is the lead: it becomes the summary, and
     // the explanation starts at the second paragraph (the lead is not shown twice).
@@ -688,31 +701,25 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
         ),
         None => (first_paragraph_text(&body), after_first_paragraph(&body)),
     };
-    let summary_line = field_lines.get("summary").copied().unwrap_or(close + 2);
+    let summary_line = problems.lines.get("summary").copied().unwrap_or(close + 2);
     for (field, kind) in text_problems(&name, &aliases, &summary, &example) {
         let line = if field == "summary" {
             summary_line
         } else {
-            line_of(field)
+            problems.line_of(field)
         };
-        errors.push(err(line, kind));
+        problems.at(line, kind);
     }
     if let Some(slug) = &slug
         && related.contains(slug)
     {
-        errors.push(err(line_of("related"), ErrorKind::RelatesToSelf));
+        problems.at(problems.line_of("related"), ErrorKind::RelatesToSelf);
     }
-    errors.extend(source_problems(&raw.sources).into_iter().map(|message| {
-        err(
-            line_of("sources"),
-            ErrorKind::InvalidField {
-                field: "sources",
-                message,
-            },
-        )
-    }));
+    for message in source_problems(&raw.sources) {
+        problems.invalid("sources", message);
+    }
     match slug {
-        Some(slug) if errors.is_empty() => Ok(LocatedTerm {
+        Some(slug) if problems.errors.is_empty() => Ok(LocatedTerm {
             term: Term {
                 slug,
                 term: name,
@@ -726,10 +733,10 @@ pub fn parse_term(path: &Path, text: &str) -> Result<LocatedTerm, Vec<GlossaryEr
                 link: raw.link,
                 path: path.to_path_buf(),
             },
-            lines: field_lines,
+            lines: problems.lines,
             first_line: 1,
         }),
-        _ => Err(errors),
+        _ => Err(problems.errors),
     }
 }
 
