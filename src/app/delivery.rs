@@ -182,7 +182,9 @@ pub struct DeliveryRequest<'a> {
 }
 
 /// Sends the pending rows of `request.issue` until none is left for this run, or `shutdown`
-/// completes (then the messages in flight are finished and nothing new is claimed).
+/// completes (then the messages in flight are finished and nothing new is claimed). Its span
+/// (issue, run) is the one every delivery path runs in: `App::deliver` and the workers' add
+/// none of their own.
 ///
 /// # Errors
 /// [`DeliveryError`] when the store fails; failed messages are recorded, not returned.
@@ -755,7 +757,6 @@ impl super::App {
     ///
     /// # Errors
     /// [`DeliveryError`] when the store fails.
-    #[tracing::instrument(skip_all, fields(issue = issue.number))]
     pub async fn deliver(
         &self,
         issue: &StoredIssue,
@@ -780,6 +781,7 @@ impl super::App {
     ///
     /// # Errors
     /// [`DeliveryError`] when the store fails.
+    #[tracing::instrument(skip_all, fields(issue = issue.number, run = run_id))]
     async fn follow_workers(
         &self,
         issue: &StoredIssue,
@@ -853,7 +855,6 @@ impl super::App {
     ///
     /// # Errors
     /// [`DeliveryError`] when the store fails.
-    #[tracing::instrument(skip_all, fields(issue = issue.number))]
     pub async fn deliver_as_worker(
         &self,
         issue: &StoredIssue,

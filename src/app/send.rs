@@ -67,6 +67,8 @@ pub enum SendOutcome {
     /// The issue was delivered, or its delivery resumed (`resumed`).
     Delivered {
         subject: String,
+        /// The schedule slot the issue was made for, if any.
+        slot_key: Option<String>,
         resumed: bool,
         summary: SendSummary,
     },
@@ -156,6 +158,7 @@ impl App {
         self.health.sent(started.elapsed());
         report(SendOutcome::Delivered {
             subject: issue.subject,
+            slot_key: issue.slot_key,
             resumed,
             summary,
         })

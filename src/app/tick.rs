@@ -252,13 +252,12 @@ impl App {
             | SendOutcome::Waiting { number, .. }
             | SendOutcome::Interrupted { number }
             | SendOutcome::FrozenForReview { number, .. } => Ok(TickOutcome::Waiting { number }),
-            SendOutcome::Delivered { summary, .. } => {
+            SendOutcome::Delivered {
+                summary, slot_key, ..
+            } => {
                 let number = summary.issue_number;
                 self.log_delivery(number, &summary);
-                let slot_key = match slot {
-                    Some((key, _)) => Some(key),
-                    None => store.issue(number).await?.and_then(|i| i.slot_key),
-                };
+                let slot_key = slot.map(|(key, _)| key).or(slot_key);
                 if let Some(key) = slot_key {
                     let outcome = if summary.finished {
                         SlotOutcome::Sent

@@ -145,6 +145,7 @@ async fn send(app: &App, args: &SendArgs, run: &str) -> anyhow::Result<Exit> {
             summary,
             subject,
             resumed,
+            ..
         } => (summary, subject, resumed),
     };
     let n = summary.issue_number;
